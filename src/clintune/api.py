@@ -1,0 +1,272 @@
+"""clintune's library API: the functions behind each CLI verb.
+
+A notebook user gets exactly the CLI's behaviour by calling these:
+``train(load_config("configs/ner.yaml"))``, ``evaluate("runs/ner", "test.conll")``,
+``predict("runs/ner", ["text ..."])``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clintune.config import Config, resolve_format
+from clintune.data import (
+    Examples,
+    TextExamples,
+    check_label_sets,
+    count_overlap,
+    read_split,
+    stratified_split,
+)
+from clintune.errors import ClintuneError
+from clintune.labels import LabelEncoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Checked splits and the label encoder fitted on training data."""
+
+    train: Examples
+    validation: Examples
+    test: Examples | None
+    encoder: LabelEncoder
+    validation_source: str
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        counts = Counter(self.train.labels or [])
+        return {
+            "train_examples": len(self.train),
+            "validation_examples": len(self.validation),
+            "validation_source": self.validation_source,
+            "test_examples": len(self.test) if self.test is not None else None,
+            "classes": list(self.encoder.classes),
+            "train_label_counts": {label: counts.get(label, 0) for label in self.encoder.classes},
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+
+
+def resolve_paths(config: Config) -> Config:
+    """The config with data and output paths made absolute (relative to the current folder).
+
+    ``model.name_or_path`` becomes absolute only when it names an existing
+    local folder; otherwise it stays a Hub id.
+    """
+    resolved = config.model_copy(deep=True)
+    for split in ("train", "validation", "test"):
+        value = getattr(resolved.data, split)
+        if value is not None:
+            setattr(resolved.data, split, str(Path(value).expanduser().absolute()))
+    local_model = Path(resolved.model.name_or_path).expanduser()
+    if local_model.exists():
+        resolved.model.name_or_path = str(local_model.absolute())
+    resolved.output.dir = str(Path(resolved.output.dir).expanduser().absolute())
+    return resolved
+
+
+def prepare_data(config: Config) -> PreparedData:
+    """Read and check every split, fit the labels and split off validation data if needed."""
+    train = read_split(config, config.data.train)
+    notes: list[str] = []
+    if config.data.validation:
+        validation = read_split(config, config.data.validation)
+        validation_source = config.data.validation
+    else:
+        train, validation = stratified_split(train, config.data.validation_fraction, config.data.split_seed)
+        validation_source = f"{config.data.validation_fraction:.0%} of {config.data.train} (seed {config.data.split_seed})"
+        notes.append(f"validation: split off {validation_source}")
+    test = read_split(config, config.data.test) if config.data.test else None
+    encoder = LabelEncoder.fit(train.labels or [], config.task.type, config.labels.classes, config.labels.positive)
+    if config.labels.classes is not None:
+        unknown = sorted(set(train.labels or []) - set(encoder.classes))
+        if unknown:
+            raise ClintuneError(
+                f"{train.source}: labels not listed in labels.classes: {', '.join(unknown)}\n"
+                "  fix: add them to labels.classes or correct the data"
+            )
+    others = {"validation": validation} | ({"test": test} if test is not None else {})
+    check_label_sets(train, others, list(encoder.classes))
+    if test is not None and isinstance(train, TextExamples) and isinstance(test, TextExamples):
+        overlap = count_overlap(train, test)
+        if overlap:
+            message = f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic"
+            logger.warning(message)
+            notes.append(message)
+    return PreparedData(train, validation, test, encoder, validation_source, notes)
+
+
+def validate(config: Config) -> dict[str, Any]:
+    """Check config and data without loading a model; returns a summary of the data."""
+    config = resolve_paths(config)
+    return prepare_data(config).summary()
+
+
+def train(config: Config, overwrite: bool = False, resume: bool = False) -> TrainResult:
+    """Fine-tune the configured model and write a complete model folder to ``output.dir``."""
+    from clintune import artifacts
+    from clintune.labels import class_weights_from_config
+    from clintune.modeling import detect_hardware, load_model, load_tokenizer, resolve_precision
+    from clintune.prediction import Predictor
+    from clintune.tasks import label_counts, task_for
+    from clintune.training import run_trainer
+
+    config = resolve_paths(config)
+    output_dir = Path(config.output.dir)
+    artifacts.check_output_dir(output_dir, overwrite, resume)
+    precision = resolve_precision(config.training.precision, detect_hardware())
+    data = prepare_data(config)
+    for line in _describe_data(data):
+        logger.info(line)
+
+    task = task_for(config.task.type)
+    tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
+    encode = lambda split: task.encode(split, tokenizer, data.encoder, config.model.max_length, config.model.label_all_subwords)  # noqa: E731
+    train_encoded, validation_encoded = encode(data.train), encode(data.validation)
+    for name, encoded in (("train", train_encoded), ("validation", validation_encoded)):
+        if encoded.truncated:
+            logger.warning("%s: %d of %d example(s) exceed model.max_length=%d tokens and are truncated",
+                           name, encoded.truncated, len(encoded), config.model.max_length)
+    weights = class_weights_from_config(config.training.class_weights, data.encoder, label_counts(train_encoded))
+    if weights is not None:
+        logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
+    model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
+    logger.info("training on %s in %s", _device_of(model), precision)
+
+    work = artifacts.work_dir_for(output_dir)
+    if overwrite and not resume and work.exists():
+        shutil.rmtree(work)
+    trainer = run_trainer(
+        config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded,
+        weights, work / "checkpoints", precision, resume,
+    )
+    if not trainer.is_world_process_zero():
+        return TrainResult(output_dir, {})
+    predictor = Predictor(trainer.model, tokenizer, data.encoder, config.model.max_length, config.training.eval_batch_size)
+    metrics = {"validation": predictor.evaluate(data.validation)[0], "data": data.summary(), "precision": precision}
+    if data.test is not None:
+        metrics["test"] = predictor.evaluate(data.test)[0]
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(data.encoder.classes, weights))
+    staging = work / "final"
+    if staging.exists():
+        shutil.rmtree(staging)
+    artifacts.save_model_folder(staging, trainer.model, tokenizer, data.encoder, config, metrics, trainer.state.log_history)
+    artifacts.publish(staging, output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("model folder written to %s", output_dir)
+    return TrainResult(output_dir, metrics)
+
+
+def _describe_data(data: PreparedData) -> list[str]:
+    summary = data.summary()
+    lines = [
+        f"data: {summary['train_examples']} train, {summary['validation_examples']} validation"
+        + (f", {summary['test_examples']} test" if summary["test_examples"] is not None else "")
+    ]
+    counts = summary["train_label_counts"]
+    lines.append("train labels: " + ", ".join(f"{label}={n}" for label, n in counts.items()))
+    return lines
+
+
+def _device_of(model: Any) -> str:
+    return str(next(model.parameters()).device)
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_path: str | Path,
+    output_dir: str | Path | None = None,
+    data_format: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 32,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score a model folder on a labelled file, read with the folder's own data settings.
+
+    Writes ``metrics.json`` and ``predictions.jsonl`` to ``output_dir`` when given.
+    """
+    from clintune import artifacts
+    from clintune.prediction import Predictor
+
+    folder = Path(model_dir)
+    encoder, config = artifacts.check_model_folder(folder)
+    config = _with_data_overrides(config, data_format, text_column, label_column)
+    data = read_split(config, str(data_path))
+    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
+    predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True)
+    metrics, records = predictor.evaluate(data)
+    metrics["data"] = str(Path(data_path).absolute())
+    metrics["model"] = str(folder.absolute())
+    if output_dir is not None:
+        write_report(Path(output_dir), metrics, records)
+    return metrics, records
+
+
+def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
+    """The model's classes in the shape of training data, for the unseen-label check."""
+    return TextExamples(texts=list(encoder.classes), labels=list(encoder.classes), rows=[], source="model")
+
+
+def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
+    config = config.model_copy(deep=True)
+    if data_format is not None:
+        config.data.format = data_format  # type: ignore[assignment]
+    if text_column is not None:
+        config.data.text_column = text_column
+    if label_column is not None:
+        config.data.label_column = label_column
+    return config
+
+
+def write_report(output_dir: Path, metrics: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """``metrics.json`` and one prediction per line in ``predictions.jsonl``."""
+    import json
+
+    from clintune.artifacts import write_json
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "metrics.json", metrics)
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    temporary = output_dir / ".predictions.jsonl.tmp"
+    temporary.write_text(lines, encoding="utf-8")
+    temporary.replace(output_dir / "predictions.jsonl")
+
+
+def predict(model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> list[Any]:
+    """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress)
+    if predictor.encoder.task_type == "ner":
+        return predictor.extract_entities(texts)
+    return predictor.classify(texts)
+
+
+def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
+    """Texts from a file (csv/tsv/jsonl/parquet, or plain text with one text per line)."""
+    from clintune import artifacts
+    from clintune.data import _check_file, _read_text, read_text_table
+
+    path = Path(input_path)
+    _check_file(path)
+    if path.suffix.lower() == ".txt":
+        lines = _read_text(path).split("\n")
+        keep = [i for i, line in enumerate(lines) if line.strip()]
+        return TextExamples([lines[i] for i in keep], None, [i + 1 for i in keep], str(path), "line")
+    _, config = artifacts.check_model_folder(Path(model_dir))
+    column = text_column or config.data.text_column
+    fmt = resolve_format("auto", str(path), "multiclass")
+    return read_text_table(path, fmt, column, config.data.label_column, require_labels=False)

@@ -1,0 +1,182 @@
+"""The ``clintune`` command: a thin shell over ``clintune.api``.
+
+Each verb parses its arguments, calls one library function and prints the
+result. ``ClintuneError`` becomes a plain message and exit status 2; any
+other exception keeps its traceback (exit status 1). torch and transformers
+are imported only by the verbs that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from clintune.errors import ClintuneError
+
+app = typer.Typer(
+    name="clintune",
+    help="Fine-tune BERT-family models on clinical and biomedical text from a YAML config.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Task config (YAML).", show_default=False)]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable).", show_default=False),
+]
+ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder written by 'clintune train'.", show_default=False)]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per inference batch.")]
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("clintune: %(message)s"))
+    root = logging.getLogger("clintune")
+    root.handlers = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    set_: SetOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+) -> None:
+    """Fine-tune a model and write a model folder to output.dir."""
+    from clintune.api import train as train_model
+    from clintune.config import load_config
+    from clintune.reporting import format_metrics
+
+    cfg = load_config(config, set_ or [])
+    result = train_model(cfg, overwrite=overwrite, resume=resume)
+    if result.metrics:
+        typer.echo(f"\nvalidation metrics ({result.output_dir}):")
+        typer.echo(format_metrics(result.metrics["validation"]))
+        if "test" in result.metrics:
+            typer.echo("\ntest metrics:")
+            typer.echo(format_metrics(result.metrics["test"]))
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOption = None) -> None:
+    """Check a config and its data files without training."""
+    from clintune.api import validate as validate_config_and_data
+    from clintune.config import load_config
+
+    cfg = load_config(config, set_ or [])
+    summary = validate_config_and_data(cfg)
+    typer.echo(f"{config}: config and data are valid")
+    typer.echo(f"  train: {summary['train_examples']}, validation: {summary['validation_examples']}"
+               + (f", test: {summary['test_examples']}" if summary["test_examples"] is not None else ""))
+    typer.echo(f"  classes ({len(summary['classes'])}): " + ", ".join(
+        f"{label} ({n})" for label, n in summary["train_label_counts"].items()))
+    for note in summary["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+@app.command("eval")
+def eval_(
+    model: ModelOption,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
+    data_format: Annotated[Optional[str], typer.Option("--format", help="Override the saved data.format.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Override the saved data.text_column.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Override the saved data.label_column.")] = None,
+    batch_size: BatchOption = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Score a model folder on a labelled data file."""
+    from clintune.api import evaluate
+    from clintune.reporting import format_metrics
+
+    metrics, _ = evaluate(model, data, output, data_format, text_column, label_column, batch_size)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    typer.echo(format_metrics(metrics))
+    if output is not None:
+        typer.echo(f"\nreport written to {output}")
+
+
+@app.command()
+def predict(
+    model: ModelOption,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A text to label (repeatable).", show_default=False)] = None,
+    input_path: Annotated[Optional[Path], typer.Option("--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
+    batch_size: BatchOption = 32,
+) -> None:
+    """Label texts (classification) or find entities (NER) with a trained model."""
+    from clintune.api import predict as predict_texts
+    from clintune.api import read_texts_for_prediction
+
+    if bool(text) == bool(input_path):
+        raise ClintuneError("predict: give either --text (one or more) or --input FILE")
+    texts = list(text) if text else read_texts_for_prediction(model, input_path, text_column).texts  # type: ignore[arg-type]
+    results = predict_texts(model, texts, batch_size=batch_size, show_progress=input_path is not None)
+    records = [_result_record(r, probabilities) for r in results]
+    if output is not None:
+        _write_jsonl(output, records)
+        typer.echo(f"{len(records)} prediction(s) written to {output}")
+    elif as_json:
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for record in records:
+            typer.echo(_human_line(record))
+
+
+def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
+    if isinstance(result, list):
+        return {"entities": [asdict(entity) for entity in result]}
+    record = {"label": result.label, "score": result.score}
+    if probabilities:
+        record["probabilities"] = result.probabilities
+    return record
+
+
+def _human_line(record: dict[str, Any]) -> str:
+    if "entities" in record:
+        if not record["entities"]:
+            return "(no entities)"
+        return "\n".join(
+            f"{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
+        )
+    line = f"{record['label']}\t{record['score']:.3f}"
+    if "probabilities" in record:
+        line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
+    return line
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    temporary.replace(path)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into messages."""
+    _setup_logging()
+    try:
+        app()
+    except ClintuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Console rendering of metrics and predictions, for people to read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADLINE_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "threshold")
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table; the first column is left-aligned, the rest right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        parts = [str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Headline numbers, then the per-class table."""
+    lines = []
+    headline = [(k, metrics[k]) for k in HEADLINE_KEYS if metrics.get(k) is not None]
+    if headline:
+        lines.append(format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in headline]))
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        rows = [
+            [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])]
+            for label, row in per_class.items()
+        ]
+        lines.append("")
+        lines.append(format_table(["class", "precision", "recall", "f1", "support"], rows))
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""What differs between sequence and token classification, behind one interface.
+
+The pipeline asks a ``Task`` for its model class, how to encode examples,
+how to pad a batch, how to score logits and how to turn logits into
+predictions; it never asks which task it is running.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.labels import LabelEncoder
+from clintune.metrics import binary_metrics, binary_predictions, multiclass_metrics, ner_metrics, softmax
+from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
+
+
+@dataclass
+class Prediction:
+    """One classification result."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+@dataclass
+class Entity:
+    """One entity found in a text; ``text == input[start:end]``."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+
+class Task(Protocol):
+    """The per-task pieces of the shared pipeline."""
+
+    auto_model_name: str
+
+    def labels_of(self, data: Examples) -> list[str]: ...
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool) -> Encoded: ...
+
+    def collator(self, tokenizer: Any) -> Any: ...
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]: ...
+
+
+class SequenceClassification:
+    """Binary and multiclass text classification."""
+
+    auto_model_name = "AutoModelForSequenceClassification"
+
+    def labels_of(self, data: Examples) -> list[str]:
+        return list(data.labels or [])
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool = False) -> Encoded:
+        assert isinstance(data, TextExamples)
+        labels = encoder.encode(data.labels) if data.labels is not None else None
+        return encode_texts(tokenizer, data.texts, max_length, labels)
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]:
+        probabilities = softmax(np.stack(logits))
+        y_true = np.asarray(label_ids)
+        if encoder.task_type == "binary":
+            positive = encoder.positive_id
+            return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, threshold)
+        return multiclass_metrics(y_true, probabilities.argmax(axis=-1), encoder.classes)
+
+    def decode(self, logits: np.ndarray, encoder: LabelEncoder, threshold: float = 0.5) -> Prediction:
+        """Label, confidence and all class probabilities for one example."""
+        probabilities = softmax(logits)
+        if encoder.task_type == "binary":
+            index = int(binary_predictions(probabilities[encoder.positive_id], encoder.positive_id, threshold))
+        else:
+            index = int(probabilities.argmax())
+        return Prediction(
+            label=encoder.classes[index],
+            score=float(probabilities[index]),
+            probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)},
+        )
+
+
+class TokenClassification:
+    """BIO-tagged named-entity recognition over words."""
+
+    auto_model_name = "AutoModelForTokenClassification"
+
+    def labels_of(self, data: Examples) -> list[str]:
+        return list(data.labels or [])
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool = False) -> Encoded:
+        assert isinstance(data, TaggedSentences)
+        tag_ids = [encoder.encode(tags) for tags in data.tags] if data.tags is not None else None
+        encoded, _ = encode_words(tokenizer, data.tokens, max_length, tag_ids, label_all_subwords, b_to_i_map(encoder.classes))
+        return encoded
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer)
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]:
+        gold, predicted = [], []
+        for example_logits, example_labels in zip(logits, label_ids):
+            labels = np.asarray(example_labels)
+            keep = labels != IGNORE_INDEX
+            gold.append(encoder.decode(labels[keep].tolist()))
+            predicted.append(encoder.decode(example_logits[: len(labels)][keep].argmax(axis=-1).tolist()))
+        return ner_metrics(gold, predicted)
+
+    def word_tags(self, logits: np.ndarray, word_ids: list[int | None], n_words: int, encoder: LabelEncoder) -> tuple[list[str], list[float]]:
+        """Tag and probability of every word, read from its first subword (unseen words: ``O``)."""
+        probabilities = softmax(logits)
+        tags = ["O"] * n_words
+        scores = [1.0] * n_words
+        previous = None
+        for position, word_id in enumerate(word_ids):
+            if word_id is not None and word_id != previous and word_id < n_words:
+                index = int(probabilities[position].argmax())
+                tags[word_id] = encoder.classes[index]
+                scores[word_id] = float(probabilities[position, index])
+            previous = word_id
+        return tags, scores
+
+
+def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """Entities in a BIO sequence as ``(type, first_word, last_word + 1)``.
+
+    An ``I-X`` that does not continue an ``X`` entity starts a new one, as
+    seqeval's default mode reads it.
+    """
+    spans = []
+    current: list[Any] | None = None
+    for index, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        continues = current is not None and prefix == "I" and kind == current[0]
+        if continues:
+            current[2] = index + 1
+            continue
+        if current is not None:
+            spans.append(tuple(current))
+            current = None
+        if prefix in ("B", "I") and kind:
+            current = [kind, index, index + 1]
+    if current is not None:
+        spans.append(tuple(current))
+    return spans
+
+
+def entities_from_words(text: str, words: list[tuple[str, int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
+    """Character-offset entities from word tags; the score is the mean word probability."""
+    entities = []
+    for kind, first, stop in bio_spans(tags):
+        start, end = words[first][1], words[stop - 1][2]
+        entities.append(Entity(text=text[start:end], label=kind, start=start, end=end, score=float(np.mean(scores[first:stop]))))
+    return entities
+
+
+def label_counts(encoded: Encoded) -> Counter[int]:
+    """How often each label id is trained on (subword labels for NER, -100 excluded)."""
+    counts: Counter[int] = Counter()
+    for feature in encoded.features:
+        labels = feature["labels"]
+        if isinstance(labels, int):
+            counts[labels] += 1
+        else:
+            counts.update(label for label in labels if label != IGNORE_INDEX)
+    return counts
+
+
+def task_for(task_type: str) -> SequenceClassification | TokenClassification:
+    """The task implementation for a ``task.type``."""
+    return TokenClassification() if task_type == "ner" else SequenceClassification()
