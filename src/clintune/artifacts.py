@@ -119,7 +119,10 @@ def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = 
     from clintune.prediction import Predictor
     from clintune.tasks import task_for
 
+    from transformers.utils import logging as hf_logging
+
     encoder, config = check_model_folder(folder)
+    hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(str(folder))
     model = load_model(task_for(encoder.task_type), str(folder), encoder)
     threshold = float(read_threshold(folder))

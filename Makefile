@@ -1,0 +1,48 @@
+# clintune developer tasks. `make smoke` and `make test` are the two commands a
+# fresh machine needs (see README). Everything installs into .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU wheel of torch (this workplace keeps it on disk; elsewhere pass e.g.
+# TORCH_CPU="torch --index-url <your CPU wheel index>").
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install smoke test test-slow data tiny-model clean
+
+install: $(STAMP)
+
+# On a machine without an NVIDIA GPU, install the CPU build of torch first:
+# a bare `torch` requirement would otherwise pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install --quiet torch; \
+	else \
+	  $(BIN)/pip install --quiet $(TORCH_CPU); \
+	fi
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Main job: a smoke training run with the embedded tiny BERT on synthetic data,
+# then a prediction with the model it wrote.
+smoke: install
+	$(BIN)/clintune train configs/tiny/section_header.yaml --overwrite
+	$(BIN)/clintune predict --model runs/tiny/section_header \
+	  --text "Doctor: Are you allergic to any medications? Patient: Penicillin gives me a rash."
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+data:
+	$(BIN)/python scripts/make_sample_data.py
+
+tiny-model:
+	$(BIN)/python scripts/build_tiny_model.py
+
+clean:
+	rm -rf runs .pytest_cache

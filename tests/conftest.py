@@ -1,0 +1,47 @@
+"""Shared fixtures: the repository, the tiny model, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = REPO / "models" / "tiny-bert"
+SHARED_DATA = REPO.parent / "shared" / "data"
+TASKS = ("diagnosis", "section_header", "seriousness", "ner")
+
+
+def run_cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m clintune ARGS`` as a user would, capturing output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "clintune", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every tiny config trained once through the real CLI; task name -> model folder."""
+    root = tmp_path_factory.mktemp("models")
+    folders = {}
+    for task in TASKS:
+        folder = root / task
+        result = run_cli("train", f"configs/tiny/{task}.yaml", "--set", f"output.dir={folder}")
+        assert result.returncode == 0, f"training {task} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        folders[task] = folder
+    return folders
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path

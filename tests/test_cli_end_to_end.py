@@ -1,0 +1,167 @@
+"""The real CLI on the tiny configs: train, eval, predict, reload."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TASKS, run_cli, write
+
+TEST_FILES = {
+    "diagnosis": "data/diagnosis/test.csv",
+    "section_header": "data/section_header/test.csv",
+    "seriousness": "data/seriousness/test.jsonl",
+    "ner": "data/ner/test.conll",
+}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_model_folder_is_complete_and_named(trained_models: dict[str, Path], task: str) -> None:
+    folder = trained_models[task]
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "labels.json", "clintune.yaml", "metrics.json"} <= names
+    assert not any(name.endswith((".bin", ".pkl", ".pickle", ".pt")) for name in names)
+    labels = json.loads((folder / "labels.json").read_text())
+    hf_config = json.loads((folder / "config.json").read_text())
+    assert [hf_config["id2label"][str(i)] for i in range(len(labels["classes"]))] == labels["classes"]
+    resolved = yaml.safe_load((folder / "clintune.yaml").read_text())
+    assert Path(resolved["data"]["train"]).is_absolute()
+    assert resolved["output"]["dir"] == str(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"validation", "test", "data"} <= set(metrics)
+    assert not folder.with_name(folder.name + ".work").exists()
+
+
+def test_tiny_models_learn(trained_models: dict[str, Path]) -> None:
+    """Wrong label alignment or a broken loss would keep these near chance."""
+    ner = json.loads((trained_models["ner"] / "metrics.json").read_text())
+    sections = json.loads((trained_models["section_header"] / "metrics.json").read_text())
+    assert ner["validation"]["f1"] > 0.8
+    assert sections["validation"]["f1_macro"] > 0.5
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_eval_writes_flat_metrics_matching_training(trained_models: dict[str, Path], task: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = run_cli("eval", "--model", str(trained_models[task]), "--data", TEST_FILES[task], "--output", str(report))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((report / "metrics.json").read_text())
+    trained = json.loads((trained_models[task] / "metrics.json").read_text())["test"]
+    headline = {"binary": "f1", "multiclass": "f1_macro", "ner": "f1"}[
+        json.loads((trained_models[task] / "labels.json").read_text())["task_type"]
+    ]
+    assert metrics[headline] == pytest.approx(trained[headline])
+    assert metrics["per_class"] == trained["per_class"]
+    assert "precision" in result.stdout and "support" in result.stdout
+    rows = (report / "predictions.jsonl").read_text().splitlines()
+    expected_rows = {"ner": 50}.get(task, 40)
+    assert len(rows) == expected_rows
+
+
+@pytest.mark.parametrize("task", ["diagnosis", "section_header", "seriousness"])
+def test_predict_json_for_classification(trained_models: dict[str, Path], task: str) -> None:
+    classes = json.loads((trained_models[task] / "labels.json").read_text())["classes"]
+    result = run_cli("predict", "--model", str(trained_models[task]), "--text", "first text", "--text", "second", "--json", "--probabilities")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert len(records) == 2
+    for record in records:
+        assert record["label"] in classes
+        assert 0 <= record["score"] <= 1
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert record["probabilities"][record["label"]] == pytest.approx(record["score"])
+
+
+def test_predict_ner_entities_have_offsets(trained_models: dict[str, Path]) -> None:
+    text = "Screening for  cystic fibrosis is recommended; Huntington disease was not observed."
+    result = run_cli("predict", "--model", str(trained_models["ner"]), "--text", text, "--json")
+    assert result.returncode == 0, result.stderr
+    entities = json.loads(result.stdout)[0]["entities"]
+    assert entities, "the tiny NER model should find the diseases it was trained on"
+    for entity in entities:
+        assert set(entity) == {"text", "label", "start", "end", "score"}
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    assert "cystic fibrosis" in [e["text"] for e in entities]
+
+
+def test_predict_file_to_file(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    source = write(tmp_path / "texts.txt", "Doctor: Any allergies?\nPatient: Penicillin.\n\nDoctor: Do you smoke?\n")
+    output = tmp_path / "out" / "predictions.jsonl"
+    result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(source), "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert len(output.read_text().splitlines()) == 3
+
+
+def test_predict_applies_training_preprocessing(trained_models: dict[str, Path]) -> None:
+    from clintune.api import predict
+
+    tagged = predict(trained_models["section_header"], ["Doctor: Are you taking any medicines?\nPatient: I take metformin."])
+    plain = predict(trained_models["section_header"], ["Are you taking any medicines? I take metformin."])
+    assert tagged[0].probabilities == pytest.approx(plain[0].probabilities)
+
+
+def test_batched_sorted_prediction_equals_one_at_a_time(trained_models: dict[str, Path]) -> None:
+    from clintune.data import read_text_table
+    from clintune.prediction import Predictor
+
+    texts = read_text_table(REPO / "data/section_header/test.csv", "csv", "dialogue", "section_header", True).texts
+    batched = Predictor.from_folder(trained_models["section_header"], batch_size=8).classify(texts)
+    single = Predictor.from_folder(trained_models["section_header"], batch_size=1).classify(texts)
+    assert [p.label for p in batched] == [p.label for p in single]
+    assert [p.score for p in batched] == pytest.approx([p.score for p in single], abs=1e-5)
+    ner = Predictor.from_folder(trained_models["ner"], batch_size=16)
+    sentences = ["Patients with breast cancer .", "No cases .", "The risk of colorectal carcinoma and cystic fibrosis increased with age ."]
+    one_by_one = [ner.extract_entities([s])[0] for s in sentences]
+    assert ner.extract_entities(sentences) == one_by_one
+
+
+def test_transformers_pipeline_prints_real_label_names(trained_models: dict[str, Path]) -> None:
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(trained_models["seriousness"]), device="cpu")
+    assert classify("the patient died")[0]["label"] in {"D/LT", "Serious", "Non-serious"}
+
+
+def test_existing_output_is_not_overwritten(trained_models: dict[str, Path]) -> None:
+    folder = trained_models["ner"]
+    before = (folder / "model.safetensors").read_bytes()
+    result = run_cli("train", "configs/tiny/ner.yaml", "--set", f"output.dir={folder}")
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and "--overwrite" in result.stderr
+    assert (folder / "model.safetensors").read_bytes() == before
+
+
+def test_eval_rejects_labels_the_model_never_saw(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    data = write(tmp_path / "t.jsonl", '{"narrative": "x", "seriousness": "Fatal"}\n{"narrative": "y", "seriousness": "Serious"}\n')
+    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", str(data))
+    assert result.returncode == 2
+    assert "'Fatal' (1)" in result.stderr
+
+
+def test_incomplete_model_folder_says_what_is_missing(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_models["diagnosis"], broken)
+    (broken / "labels.json").unlink()
+    result = run_cli("predict", "--model", str(broken), "--text", "x")
+    assert result.returncode == 2
+    assert "missing labels.json" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mismatched_label_files_are_detected(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_models["diagnosis"], broken)
+    (broken / "labels.json").write_text(json.dumps({"task_type": "binary", "classes": ["valid", "invalid"], "positive": "valid"}))
+    result = run_cli("predict", "--model", str(broken), "--text", "x")
+    assert result.returncode == 2
+    assert "does not match" in result.stderr
+
+
+def test_predict_needs_text_or_input(trained_models: dict[str, Path]) -> None:
+    result = run_cli("predict", "--model", str(trained_models["diagnosis"]))
+    assert result.returncode == 2
+    assert "--text" in result.stderr

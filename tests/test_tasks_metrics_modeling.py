@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clintune.errors import HardwareError
+from clintune.labels import LabelEncoder
+from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
+from clintune.modeling import Hardware, resolve_precision
+from clintune.tasks import SequenceClassification, TokenClassification, bio_spans, entities_from_words
+from clintune.tokenization import IGNORE_INDEX, split_words
+
+CPU = Hardware(cuda=False, bf16=False, mps=False)
+GPU = Hardware(cuda=True, bf16=False, mps=False)
+GPU_BF16 = Hardware(cuda=True, bf16=True, mps=False)
+
+
+def test_bio_spans() -> None:
+    tags = ["O", "B-Disease", "I-Disease", "O", "I-Disease", "B-Gene", "B-Gene", "I-Disease"]
+    assert bio_spans(tags) == [("Disease", 1, 3), ("Disease", 4, 5), ("Gene", 5, 6), ("Gene", 6, 7), ("Disease", 7, 8)]
+    assert bio_spans(["O", "O"]) == []
+    assert bio_spans(["B-X", "I-X"]) == [("X", 0, 2)]
+
+
+def test_entities_carry_character_offsets() -> None:
+    text = "Carriers of  cystic fibrosis, and breast cancer."
+    words = split_words(text)
+    tags = ["O"] * len(words)
+    tags[2], tags[3], tags[6], tags[7] = "B-Disease", "I-Disease", "B-Disease", "I-Disease"
+    scores = [0.5] * len(words)
+    scores[2], scores[3] = 0.8, 0.6
+    entities = entities_from_words(text, words, tags, scores)
+    assert [(e.text, e.start, e.end) for e in entities] == [("cystic fibrosis", 13, 28), ("breast cancer", 34, 47)]
+    assert all(text[e.start : e.end] == e.text for e in entities)
+    assert entities[0].score == pytest.approx(0.7)
+
+
+def test_word_tags_read_first_subword() -> None:
+    encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
+    logits = np.full((6, 3), -5.0)
+    logits[1, 1] = logits[2, 0] = logits[3, 2] = logits[4, 0] = 5.0  # word0: B-D (then a ##piece says O), word1: I-D
+    tags, scores = TokenClassification().word_tags(logits, [None, 0, 0, 1, 2, None], 3, encoder)
+    assert tags == ["B-D", "I-D", "O"]
+    assert scores[0] > 0.99
+
+
+def test_binary_metrics_hand_computed() -> None:
+    y = np.array([1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.6, 0.2, 0.7, 0.1])
+    metrics = binary_metrics(y, scores, positive_id=1, classes=("invalid", "valid"))
+    assert metrics["precision"] == pytest.approx(2 / 3)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["roc_auc"] == pytest.approx(4 / 6)  # 4 of 6 positive/negative pairs ranked right
+    assert metrics["per_class"]["valid"]["support"] == 3
+    assert binary_metrics(y, scores, 1, ("invalid", "valid"), threshold=0.15)["recall"] == 1.0
+
+
+def test_multiclass_metrics_hide_nothing() -> None:
+    classes = ("a", "b", "c", "unused")
+    y_true = np.array([0, 0, 0, 0, 1, 2])
+    y_pred = np.array([0, 0, 0, 0, 0, 0])
+    metrics = multiclass_metrics(y_true, y_pred, classes)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["f1_macro"] == pytest.approx((0.8 + 0 + 0) / 3)
+    assert metrics["classes_predicted"] == 1
+    assert metrics["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert metrics["per_class"]["unused"]["support"] == 0
+
+
+def test_ner_metrics_entity_level() -> None:
+    gold = [["B-Disease", "I-Disease", "O", "B-Disease"]]
+    predicted = [["B-Disease", "O", "O", "B-Disease"]]
+    metrics = ner_metrics(gold, predicted)
+    assert metrics["precision"] == pytest.approx(0.5)
+    assert metrics["recall"] == pytest.approx(0.5)
+    assert metrics["per_class"]["Disease"]["support"] == 2
+
+
+def test_token_metrics_ignore_special_positions() -> None:
+    encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
+    logits = np.zeros((4, 3))
+    logits[1, 1] = logits[2, 0] = 9.0
+    labels = np.array([IGNORE_INDEX, 1, 0, IGNORE_INDEX])
+    assert TokenClassification().metrics([logits], [labels], encoder)["f1"] == 1.0
+
+
+def test_classification_decode_respects_threshold() -> None:
+    encoder = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
+    logits = np.log(np.array([0.7, 0.3]))
+    task = SequenceClassification()
+    assert task.decode(logits, encoder).label == "invalid"
+    low = task.decode(logits, encoder, threshold=0.25)
+    assert low.label == "valid" and low.score == pytest.approx(0.3)
+    assert sum(low.probabilities.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("requested", "hardware", "expected"),
+    [("auto", CPU, "fp32"), ("auto", GPU, "fp16"), ("fp32", GPU, "fp32"), ("bf16", GPU_BF16, "bf16"), ("fp16", GPU, "fp16")],
+)
+def test_precision_choice(requested: str, hardware: Hardware, expected: str) -> None:
+    assert resolve_precision(requested, hardware) == expected
+
+
+@pytest.mark.parametrize(("requested", "hardware"), [("fp16", CPU), ("bf16", CPU), ("bf16", GPU)])
+def test_precision_the_hardware_cannot_honour(requested: str, hardware: Hardware) -> None:
+    with pytest.raises(HardwareError, match="training.precision"):
+        resolve_precision(requested, hardware)
+
+
+def test_weighted_loss_matches_torch_weighted_mean() -> None:
+    import torch
+
+    from clintune.training import WeightedCrossEntropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 3)
+    labels = torch.tensor([[0, 1, -100, 2, 0], [2, -100, 1, 1, 0]])
+    weights = [0.5, 2.0, 1.0]
+    loss = WeightedCrossEntropy(weights)({"logits": logits}, labels)
+    keep = labels.reshape(-1) != -100
+    per_item = torch.nn.functional.cross_entropy(logits.reshape(-1, 3)[keep], labels.reshape(-1)[keep], reduction="none")
+    expected = (per_item * torch.tensor(weights)[labels.reshape(-1)[keep]]).sum() / keep.sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    unweighted = WeightedCrossEntropy(None)({"logits": logits}, labels)
+    assert unweighted.item() == pytest.approx(per_item.mean().item(), rel=1e-6)
+    assert WeightedCrossEntropy(None)({"logits": logits}, labels, num_items_in_batch=16).item() == pytest.approx(
+        per_item.sum().item() / 16, rel=1e-6
+    )
