@@ -116,7 +116,10 @@ def test_batched_sorted_prediction_equals_one_at_a_time(trained_models: dict[str
     ner = Predictor.from_folder(trained_models["ner"], batch_size=16)
     sentences = ["Patients with breast cancer .", "No cases .", "The risk of colorectal carcinoma and cystic fibrosis increased with age ."]
     one_by_one = [ner.extract_entities([s])[0] for s in sentences]
-    assert ner.extract_entities(sentences) == one_by_one
+    batched_entities = ner.extract_entities(sentences)
+    key = lambda entities: [(e.text, e.label, e.start, e.end) for e in entities]  # noqa: E731
+    assert [key(e) for e in batched_entities] == [key(e) for e in one_by_one]
+    assert [e.score for es in batched_entities for e in es] == pytest.approx([e.score for es in one_by_one for e in es], abs=1e-5)
 
 
 def test_transformers_pipeline_prints_real_label_names(trained_models: dict[str, Path]) -> None:
@@ -165,3 +168,17 @@ def test_predict_needs_text_or_input(trained_models: dict[str, Path]) -> None:
     result = run_cli("predict", "--model", str(trained_models["diagnosis"]))
     assert result.returncode == 2
     assert "--text" in result.stderr
+
+
+def test_entity_after_the_first_window_is_found(trained_models: dict[str, Path]) -> None:
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(trained_models["ner"])
+    predictor.config.model.max_length = 24
+    predictor.config.model.stride = 6
+    filler = "No cases were observed in the control group . " * 8
+    text = filler + "Patients with cystic fibrosis were enrolled in the study ."
+    assert len(predictor.tokenizer(text)["input_ids"]) > 4 * 24
+    entities = predictor.extract_entities([text])[0]
+    found = [e for e in entities if e.text == "cystic fibrosis"]
+    assert found and found[0].start == len(filler) + len("Patients with ")

@@ -79,22 +79,46 @@ def test_all_subwords_alignment_turns_b_into_i() -> None:
 
 def test_encode_words_aligns_with_real_tokenizer(tokenizer) -> None:
     words = ["Adrenoleukodystrophy", "xqzv", "."]
-    encoded, word_ids = encode_words(tokenizer, [words], 64, [[1, 0, 0]])
+    encoded = encode_words(tokenizer, [words], 64, [[1, 0, 0]])
     labels = encoded.features[0]["labels"]
-    ids = word_ids[0]
+    ids = encoded.word_ids[0]
     assert len(labels) == len(encoded.features[0]["input_ids"]) == len(ids)
     firsts = [i for i, w in enumerate(ids) if w is not None and (i == 0 or ids[i - 1] != w)]
     assert [labels[i] for i in firsts] == [1, 0, 0]
     assert sum(label != IGNORE_INDEX for label in labels) == 3
-    assert encoded.truncated == 0
+    assert encoded.too_long == 0
 
 
-def test_truncation_is_counted(tokenizer) -> None:
-    encoded = encode_texts(tokenizer, ["short", "word " * 100], 16)
-    assert encoded.truncated == 1
-    assert max(len(f["input_ids"]) for f in encoded.features) == 16
-    _, _ = encode_words(tokenizer, [["w"] * 50], 16)
-    assert encode_words(tokenizer, [["w"] * 50, ["w"]], 16)[0].truncated == 1
+def test_long_sentence_becomes_overlapping_windows_losing_no_word(tokenizer) -> None:
+    words = [f"w{i}" for i in range(40)]
+    tags = [i % 3 for i in range(40)]
+    encoded = encode_words(tokenizer, [words, ["short"]], 16, [tags, [0]], stride=4)
+    assert encoded.too_long == 1
+    assert encoded.example_index.count(0) > 2 and encoded.example_index.count(1) == 1
+    labelled_words = set()
+    for feature, word_ids, starts, example in zip(encoded.features, encoded.word_ids, encoded.word_starts, encoded.example_index):
+        assert len(feature["input_ids"]) <= 16
+        for position, (word, start) in enumerate(zip(word_ids, starts)):
+            if example == 0 and start:
+                assert feature["labels"][position] == tags[word]
+                labelled_words.add(word)
+    assert labelled_words == set(range(40))
+
+
+def test_window_starting_mid_word_does_not_label_the_continuation() -> None:
+    word_ids = [None, 3, 4, 4, None]
+    starts = [False, False, True, False, False]
+    assert align_labels_to_subwords(word_ids, [0, 0, 0, 1, 2], word_starts=starts) == [IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]
+
+
+def test_long_texts_truncated_or_chunked(tokenizer) -> None:
+    truncated = encode_texts(tokenizer, ["short", "word " * 100], 16, labels=[0, 1])
+    assert truncated.too_long == 1
+    assert len(truncated) == 2 and max(len(f["input_ids"]) for f in truncated.features) == 16
+    chunked = encode_texts(tokenizer, ["short", "word " * 100], 16, labels=[0, 1], long_text="chunk", stride=4)
+    assert chunked.too_long == 1
+    assert len(chunked) > 2
+    assert all(f["labels"] == 1 for f, e in zip(chunked.features, chunked.example_index) if e == 1)
 
 
 def test_split_words_offsets() -> None:

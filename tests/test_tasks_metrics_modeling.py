@@ -39,9 +39,21 @@ def test_word_tags_read_first_subword() -> None:
     encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
     logits = np.full((6, 3), -5.0)
     logits[1, 1] = logits[2, 0] = logits[3, 2] = logits[4, 0] = 5.0  # word0: B-D (then a ##piece says O), word1: I-D
-    tags, scores = TokenClassification().word_tags(logits, [None, 0, 0, 1, 2, None], 3, encoder)
-    assert tags == ["B-D", "I-D", "O"]
+    starts = [False, True, False, True, True, False]
+    tags, scores = TokenClassification().word_tags([logits], [[None, 0, 0, 1, 2, None]], [starts], 4, encoder)
+    assert tags == ["B-D", "I-D", "O", "O"]  # word 3 produced no subword: O
     assert scores[0] > 0.99
+
+
+def test_word_tags_average_overlapping_windows() -> None:
+    encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
+    first = np.log(np.array([[1 / 3] * 3, [0.9, 0.05, 0.05], [0.2, 0.7, 0.1]]))
+    second = np.log(np.array([[1 / 3] * 3, [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]))
+    tags, scores = TokenClassification().word_tags(
+        [first, second], [[None, 0, 1], [None, 1, 2]], [[False, True, True], [False, True, True]], 3, encoder
+    )
+    assert tags == ["O", "B-D", "I-D"]
+    assert scores[1] == pytest.approx((0.7 + 0.3) / 2)
 
 
 def test_binary_metrics_hand_computed() -> None:
@@ -87,10 +99,10 @@ def test_token_metrics_ignore_special_positions() -> None:
 
 def test_classification_decode_respects_threshold() -> None:
     encoder = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
-    logits = np.log(np.array([0.7, 0.3]))
+    probabilities = np.array([0.7, 0.3])
     task = SequenceClassification()
-    assert task.decode(logits, encoder).label == "invalid"
-    low = task.decode(logits, encoder, threshold=0.25)
+    assert task.decode(probabilities, encoder).label == "invalid"
+    low = task.decode(probabilities, encoder, threshold=0.25)
     assert low.label == "valid" and low.score == pytest.approx(0.3)
     assert sum(low.probabilities.values()) == pytest.approx(1.0)
 

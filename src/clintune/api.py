@@ -118,6 +118,8 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     """Fine-tune the configured model and write a complete model folder to ``output.dir``."""
     from clintune import artifacts
     from clintune.labels import class_weights_from_config
+    from transformers import set_seed
+
     from clintune.modeling import detect_hardware, load_model, load_tokenizer, resolve_precision
     from clintune.prediction import Predictor
     from clintune.tasks import label_counts, task_for
@@ -126,22 +128,21 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
     artifacts.check_output_dir(output_dir, overwrite, resume)
-    precision = resolve_precision(config.training.precision, detect_hardware())
     data = prepare_data(config)
+    precision = resolve_precision(config.training.precision, detect_hardware())
     for line in _describe_data(data):
         logger.info(line)
 
     task = task_for(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
-    encode = lambda split: task.encode(split, tokenizer, data.encoder, config.model.max_length, config.model.label_all_subwords)  # noqa: E731
-    train_encoded, validation_encoded = encode(data.train), encode(data.validation)
+    train_encoded = task.encode(data.train, tokenizer, data.encoder, config.model)
+    validation_encoded = task.encode(data.validation, tokenizer, data.encoder, config.model)
     for name, encoded in (("train", train_encoded), ("validation", validation_encoded)):
-        if encoded.truncated:
-            logger.warning("%s: %d of %d example(s) exceed model.max_length=%d tokens and are truncated",
-                           name, encoded.truncated, len(encoded), config.model.max_length)
+        _log_long_examples(name, encoded, config)
     weights = class_weights_from_config(config.training.class_weights, data.encoder, label_counts(train_encoded))
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
+    set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
     logger.info("training on %s in %s", _device_of(model), precision)
 
@@ -154,7 +155,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     )
     if not trainer.is_world_process_zero():
         return TrainResult(output_dir, {})
-    predictor = Predictor(trainer.model, tokenizer, data.encoder, config.model.max_length, config.training.eval_batch_size)
+    predictor = Predictor(trainer.model, tokenizer, data.encoder, config, config.training.eval_batch_size)
     metrics = {"validation": predictor.evaluate(data.validation)[0], "data": data.summary(), "precision": precision}
     if data.test is not None:
         metrics["test"] = predictor.evaluate(data.test)[0]
@@ -168,6 +169,14 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     shutil.rmtree(work, ignore_errors=True)
     logger.info("model folder written to %s", output_dir)
     return TrainResult(output_dir, metrics)
+
+
+def _log_long_examples(name: str, encoded: Any, config: Config) -> None:
+    from clintune.prediction import long_text_note
+
+    note = long_text_note(encoded, config)
+    if note:
+        logger.warning("%s: %s", name, note)
 
 
 def _describe_data(data: PreparedData) -> list[str]:

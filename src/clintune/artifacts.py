@@ -126,7 +126,7 @@ def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = 
     tokenizer = load_tokenizer(str(folder))
     model = load_model(task_for(encoder.task_type), str(folder), encoder)
     threshold = float(read_threshold(folder))
-    return Predictor(model, tokenizer, encoder, config.model.max_length, batch_size, threshold, show_progress, config.data.preprocessing)
+    return Predictor(model, tokenizer, encoder, config, batch_size, threshold, show_progress)
 
 
 def read_threshold(folder: Path) -> float:

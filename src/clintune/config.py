@@ -99,6 +99,8 @@ class LabelsSection(_Section):
 class ModelSection(_Section):
     name_or_path: str
     max_length: int = Field(256, gt=1, le=8192)
+    long_text: Literal["truncate", "chunk"] = "truncate"
+    stride: int = Field(32, ge=0)
     label_all_subwords: bool = False
     trust_remote_code: bool = False
 
@@ -118,6 +120,7 @@ class TrainingSection(_Section):
     early_stopping_patience: int | None = Field(None, gt=0)
     metric_for_best_model: str | None = None
     logging_steps: int = Field(50, gt=0)
+    save_steps: int | None = Field(None, gt=0)
     save_total_limit: int = Field(2, gt=0)
 
     @field_validator("class_weights", mode="before")
@@ -300,6 +303,11 @@ def cross_field_problems(config: Config) -> list[str]:
         bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
         if bad:
             problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
+    if config.model.stride * 2 >= config.model.max_length:
+        problems.append(
+            f"model.stride: {config.model.stride} overlap tokens leave too little of each "
+            f"{config.model.max_length}-token window; use less than half of model.max_length"
+        )
     weights = config.training.class_weights
     if isinstance(weights, dict) and classes is not None:
         unknown = sorted(set(weights) - set(classes))

@@ -1,7 +1,8 @@
 """Batched inference over a trained model: predictions, entities and metrics.
 
-Examples are sorted by length, padded per batch and run under
-``torch.inference_mode()``; results come back in input order. Training,
+Features are sorted by length, padded per batch and run under
+``torch.inference_mode()``; results come back in input order, with the
+windows of a long text merged back into one result. Training,
 ``clintune eval`` and ``clintune predict`` all go through this one path.
 """
 
@@ -14,27 +15,27 @@ from typing import Any
 
 import numpy as np
 
-from clintune.config import PreprocessingSection
-from clintune.data import Examples, preprocess_text, TaggedSentences, TextExamples
+from clintune.config import Config
+from clintune.data import Examples, TaggedSentences, TextExamples, preprocess_text
 from clintune.labels import LabelEncoder
+from clintune.metrics import ner_metrics, softmax
 from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
-from clintune.tokenization import encode_texts, encode_words, split_words
+from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Predictor:
-    """A model, its tokenizer and labels, ready to predict."""
+    """A model, its tokenizer, labels and the config it was trained with, ready to predict."""
 
     model: Any
     tokenizer: Any
     encoder: LabelEncoder
-    max_length: int
+    config: Config
     batch_size: int = 32
     threshold: float = 0.5
     show_progress: bool = False
-    preprocessing: PreprocessingSection | None = None
 
     @property
     def task(self) -> SequenceClassification | TokenClassification:
@@ -50,7 +51,7 @@ class Predictor:
     # -- raw model outputs -------------------------------------------------
 
     def logits(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Per-example logits (token-level ones trimmed to the example's length), in input order."""
+        """Per-feature logits (token-level ones trimmed to the feature's length), in input order."""
         import torch
 
         collate = self.task.collator(self.tokenizer)
@@ -71,15 +72,24 @@ class Predictor:
 
     # -- classification ----------------------------------------------------
 
+    def class_probabilities(self, texts: list[str]) -> np.ndarray:
+        """One probability row per text; the windows of a chunked long text are averaged."""
+        settings = self.config.model
+        texts = [preprocess_text(text, self.config.data.preprocessing) for text in texts]
+        encoded = encode_texts(self.tokenizer, texts, settings.max_length, long_text=settings.long_text, stride=settings.stride)
+        self._report_long(encoded)
+        sums = np.zeros((len(texts), len(self.encoder.classes)))
+        counts = np.zeros(len(texts))
+        for example, row in zip(encoded.example_index, self.logits(encoded.features)):
+            sums[example] += softmax(row)
+            counts[example] += 1
+        return sums / counts[:, None]
+
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Label, confidence and class probabilities for each text."""
         task = self.task
         assert isinstance(task, SequenceClassification), "classify() needs a classification model"
-        if self.preprocessing is not None:
-            texts = [preprocess_text(text, self.preprocessing) for text in texts]
-        encoded = encode_texts(self.tokenizer, texts, self.max_length)
-        self._report_truncation(encoded.truncated, len(texts))
-        return [task.decode(row, self.encoder, self.threshold) for row in self.logits(encoded.features)]
+        return [task.decode(row, self.encoder, self.threshold) for row in self.class_probabilities(texts)]
 
     # -- NER ---------------------------------------------------------------
 
@@ -87,11 +97,20 @@ class Predictor:
         """A tag and a probability for every word of every pre-split sentence."""
         task = self.task
         assert isinstance(task, TokenClassification), "tag_sentences() needs an NER model"
-        encoded, word_ids = encode_words(self.tokenizer, sentences, self.max_length)
-        self._report_truncation(encoded.truncated, len(sentences))
+        settings = self.config.model
+        encoded = encode_words(self.tokenizer, sentences, settings.max_length, stride=settings.stride)
+        self._report_long(encoded)
+        by_example: list[list[int]] = [[] for _ in sentences]
+        for feature, example in enumerate(encoded.example_index):
+            by_example[example].append(feature)
+        logits = self.logits(encoded.features)
         tags, scores = [], []
-        for logits, ids, words in zip(self.logits(encoded.features), word_ids, sentences):
-            sentence_tags, sentence_scores = task.word_tags(logits, ids, len(words), self.encoder)
+        for example, words in enumerate(sentences):
+            features = by_example[example]
+            sentence_tags, sentence_scores = task.word_tags(
+                [logits[f] for f in features], [encoded.word_ids[f] for f in features],
+                [encoded.word_starts[f] for f in features], len(words), self.encoder,
+            )
             tags.append(sentence_tags)
             scores.append(sentence_scores)
         return tags, scores
@@ -111,14 +130,13 @@ class Predictor:
         return self._evaluate_texts(data)
 
     def _evaluate_texts(self, data: TextExamples) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        encoded = encode_texts(self.tokenizer, data.texts, self.max_length)
-        self._report_truncation(encoded.truncated, len(data))
-        logits = self.logits(encoded.features)
-        metrics = self.task.metrics(logits, self.encoder.encode(data.labels or []), self.encoder, self.threshold)
-        metrics["truncated"] = encoded.truncated
+        task = self.task
+        assert isinstance(task, SequenceClassification)
+        probabilities = self.class_probabilities(data.texts)
+        metrics = task.metrics_from_probabilities(probabilities, self.encoder.encode(data.labels or []), self.encoder, self.threshold)
         records = []
-        for index, row in enumerate(logits):
-            prediction = self.task.decode(row, self.encoder, self.threshold)  # type: ignore[union-attr]
+        for index, row in enumerate(probabilities):
+            prediction = task.decode(row, self.encoder, self.threshold)
             records.append(
                 {"row": data.rows[index], "gold": data.labels[index] if data.labels else None, "predicted": prediction.label,
                  "score": prediction.score, "probabilities": prediction.probabilities}
@@ -126,8 +144,6 @@ class Predictor:
         return metrics, records
 
     def _evaluate_tagged(self, data: TaggedSentences) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from clintune.metrics import ner_metrics
-
         predicted, _ = self.tag_sentences(data.tokens)
         gold = data.tags or []
         metrics = ner_metrics(gold, predicted)
@@ -137,12 +153,22 @@ class Predictor:
         ]
         return metrics, records
 
-    def _report_truncation(self, truncated: int, total: int) -> None:
-        if truncated:
-            logger.warning(
-                "%d of %d example(s) are longer than model.max_length=%d tokens and were truncated",
-                truncated, total, self.max_length,
-            )
+    def _report_long(self, encoded: Encoded) -> None:
+        note = long_text_note(encoded, self.config)
+        if note:
+            logger.warning(note)
+
+
+def long_text_note(encoded: Encoded, config: Config) -> str | None:
+    """How many examples exceed ``max_length`` and what was done with them (None if none)."""
+    if not encoded.too_long:
+        return None
+    settings = config.model
+    if config.task.type == "ner" or settings.long_text == "chunk":
+        how = f"read in overlapping windows (stride {settings.stride} tokens)"
+    else:
+        how = "truncated (set model.long_text=chunk to read them whole)"
+    return f"{encoded.too_long} of {encoded.n_examples} example(s) exceed model.max_length={settings.max_length} tokens and were {how}"
 
 
 def _progress(batches: list[Any], show: bool) -> Any:

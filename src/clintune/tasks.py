@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, binary_predictions, multiclass_metrics, ner_metrics, softmax
@@ -46,7 +47,7 @@ class Task(Protocol):
 
     def labels_of(self, data: Examples) -> list[str]: ...
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool) -> Encoded: ...
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded: ...
 
     def collator(self, tokenizer: Any) -> Any: ...
 
@@ -61,10 +62,10 @@ class SequenceClassification:
     def labels_of(self, data: Examples) -> list[str]:
         return list(data.labels or [])
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool = False) -> Encoded:
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
         assert isinstance(data, TextExamples)
         labels = encoder.encode(data.labels) if data.labels is not None else None
-        return encode_texts(tokenizer, data.texts, max_length, labels)
+        return encode_texts(tokenizer, data.texts, settings.max_length, labels, settings.long_text, settings.stride)
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorWithPadding
@@ -72,16 +73,19 @@ class SequenceClassification:
         return DataCollatorWithPadding(tokenizer)
 
     def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]:
-        probabilities = softmax(np.stack(logits))
+        return self.metrics_from_probabilities(softmax(np.stack(logits)), label_ids, encoder, threshold)
+
+    def metrics_from_probabilities(
+        self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5
+    ) -> dict[str, Any]:
         y_true = np.asarray(label_ids)
         if encoder.task_type == "binary":
             positive = encoder.positive_id
             return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, threshold)
         return multiclass_metrics(y_true, probabilities.argmax(axis=-1), encoder.classes)
 
-    def decode(self, logits: np.ndarray, encoder: LabelEncoder, threshold: float = 0.5) -> Prediction:
+    def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, threshold: float = 0.5) -> Prediction:
         """Label, confidence and all class probabilities for one example."""
-        probabilities = softmax(logits)
         if encoder.task_type == "binary":
             index = int(binary_predictions(probabilities[encoder.positive_id], encoder.positive_id, threshold))
         else:
@@ -101,11 +105,13 @@ class TokenClassification:
     def labels_of(self, data: Examples) -> list[str]:
         return list(data.labels or [])
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, max_length: int, label_all_subwords: bool = False) -> Encoded:
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
         assert isinstance(data, TaggedSentences)
         tag_ids = [encoder.encode(tags) for tags in data.tags] if data.tags is not None else None
-        encoded, _ = encode_words(tokenizer, data.tokens, max_length, tag_ids, label_all_subwords, b_to_i_map(encoder.classes))
-        return encoded
+        return encode_words(
+            tokenizer, data.tokens, settings.max_length, tag_ids, settings.label_all_subwords,
+            b_to_i_map(encoder.classes), settings.stride,
+        )
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorForTokenClassification
@@ -121,18 +127,34 @@ class TokenClassification:
             predicted.append(encoder.decode(example_logits[: len(labels)][keep].argmax(axis=-1).tolist()))
         return ner_metrics(gold, predicted)
 
-    def word_tags(self, logits: np.ndarray, word_ids: list[int | None], n_words: int, encoder: LabelEncoder) -> tuple[list[str], list[float]]:
-        """Tag and probability of every word, read from its first subword (unseen words: ``O``)."""
-        probabilities = softmax(logits)
-        tags = ["O"] * n_words
-        scores = [1.0] * n_words
-        previous = None
-        for position, word_id in enumerate(word_ids):
-            if word_id is not None and word_id != previous and word_id < n_words:
-                index = int(probabilities[position].argmax())
-                tags[word_id] = encoder.classes[index]
-                scores[word_id] = float(probabilities[position, index])
-            previous = word_id
+    def word_tags(
+        self, window_logits: list[np.ndarray], window_word_ids: list[list[int | None]], window_starts: list[list[bool]],
+        n_words: int, encoder: LabelEncoder,
+    ) -> tuple[list[str], list[float]]:
+        """Tag and probability of every word of one sentence, from all windows that cover it.
+
+        A word's distribution is read at its first subword and averaged over the
+        windows that hold that subword; a word no window holds (it produced no
+        subwords) is tagged ``O``.
+        """
+        totals = np.zeros((n_words, len(encoder.classes)))
+        seen = np.zeros(n_words)
+        for logits, word_ids, starts in zip(window_logits, window_word_ids, window_starts):
+            probabilities = softmax(logits)
+            for position, (word_id, is_start) in enumerate(zip(word_ids, starts)):
+                if word_id is not None and is_start and word_id < n_words:
+                    totals[word_id] += probabilities[position]
+                    seen[word_id] += 1
+        tags, scores = [], []
+        for word in range(n_words):
+            if not seen[word]:
+                tags.append("O")
+                scores.append(1.0)
+                continue
+            mean = totals[word] / seen[word]
+            index = int(mean.argmax())
+            tags.append(encoder.classes[index])
+            scores.append(float(mean[index]))
         return tags, scores
 
 

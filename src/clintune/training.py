@@ -59,6 +59,7 @@ def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has
 
     t = config.training
     metric = t.metric_for_best_model or default_metric(config.task.type)
+    every = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=t.epochs,
@@ -73,8 +74,10 @@ def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has
         data_seed=t.seed,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
-        eval_strategy="epoch" if has_validation else "no",
-        save_strategy="epoch",
+        eval_strategy=every if has_validation else "no",
+        save_strategy=every,
+        save_steps=t.save_steps or 500,
+        eval_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=has_validation,
         metric_for_best_model=metric if has_validation else None,
