@@ -176,7 +176,7 @@ def test_entity_after_the_first_window_is_found(trained_models: dict[str, Path])
     predictor = Predictor.from_folder(trained_models["ner"])
     predictor.config.model.max_length = 24
     predictor.config.model.stride = 6
-    filler = "No cases were observed in the control group . " * 8
+    filler = "No cases were observed in the control group . " * 12
     text = filler + "Patients with cystic fibrosis were enrolled in the study ."
     assert len(predictor.tokenizer(text)["input_ids"]) > 4 * 24
     entities = predictor.extract_entities([text])[0]

@@ -158,3 +158,11 @@ def test_cli_missing_data_file_names_the_path(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nope.csv" in result.stderr and "not found" in result.stderr
     assert not (REPO / "out").exists()
+
+
+def test_hugging_face_names_point_to_ours(tmp_path: Path) -> None:
+    problems = problems_of(MINIMAL + "training: {lr: 0.1, num_train_epochs: 2}\n", tmp_path)
+    assert sorted(problems) == [
+        "training.lr: unknown key (did you mean 'learning_rate'?)",
+        "training.num_train_epochs: unknown key (did you mean 'epochs'?)",
+    ]

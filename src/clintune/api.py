@@ -118,8 +118,6 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     """Fine-tune the configured model and write a complete model folder to ``output.dir``."""
     from clintune import artifacts
     from clintune.labels import class_weights_from_config
-    from transformers import set_seed
-
     from clintune.modeling import detect_hardware, load_model, load_tokenizer, resolve_precision
     from clintune.prediction import Predictor
     from clintune.tasks import label_counts, task_for
@@ -130,6 +128,10 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     artifacts.check_output_dir(output_dir, overwrite, resume)
     data = prepare_data(config)
     precision = resolve_precision(config.training.precision, detect_hardware())
+    work = artifacts.work_dir_for(output_dir)
+    if overwrite and not resume and work.exists():
+        shutil.rmtree(work)
+    artifacts.record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
 
@@ -142,13 +144,12 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     weights = class_weights_from_config(config.training.class_weights, data.encoder, label_counts(train_encoded))
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
+    from transformers import set_seed
+
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
     logger.info("training on %s in %s", _device_of(model), precision)
 
-    work = artifacts.work_dir_for(output_dir)
-    if overwrite and not resume and work.exists():
-        shutil.rmtree(work)
     trainer = run_trainer(
         config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded,
         weights, work / "checkpoints", precision, resume,

@@ -45,6 +45,36 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
         )
 
 
+def record_run_config(work: Path, config: Config, resume: bool) -> None:
+    """Keep the run's config beside its checkpoints; a resumed run must use the same one."""
+    import yaml
+
+    path = work / CONFIG_FILE
+    if resume and path.is_file():
+        before = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")))
+        now = _flatten(config.to_dict())
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            raise ClintuneError(
+                f"--resume: the config differs from the interrupted run's ({path}) at: {', '.join(changed)}\n"
+                "  fix: resume with the same config and --set values, or start again with --overwrite"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(config, path)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON via a temporary file and a rename, so readers never see half a file."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")

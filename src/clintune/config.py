@@ -361,7 +361,27 @@ def _fields_at(loc: list[str]) -> list[str]:
     return list(model.model_fields)
 
 
+# Names users bring from Hugging Face scripts and notebooks.
+KNOWN_ALIASES = {
+    "lr": "learning_rate",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size",
+    "fp16": "precision",
+    "bf16": "precision",
+    "model_name": "name_or_path",
+    "model_name_or_path": "name_or_path",
+    "output_dir": "dir",
+    "max_seq_length": "max_length",
+    "warmup_steps": "warmup_ratio",
+}
+
+
 def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    alias = KNOWN_ALIASES.get(word)
+    if alias in candidates:
+        return f" (did you mean {alias!r}?)"
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -251,7 +251,7 @@ def read_conll(path: Path) -> TaggedSentences:
         parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) != 2 or not parts[0] or not parts[1].strip():
             raise DataError(
-                f"{path} line {number}: expected 'token<TAB>tag', found {len(parts)} column(s): {line[:60]!r}\n"
+                f"{path} line {number}: expected 'token<TAB>tag', found {len(parts)} column(s)\n"
                 "  fix: one token and one BIO tag per line, separated by a tab; blank line between sentences"
             )
         if not current_tokens:

@@ -152,9 +152,12 @@ def run_trainer(
 
 
 def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest checkpoint that was completely written (a kill can interrupt a save)."""
     if not checkpoint_dir.is_dir():
         return None
-    found = get_last_checkpoint(str(checkpoint_dir))
-    return Path(found) if found else None
+    candidates = []
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        step = path.name.rpartition("-")[2]
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            candidates.append((int(step), path))
+    return max(candidates)[1] if candidates else None

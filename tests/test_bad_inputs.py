@@ -1,0 +1,135 @@
+"""A catalogue of bad inputs: each ends in exit status 2, a message naming what
+is wrong and where, and no output folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write
+
+GOOD_CSV = "text,label\nchest pain and fever,valid\nheadache with aura,invalid\nrash,valid\ncough,invalid\n"
+GOOD_CONLL = "Cystic\tB-Disease\nfibrosis\tI-Disease\n\nNo\tO\ncases\tO\n"
+
+
+@dataclass
+class Case:
+    """Files to write, the CLI arguments (``{tmp}`` is the case folder) and words the message must hold."""
+
+    files: dict[str, str | bytes]
+    args: list[str]
+    words: list[str]
+    extra: list[str] = field(default_factory=list)
+
+
+def train_args(config: str, *sets: str) -> list[str]:
+    args = ["train", config, "--set", "output.dir={tmp}/out"]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def diagnosis(train: str, *sets: str) -> list[str]:
+    return train_args("configs/tiny/diagnosis.yaml", f"data.train={{tmp}}/{train}", "data.validation=null", "data.test=null", *sets)
+
+
+def ner(train: str, *sets: str) -> list[str]:
+    return train_args("configs/tiny/ner.yaml", f"data.train={{tmp}}/{train}", "data.test=null", *sets)
+
+
+CASES = {
+    # csv / tsv
+    "csv missing file": Case({}, diagnosis("absent.csv"), ["absent.csv", "not found"]),
+    "csv missing column": Case({"t.csv": "txt,label\na,valid\n"}, diagnosis("t.csv"), ["missing column 'text'", "did you mean 'txt'"]),
+    "csv not utf-8": Case({"t.csv": b"text,label\ncaf\xe9 au lait,valid\n"}, diagnosis("t.csv"), ["not UTF-8", "byte offset 14", "t.csv"]),
+    "csv empty file": Case({"t.csv": ""}, diagnosis("t.csv"), ["t.csv", "empty"]),
+    "csv header only": Case({"t.csv": "text,label\n"}, diagnosis("t.csv"), ["no data rows"]),
+    "csv empty text": Case({"t.csv": GOOD_CSV + ",valid\n"}, diagnosis("t.csv"), ["1 empty text", "row 6", "data.on_empty=drop"]),
+    "csv empty label": Case({"t.csv": GOOD_CSV + "fever,\n"}, diagnosis("t.csv"), ["1 empty label", "row 6"]),
+    "csv one class": Case({"t.csv": "text,label\na,valid\nb,valid\nc,valid\nd,valid\n"}, diagnosis("t.csv"), ["1 distinct label", "at least two"]),
+    "csv label outside labels.classes": Case({"t.csv": GOOD_CSV + "x,Valid\n"}, diagnosis("t.csv"), ["not listed in labels.classes", "Valid"]),
+    "csv validation label unseen": Case(
+        {"t.csv": GOOD_CSV, "v.csv": "text,label\na,valid\nb,VALID\n"},
+        diagnosis("t.csv", "data.validation={tmp}/v.csv", "labels.classes=null"), ["never saw", "'VALID' (1)"],
+    ),
+    "tsv wrong separator": Case({"t.tsv": GOOD_CSV}, diagnosis("t.tsv"), ["missing column 'text'"]),
+    # jsonl
+    "jsonl broken line": Case({"t.jsonl": '{"text": "a", "label": "valid"}\n{"text": "b", \n'}, diagnosis("t.jsonl"), ["line 2", "not valid JSON"]),
+    "jsonl not an object": Case({"t.jsonl": '["a", "valid"]\n'}, diagnosis("t.jsonl"), ["line 1", "JSON object"]),
+    "jsonl missing key": Case({"t.jsonl": '{"txt": "a", "label": "valid"}\n'}, diagnosis("t.jsonl"), ["missing column 'text'"]),
+    "ner jsonl length mismatch": Case(
+        {"t.jsonl": '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n{"tokens": ["a"], "tags": ["O", "B-Disease"]}\n'},
+        ner("t.jsonl", "data.format=jsonl"), ["line 2", "1 tokens, 2 tags"],
+    ),
+    # conll
+    "conll stray column": Case({"t.conll": "Cystic\tNN\tB-Disease\n"}, ner("t.conll"), ["line 1", "found 3 column"]),
+    "conll I after O": Case({"t.conll": GOOD_CONLL + "\nthe\tO\ncancer\tI-Disease\n"}, ner("t.conll"), ["line 7", "data.invalid_bio=repair"]),
+    "conll unknown tag syntax": Case({"t.conll": "cancer\tDisease\n"}, ner("t.conll"), ["not O, B-TYPE or I-TYPE", "'Disease'"]),
+    "conll tag outside labels.classes": Case({"t.conll": GOOD_CONLL + "\naspirin\tB-Chemical\n"}, ner("t.conll"), ["not listed in labels.classes", "B-Chemical"]),
+    "conll empty file": Case({"t.conll": "\n\n"}, ner("t.conll"), ["no sentences"]),
+    # config
+    "config misspelt key": Case({}, train_args("configs/tiny/ner.yaml", "training.learnig_rate=0.1"), ["training.learnig_rate", "did you mean 'learning_rate'"]),
+    "config negative learning rate": Case({}, train_args("configs/tiny/ner.yaml", "training.learning_rate=-1"), ["training.learning_rate", "greater than 0"]),
+    "config fp16 on cpu": Case({}, train_args("configs/tiny/ner.yaml", "training.precision=fp16"), ["training.precision", "CUDA"]),
+    "config bad override": Case({}, ["train", "configs/tiny/ner.yaml", "--set", "training.epochs"], ["dotted.key=value"]),
+    "config missing extends": Case({"c.yaml": "extends: nowhere.yaml\n"}, ["train", "{tmp}/c.yaml"], ["nowhere.yaml", "not found"]),
+    "config stride too wide": Case({}, train_args("configs/tiny/ner.yaml", "model.stride=100"), ["model.stride", "half"]),
+    "config bad yaml": Case({"c.yaml": "task: [unclosed\n"}, ["validate", "{tmp}/c.yaml"], ["not valid YAML"]),
+    # model folder and predict input
+    "model folder missing": Case({}, ["predict", "--model", "{tmp}/nothing", "--text", "x"], ["model folder not found"]),
+    "model folder without weights": Case(
+        {"m/config.json": "{}", "m/labels.json": "{}"}, ["predict", "--model", "{tmp}/m", "--text", "x"],
+        ["incomplete model folder", "model.safetensors", "clintune.yaml"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name: str, tmp_path: Path) -> None:
+    case = CASES[name]
+    for relative, content in case.files.items():
+        path = tmp_path / relative
+        if isinstance(content, bytes):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        else:
+            write(path, content)
+    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in case.args])
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr
+    for word in case.words:
+        assert word in result.stderr, f"{word!r} not in:\n{result.stderr}"
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.work").exists() or not any((tmp_path / "out.work").rglob("checkpoint-*"))
+
+
+def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(("\ufeff" + GOOD_CSV.replace("\n", "\r\n")).encode())
+    result = run_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.validation=null",
+                     "--set", "data.test=null", "--set", "data.validation_fraction=0.5")
+    assert result.returncode == 0, result.stderr
+    assert "train: 2, validation: 2" in result.stdout
+
+
+def test_empty_rows_dropped_with_a_count(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", GOOD_CSV + ",valid\n\t,invalid\n")
+    result = run_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.on_empty=drop")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 2 row(s)" in result.stderr
+
+
+def test_train_test_duplicates_are_counted() -> None:
+    result = run_cli("validate", "configs/tiny/section_header.yaml")
+    assert result.returncode == 0
+    assert "test text(s) also appear in the training data" in result.stdout
+
+
+def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
+    secret = "Jane Doe MRN 12345"
+    path = write(tmp_path / "t.conll", f"{secret}\tNN\tO\n")
+    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in ner("t.conll")])
+    assert result.returncode == 2
+    assert "Jane" not in result.stderr and "12345" not in result.stderr
