@@ -114,14 +114,13 @@ def validate(config: Config) -> dict[str, Any]:
     return prepare_data(config).summary()
 
 
-def train(config: Config, overwrite: bool = False, resume: bool = False) -> TrainResult:
-    """Fine-tune the configured model and write a complete model folder to ``output.dir``."""
+def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Fine-tune the configured model and write a complete model folder to ``output.dir``.
+
+    ``command`` (the CLI line, when there is one) is recorded in the model card.
+    """
     from clintune import artifacts
-    from clintune.labels import class_weights_from_config
-    from clintune.modeling import detect_hardware, load_model, load_tokenizer, resolve_precision
-    from clintune.prediction import Predictor
-    from clintune.tasks import label_counts, task_for
-    from clintune.training import run_trainer
+    from clintune.modeling import detect_hardware, resolve_precision
 
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
@@ -134,6 +133,29 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     artifacts.record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
+    trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
+    if not trainer.is_world_process_zero():
+        return TrainResult(output_dir, {})
+    metrics = _final_metrics(config, data, trainer.model, tokenizer, precision, weights)
+    staging = work / "final"
+    if staging.exists():
+        shutil.rmtree(staging)
+    artifacts.save_model_folder(staging, trainer.model, tokenizer, data.encoder, config, metrics, trainer.state.log_history)
+    _write_provenance(staging, config, data, precision, command)
+    artifacts.publish(staging, output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("model folder written to %s", output_dir)
+    return TrainResult(output_dir, metrics)
+
+
+def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
+    """Tokenise, build the model and run the Trainer; returns it, the tokenizer and the class weights."""
+    from transformers import set_seed
+
+    from clintune.labels import class_weights_from_config
+    from clintune.modeling import load_model, load_tokenizer
+    from clintune.tasks import label_counts, task_for
+    from clintune.training import run_trainer
 
     task = task_for(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
@@ -144,32 +166,63 @@ def train(config: Config, overwrite: bool = False, resume: bool = False) -> Trai
     weights = class_weights_from_config(config.training.class_weights, data.encoder, label_counts(train_encoded))
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
-    from transformers import set_seed
-
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
     logger.info("training on %s in %s", _device_of(model), precision)
-
     trainer = run_trainer(
         config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded,
         weights, work / "checkpoints", precision, resume,
     )
-    if not trainer.is_world_process_zero():
-        return TrainResult(output_dir, {})
-    predictor = Predictor(trainer.model, tokenizer, data.encoder, config, config.training.eval_batch_size)
-    metrics = {"validation": predictor.evaluate(data.validation)[0], "data": data.summary(), "precision": precision}
+    return trainer, tokenizer, weights
+
+
+def _final_metrics(
+    config: Config, data: PreparedData, model: Any, tokenizer: Any, precision: str, weights: list[float] | None
+) -> dict[str, Any]:
+    """Validation (and test) metrics of the best model, scored as ``clintune eval`` scores them."""
+    from clintune.evaluation import evaluate as score
+    from clintune.prediction import Predictor
+
+    predictor = Predictor(model, tokenizer, data.encoder, config, config.training.eval_batch_size)
+    resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
+    metrics: dict[str, Any] = {"validation": score(predictor, data.validation, resamples, seed).metrics}
     if data.test is not None:
-        metrics["test"] = predictor.evaluate(data.test)[0]
+        metrics["test"] = score(predictor, data.test, resamples, seed).metrics
+    metrics |= {"data": data.summary(), "precision": precision}
     if weights is not None:
         metrics["class_weights"] = dict(zip(data.encoder.classes, weights))
-    staging = work / "final"
-    if staging.exists():
-        shutil.rmtree(staging)
-    artifacts.save_model_folder(staging, trainer.model, tokenizer, data.encoder, config, metrics, trainer.state.log_history)
-    artifacts.publish(staging, output_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    logger.info("model folder written to %s", output_dir)
-    return TrainResult(output_dir, metrics)
+    return metrics
+
+
+def _write_provenance(folder: Path, config: Config, data: PreparedData, precision: str, command: str | None) -> None:
+    """``run.json`` (data hashes, versions, command) and the model card."""
+    import datetime
+    import platform
+
+    import torch
+    import transformers
+
+    from clintune import __version__
+    from clintune.artifacts import write_json
+    from clintune.model_card import RUN_FILE, sha256_of, write_model_card
+
+    splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
+              "test": (config.data.test, data.test)}
+    files = {
+        split: {"path": path, "examples": len(examples), "sha256": sha256_of(Path(path))}
+        for split, (path, examples) in splits.items() if path is not None and examples is not None
+    }
+    if config.data.validation is None:
+        files["validation"] = {"path": data.validation_source, "examples": len(data.validation), "sha256": files["train"]["sha256"]}
+    write_json(folder / RUN_FILE, {
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": files,
+        "precision": precision,
+        "versions": {"clintune": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    })
+    write_model_card(folder)
 
 
 def _log_long_examples(name: str, encoded: Any, config: Config) -> None:
@@ -203,26 +256,67 @@ def evaluate(
     text_column: str | None = None,
     label_column: str | None = None,
     batch_size: int = 32,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    tune_thresholds: list[str] | None = None,
+    fit_temperature: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
-    Writes ``metrics.json`` and ``predictions.jsonl`` to ``output_dir`` when given.
+    ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
+    and ``fit_temperature`` choose a decision rule on this data and store it in
+    the model folder, where ``predict`` uses it from then on. With
+    ``output_dir``, writes the report folder (see ``clintune.reports``).
+    Returns an ``Evaluation``.
     """
     from clintune import artifacts
+    from clintune.evaluation import evaluate as score
     from clintune.prediction import Predictor
+    from clintune.reports import write_report
 
     folder = Path(model_dir)
     encoder, config = artifacts.check_model_folder(folder)
     config = _with_data_overrides(config, data_format, text_column, label_column)
     data = read_split(config, str(data_path))
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
+    if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
+        raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
     predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True)
-    metrics, records = predictor.evaluate(data)
-    metrics["data"] = str(Path(data_path).absolute())
-    metrics["model"] = str(folder.absolute())
+    logits = None
+    if tune_thresholds or fit_temperature:
+        logits = predictor.class_logits(data.texts)  # type: ignore[union-attr]
+        predictor.decision = _tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
+        predictor.decision.save(folder)
+        _refresh_model_card(folder)
+        logger.info("decision rule stored in %s: %s", folder, predictor.decision.describe(encoder))
+    evaluation = score(predictor, data, resamples, seed, logits)
+    evaluation.metrics["data"] = str(Path(data_path).absolute())
+    evaluation.metrics["model"] = str(folder.absolute())
     if output_dir is not None:
-        write_report(Path(output_dir), metrics, records)
-    return metrics, records
+        write_report(Path(output_dir), evaluation, f"{config.task.name} on {Path(data_path).name}")
+    return evaluation
+
+
+def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
+    import numpy as np
+
+    from clintune.decision import DecisionRule, fit_temperature as fit, tune
+    from clintune.metrics import softmax
+
+    gold = np.asarray(predictor.encoder.encode(data.labels))
+    rule = predictor.decision
+    if fit_temperature:
+        rule = DecisionRule(fit(logits, gold), rule.threshold, dict(rule.class_thresholds), list(rule.tuning))
+    for target in targets:
+        rule = tune(rule, softmax(logits / rule.temperature), gold, predictor.encoder, target, source)
+    return rule
+
+
+def _refresh_model_card(folder: Path) -> None:
+    from clintune.model_card import write_model_card
+
+    if (folder / "metrics.json").is_file():
+        write_model_card(folder)
 
 
 def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
@@ -239,20 +333,6 @@ def _with_data_overrides(config: Config, data_format: str | None, text_column: s
     if label_column is not None:
         config.data.label_column = label_column
     return config
-
-
-def write_report(output_dir: Path, metrics: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """``metrics.json`` and one prediction per line in ``predictions.jsonl``."""
-    import json
-
-    from clintune.artifacts import write_json
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / "metrics.json", metrics)
-    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    temporary = output_dir / ".predictions.jsonl.tmp"
-    temporary.write_text(lines, encoding="utf-8")
-    temporary.replace(output_dir / "predictions.jsonl")
 
 
 def predict(model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> list[Any]:

@@ -82,6 +82,14 @@ def write_json(path: Path, payload: Any) -> None:
     os.replace(temporary, path)
 
 
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """One JSON object per line, written atomically like ``write_json``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def save_model_folder(
     staging: Path, model: Any, tokenizer: Any, encoder: LabelEncoder, config: Config, metrics: dict[str, Any], log_history: list[dict[str, Any]]
 ) -> None:
@@ -145,6 +153,7 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
 
 def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = False) -> Any:
     """A ``Predictor`` for a checked model folder."""
+    from clintune.decision import DecisionRule
     from clintune.modeling import load_model, load_tokenizer
     from clintune.prediction import Predictor
     from clintune.tasks import task_for
@@ -155,13 +164,4 @@ def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = 
     hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(str(folder))
     model = load_model(task_for(encoder.task_type), str(folder), encoder)
-    threshold = float(read_threshold(folder))
-    return Predictor(model, tokenizer, encoder, config, batch_size, threshold, show_progress)
-
-
-def read_threshold(folder: Path) -> float:
-    """The decision threshold stored with a binary model (0.5 unless tuned)."""
-    path = folder / "threshold.json"
-    if not path.is_file():
-        return 0.5
-    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"])
+    return Predictor(model, tokenizer, encoder, config, batch_size, DecisionRule.load(folder), show_progress)

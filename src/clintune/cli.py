@@ -59,7 +59,7 @@ def train(
     from clintune.reporting import format_metrics
 
     cfg = load_config(config, set_ or [])
-    result = train_model(cfg, overwrite=overwrite, resume=resume)
+    result = train_model(cfg, overwrite=overwrite, resume=resume, command=_command_line())
     if result.metrics:
         typer.echo(f"\nvalidation metrics ({result.output_dir}):")
         typer.echo(format_metrics(result.metrics["validation"]))
@@ -94,13 +94,23 @@ def eval_(
     text_column: Annotated[Optional[str], typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Override the saved data.label_column.")] = None,
     batch_size: BatchOption = 32,
+    tune_threshold: Annotated[Optional[list[str]], typer.Option(
+        "--tune-threshold",
+        help="Choose and store a threshold on this data: recall=0.95 or precision=0.9 (binary), "
+             "LABEL:recall=0.95 (multiclass must-not-miss class). Repeatable.",
+        show_default=False)] = None,
+    fit_temperature: Annotated[bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
-    """Score a model folder on a labelled data file."""
+    """Score a model folder on a labelled data file; optionally tune its decision threshold."""
     from clintune.api import evaluate
     from clintune.reporting import format_metrics
 
-    metrics, _ = evaluate(model, data, output, data_format, text_column, label_column, batch_size)
+    evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
+                          tune_threshold or [], fit_temperature, bootstrap, seed)
+    metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
@@ -126,17 +136,28 @@ def predict(
 
     if bool(text) == bool(input_path):
         raise ClintuneError("predict: give either --text (one or more) or --input FILE")
-    texts = list(text) if text else read_texts_for_prediction(model, input_path, text_column).texts  # type: ignore[arg-type]
-    results = predict_texts(model, texts, batch_size=batch_size, show_progress=input_path is not None)
+    source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
+    texts = source.texts if source else list(text or [])
+    results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None)
     records = [_result_record(r, probabilities) for r in results]
+    if source is not None:
+        records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
     if output is not None:
-        _write_jsonl(output, records)
+        from clintune.artifacts import write_jsonl
+
+        write_jsonl(output, records)
         typer.echo(f"{len(records)} prediction(s) written to {output}")
     elif as_json:
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
         for record in records:
             typer.echo(_human_line(record))
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "clintune " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
 
 
 def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
@@ -159,13 +180,6 @@ def _human_line(record: dict[str, Any]) -> str:
     if "probabilities" in record:
         line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
     return line
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    temporary.replace(path)
 
 
 def main() -> None:

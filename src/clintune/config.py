@@ -138,6 +138,11 @@ class TrainingSection(_Section):
         return value
 
 
+class EvaluationSection(_Section):
+    bootstrap_resamples: int = Field(1000, ge=0)
+    seed: int = 0
+
+
 class OutputSection(_Section):
     dir: str
 
@@ -148,6 +153,7 @@ class Config(_Section):
     labels: LabelsSection = Field(default_factory=LabelsSection)
     model: ModelSection
     training: TrainingSection = Field(default_factory=TrainingSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     output: OutputSection
 
     def data_format(self, path: str | None = None) -> str:

@@ -101,3 +101,75 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Top-label reliability: per confidence bin, mean confidence, accuracy and count; plus the ECE.
+
+    The expected calibration error is the count-weighted mean gap between
+    confidence and accuracy over the bins.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == np.asarray(y_true)).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    ece = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        count = int(members.sum())
+        if count:
+            gap = abs(confidence[members].mean() - correct[members].mean())
+            ece += gap * count / len(confidence)
+            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                         "confidence": float(confidence[members].mean()), "accuracy": float(correct[members].mean())})
+    return {"ece": float(ece), "n_bins": n_bins, "bins": rows}
+
+
+def bootstrap_intervals(
+    statistic: Any, n_items: int, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap intervals for every number ``statistic(indices)`` returns."""
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        indices = rng.integers(0, n_items, n_items)
+        for key, value in statistic(indices).items():
+            samples.setdefault(key, []).append(value)
+    tail = (1 - level) / 2 * 100
+    return {
+        key: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100 - tail)),
+              "level": level, "resamples": resamples, "seed": seed}
+        for key, values in samples.items()
+    }
+
+
+def classification_statistic(y_true: np.ndarray, y_pred: np.ndarray, positive_id: int | None) -> Any:
+    """Headline numbers of a resample: accuracy and macro-F1, or the positive class's P/R/F1."""
+    from sklearn.metrics import f1_score
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        gold, pred = y_true[indices], y_pred[indices]
+        values = {"accuracy": float(np.mean(gold == pred))}
+        if positive_id is None:
+            values["f1_macro"] = float(f1_score(gold, pred, average="macro", zero_division=0))
+            return values
+        return values | _prf(np.sum((pred == positive_id) & (gold == positive_id)), np.sum(pred == positive_id), np.sum(gold == positive_id))
+
+    return statistic
+
+
+def entity_statistic(true_positives: np.ndarray, predicted: np.ndarray, gold: np.ndarray) -> Any:
+    """Micro entity precision/recall/F1 of a resample of sentences, from per-sentence counts."""
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        return _prf(true_positives[indices].sum(), predicted[indices].sum(), gold[indices].sum())
+
+    return statistic
+
+
+def _prf(true_positives: float, predicted: float, gold: float) -> dict[str, float]:
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}

@@ -9,16 +9,17 @@ windows of a long text merged back into one result. Training,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clintune.config import Config
-from clintune.data import Examples, TaggedSentences, TextExamples, preprocess_text
+from clintune.data import preprocess_text
+from clintune.decision import DecisionRule
 from clintune.labels import LabelEncoder
-from clintune.metrics import ner_metrics, softmax
+from clintune.metrics import softmax
 from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
 from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
@@ -34,7 +35,7 @@ class Predictor:
     encoder: LabelEncoder
     config: Config
     batch_size: int = 32
-    threshold: float = 0.5
+    decision: DecisionRule = field(default_factory=DecisionRule)
     show_progress: bool = False
 
     @property
@@ -72,8 +73,8 @@ class Predictor:
 
     # -- classification ----------------------------------------------------
 
-    def class_probabilities(self, texts: list[str]) -> np.ndarray:
-        """One probability row per text; the windows of a chunked long text are averaged."""
+    def class_logits(self, texts: list[str]) -> np.ndarray:
+        """One row of logits per text; the windows of a chunked long text are averaged."""
         settings = self.config.model
         texts = [preprocess_text(text, self.config.data.preprocessing) for text in texts]
         encoded = encode_texts(self.tokenizer, texts, settings.max_length, long_text=settings.long_text, stride=settings.stride)
@@ -81,15 +82,19 @@ class Predictor:
         sums = np.zeros((len(texts), len(self.encoder.classes)))
         counts = np.zeros(len(texts))
         for example, row in zip(encoded.example_index, self.logits(encoded.features)):
-            sums[example] += softmax(row)
+            sums[example] += row
             counts[example] += 1
         return sums / counts[:, None]
 
+    def class_probabilities(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities per text, after the model's temperature."""
+        return softmax(self.class_logits(texts) / self.decision.temperature)
+
     def classify(self, texts: list[str]) -> list[Prediction]:
-        """Label, confidence and class probabilities for each text."""
+        """Label, confidence and class probabilities for each text, by the model's decision rule."""
         task = self.task
         assert isinstance(task, SequenceClassification), "classify() needs a classification model"
-        return [task.decode(row, self.encoder, self.threshold) for row in self.class_probabilities(texts)]
+        return [task.decode(row, self.encoder, self.decision) for row in self.class_probabilities(texts)]
 
     # -- NER ---------------------------------------------------------------
 
@@ -120,38 +125,6 @@ class Predictor:
         words = [split_words(text) for text in texts]
         tags, scores = self.tag_sentences([[w for w, _, _ in sentence] for sentence in words])
         return [entities_from_words(text, w, t, s) for text, w, t, s in zip(texts, words, tags, scores)]
-
-    # -- evaluation --------------------------------------------------------
-
-    def evaluate(self, data: Examples) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Metrics on labelled data, and one prediction record per example."""
-        if isinstance(data, TaggedSentences):
-            return self._evaluate_tagged(data)
-        return self._evaluate_texts(data)
-
-    def _evaluate_texts(self, data: TextExamples) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        task = self.task
-        assert isinstance(task, SequenceClassification)
-        probabilities = self.class_probabilities(data.texts)
-        metrics = task.metrics_from_probabilities(probabilities, self.encoder.encode(data.labels or []), self.encoder, self.threshold)
-        records = []
-        for index, row in enumerate(probabilities):
-            prediction = task.decode(row, self.encoder, self.threshold)
-            records.append(
-                {"row": data.rows[index], "gold": data.labels[index] if data.labels else None, "predicted": prediction.label,
-                 "score": prediction.score, "probabilities": prediction.probabilities}
-            )
-        return metrics, records
-
-    def _evaluate_tagged(self, data: TaggedSentences) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        predicted, _ = self.tag_sentences(data.tokens)
-        gold = data.tags or []
-        metrics = ner_metrics(gold, predicted)
-        records = [
-            {"row": row, "tokens": tokens, "gold": g, "predicted": p}
-            for row, tokens, g, p in zip(data.rows, data.tokens, gold, predicted)
-        ]
-        return metrics, records
 
     def _report_long(self, encoded: Encoded) -> None:
         note = long_text_note(encoded, self.config)

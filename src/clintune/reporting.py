@@ -22,9 +22,12 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 def format_metrics(metrics: dict[str, Any]) -> str:
     """Headline numbers, then the per-class table."""
     lines = []
+    intervals = metrics.get("confidence_intervals", {})
     headline = [(k, metrics[k]) for k in HEADLINE_KEYS if metrics.get(k) is not None]
     if headline:
-        lines.append(format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in headline]))
+        rows = [[k, f"{v:.4f}", _interval(intervals.get(k))] for k, v in headline]
+        lines.append(format_table(["metric", "value", "95% CI"] if intervals else ["metric", "value"],
+                                  rows if intervals else [r[:2] for r in rows]))
     per_class = metrics.get("per_class") or {}
     if per_class:
         rows = [
@@ -33,4 +36,17 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         ]
         lines.append("")
         lines.append(format_table(["class", "precision", "recall", "f1", "support"], rows))
+    notes = []
+    if metrics.get("decision_rule"):
+        notes.append(f"decision rule: {metrics['decision_rule']}")
+    if metrics.get("ece") is not None:
+        notes.append(f"expected calibration error: {metrics['ece']:.4f}")
+    if metrics.get("errors"):
+        notes.append("entity errors: " + ", ".join(f"{k} {v}" for k, v in metrics["errors"].items()))
+    if notes:
+        lines += [""] + notes
     return "\n".join(lines)
+
+
+def _interval(interval: dict[str, float] | None) -> str:
+    return f"{interval['low']:.3f}-{interval['high']:.3f}" if interval else ""

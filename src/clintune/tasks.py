@@ -16,7 +16,8 @@ import numpy as np
 from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.labels import LabelEncoder
-from clintune.metrics import binary_metrics, binary_predictions, multiclass_metrics, ner_metrics, softmax
+from clintune.decision import DecisionRule
+from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics, softmax
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
 
@@ -51,7 +52,7 @@ class Task(Protocol):
 
     def collator(self, tokenizer: Any) -> Any: ...
 
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]: ...
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]: ...
 
 
 class SequenceClassification:
@@ -72,24 +73,21 @@ class SequenceClassification:
 
         return DataCollatorWithPadding(tokenizer)
 
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]:
-        return self.metrics_from_probabilities(softmax(np.stack(logits)), label_ids, encoder, threshold)
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
+        return self.metrics_from_probabilities(softmax(np.stack(logits)), label_ids, encoder, DecisionRule())
 
     def metrics_from_probabilities(
-        self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5
+        self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, rule: DecisionRule
     ) -> dict[str, Any]:
         y_true = np.asarray(label_ids)
         if encoder.task_type == "binary":
             positive = encoder.positive_id
-            return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, threshold)
-        return multiclass_metrics(y_true, probabilities.argmax(axis=-1), encoder.classes)
+            return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, rule.threshold)
+        return multiclass_metrics(y_true, rule.predict(probabilities, encoder), encoder.classes)
 
-    def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, threshold: float = 0.5) -> Prediction:
+    def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Label, confidence and all class probabilities for one example."""
-        if encoder.task_type == "binary":
-            index = int(binary_predictions(probabilities[encoder.positive_id], encoder.positive_id, threshold))
-        else:
-            index = int(probabilities.argmax())
+        index = int(rule.predict(probabilities, encoder)[0])
         return Prediction(
             label=encoder.classes[index],
             score=float(probabilities[index]),
@@ -118,7 +116,7 @@ class TokenClassification:
 
         return DataCollatorForTokenClassification(tokenizer)
 
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder, threshold: float = 0.5) -> dict[str, Any]:
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
         gold, predicted = [], []
         for example_logits, example_labels in zip(logits, label_ids):
             labels = np.asarray(example_labels)
