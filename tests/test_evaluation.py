@@ -1,0 +1,143 @@
+"""Decision rules, calibration, bootstrap intervals, NER error kinds and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clintune.decision import DecisionRule, fit_temperature, parse_target, tune
+from clintune.errors import ClintuneError
+from clintune.evaluation import entity_errors
+from clintune.labels import LabelEncoder
+from clintune.metrics import bootstrap_intervals, calibration_bins, classification_statistic, softmax
+
+BINARY = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
+SERIOUSNESS = LabelEncoder(("D/LT", "Serious", "Non-serious"), "multiclass")
+
+
+def test_entity_errors_tell_boundary_from_type() -> None:
+    tokens = "the BRCA1 breast cancer gene and ovarian cancer risk in Ashkenazi Jews".split()
+    gold = {("Disease", 2, 3), ("Disease", 6, 7), ("Disease", 0, 0)}
+    predicted = {
+        ("Disease", 3, 3),        # right type, wrong extent -> boundary
+        ("Gene", 6, 7),           # same span, wrong type   -> type
+        ("Disease", 10, 11),      # nothing there           -> false positive
+    }
+    errors = entity_errors(tokens, gold, predicted)
+    kinds = {e["kind"]: e for e in errors}
+    assert sorted(kinds) == ["boundary", "false_positive", "missed", "type"]
+    assert kinds["boundary"]["gold"]["text"] == "breast cancer" and kinds["boundary"]["predicted"]["text"] == "cancer"
+    assert kinds["type"]["predicted"]["type"] == "Gene"
+    assert kinds["missed"]["gold"]["text"] == "the"
+    assert kinds["false_positive"]["predicted"]["text"] == "Ashkenazi Jews"
+    assert all(e["sentence"] == " ".join(tokens) for e in errors)
+    assert entity_errors(tokens, gold, gold) == []
+
+
+def test_recall_target_is_met_on_the_tuning_data() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 300)
+    scores = np.clip(gold * 0.3 + rng.random(300) * 0.7, 0, 1)
+    probabilities = np.stack([1 - scores, scores], axis=1)
+    rule = tune(DecisionRule(), probabilities, gold, BINARY, "recall=0.95", "val.csv")
+    predicted = rule.predict(probabilities, BINARY)
+    recall = np.sum((predicted == 1) & (gold == 1)) / np.sum(gold == 1)
+    assert recall >= 0.95
+    looser = DecisionRule(threshold=rule.threshold + 1e-9)
+    tighter_recall = np.sum((looser.predict(probabilities, BINARY) == 1) & (gold == 1)) / np.sum(gold == 1)
+    assert tighter_recall < 0.95, "the chosen threshold should be the highest one that meets the target"
+    assert rule.tuning[0]["achieved"] == pytest.approx(recall)
+
+
+def test_precision_target() -> None:
+    gold = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.65])
+    rule = tune(DecisionRule(), np.stack([1 - scores, scores], 1), gold, BINARY, "precision=0.75", "v")
+    assert rule.threshold == pytest.approx(0.4)  # 4 of the 5 scores >= 0.4 are positive; at 0.3 only 4 of 6
+
+
+def test_must_not_miss_class_in_multiclass() -> None:
+    probabilities = np.array([[0.30, 0.60, 0.10], [0.20, 0.70, 0.10], [0.50, 0.40, 0.10], [0.05, 0.15, 0.80]])
+    gold = np.array([0, 1, 0, 2])
+    assert DecisionRule().predict(probabilities, SERIOUSNESS).tolist() == [1, 1, 0, 2]
+    rule = tune(DecisionRule(), probabilities, gold, SERIOUSNESS, "D/LT:recall=1.0", "v")
+    assert rule.class_thresholds == {"D/LT": pytest.approx(0.30)}
+    assert rule.predict(probabilities, SERIOUSNESS).tolist() == [0, 1, 0, 2]
+
+
+def test_target_parsing_errors() -> None:
+    assert parse_target("recall=0.95", BINARY) == ("valid", "recall", 0.95)
+    for bad, encoder in [("recall=1.5", BINARY), ("f1=0.9", BINARY), ("recall=0.9", SERIOUSNESS), ("Fatal:recall=0.9", SERIOUSNESS)]:
+        with pytest.raises(ClintuneError):
+            parse_target(bad, encoder)
+
+
+def test_unreachable_target_is_an_error() -> None:
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
+    with pytest.raises(ClintuneError, match="no threshold reaches precision"):
+        tune(DecisionRule(), probabilities, np.array([0, 0]), BINARY, "precision=0.9", "v")
+
+
+def test_ece_by_hand() -> None:
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    gold = np.array([0, 1, 0, 0])
+    calibration = calibration_bins(probabilities, gold, n_bins=10)
+    # bin 0.8-0.9: confidence 0.9, accuracy 0.5; bin 0.5-0.6: confidence 0.6, accuracy 1.0
+    assert calibration["ece"] == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    assert sum(b["count"] for b in calibration["bins"]) == 4
+
+
+def test_temperature_reduces_overconfidence() -> None:
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 3, 400)
+    logits = rng.normal(size=(400, 3))
+    logits[np.arange(400), gold] += 1.0
+    logits *= 4  # overconfident
+    temperature = fit_temperature(logits, gold)
+    assert temperature > 2
+
+    def nll(t: float) -> float:
+        return float(-np.log(softmax(logits / t)[np.arange(400), gold]).mean())
+
+    assert nll(temperature) < nll(1.0)
+    assert nll(temperature) <= nll(temperature * 1.2) and nll(temperature) <= nll(temperature / 1.2)
+
+
+def test_bootstrap_interval_contains_the_point_estimate() -> None:
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, 2, 200)
+    predicted = np.where(rng.random(200) < 0.8, gold, 1 - gold)
+    statistic = classification_statistic(gold, predicted, positive_id=1)
+    point = statistic(np.arange(200))
+    intervals = bootstrap_intervals(statistic, 200, resamples=300, seed=3)
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert intervals[key]["low"] <= point[key] <= intervals[key]["high"]
+        assert intervals[key]["high"] - intervals[key]["low"] < 0.3
+    assert bootstrap_intervals(statistic, 200, resamples=300, seed=3) == intervals
+
+
+def test_figures_are_labelled_pngs(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from clintune import plots
+
+    gold = np.array([0, 1, 1, 0, 1])
+    scores = np.array([0.2, 0.8, 0.4, 0.3, 0.9])
+    figures = {
+        "cm": plots.confusion_matrix_figure(gold, (scores > 0.5).astype(int), ("invalid", "valid"), "t"),
+        "roc": plots.roc_figure(gold, scores, 0.5, "valid"),
+        "pr": plots.precision_recall_figure(gold, scores, 0.5, "valid"),
+        "rel": plots.reliability_figure(calibration_bins(np.stack([1 - scores, scores], 1), gold)),
+    }
+    for name, figure in figures.items():
+        axes = figure.axes[0]
+        assert axes.get_xlabel() and axes.get_ylabel() and axes.get_title()
+        path = tmp_path / f"{name}.png"
+        plots.save(figure, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width = imread(path).shape[:2]
+        assert height > 300 and width > 300
+    tick_labels = [t.get_text() for t in figures["cm"].axes[0].get_xticklabels()]
+    assert tick_labels == ["invalid", "valid"]

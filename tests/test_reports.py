@@ -1,0 +1,122 @@
+"""``clintune eval`` report folders and model cards, checked against the predictions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+
+def copy_model(trained_models: dict[str, Path], task: str, tmp_path: Path) -> Path:
+    folder = tmp_path / task
+    shutil.copytree(trained_models[task], folder)
+    return folder
+
+
+def read_confusion(path: Path) -> dict[str, dict[str, int]]:
+    rows = list(csv.reader(path.open()))
+    header = rows[0][1:]
+    return {row[0]: dict(zip(header, map(int, row[1:]))) for row in rows[1:]}
+
+
+def test_multiclass_report_is_consistent(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", "data/seriousness/test.jsonl", "--output", str(report))
+    assert result.returncode == 0, result.stderr
+    assert {"metrics.json", "per_class.csv", "predictions.jsonl", "confusion_matrix.png", "confusion_matrix.csv", "reliability.png"} <= {
+        p.name for p in report.iterdir()
+    }
+    gold_counts = Counter(json.loads(line)["seriousness"] for line in (REPO / "data/seriousness/test.jsonl").read_text().splitlines())
+    metrics = json.loads((report / "metrics.json").read_text())
+    predictions = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
+    confusion = read_confusion(report / "confusion_matrix.csv")
+    assert sum(sum(row.values()) for row in confusion.values()) == len(predictions) == sum(gold_counts.values())
+    for label, row in confusion.items():
+        assert sum(row.values()) == gold_counts[label] == metrics["per_class"][label]["support"]
+    predicted_counts = Counter(p["predicted"] for p in predictions)
+    for label in confusion:
+        assert sum(row[label] for row in confusion.values()) == predicted_counts[label]
+    assert metrics["accuracy"] == pytest.approx(sum(p["correct"] for p in predictions) / len(predictions))
+    for key in ("accuracy", "f1_macro"):
+        interval = metrics["confidence_intervals"][key]
+        assert interval["low"] <= metrics[key] <= interval["high"]
+    assert 0 <= metrics["ece"] <= 1
+    assert all(sum(p["probabilities"].values()) == pytest.approx(1.0) for p in predictions)
+    assert "95% CI" in result.stdout
+
+
+def test_binary_threshold_tuning_is_stored_and_used(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    model = copy_model(trained_models, "diagnosis", tmp_path)
+    report = tmp_path / "report"
+    result = run_cli("eval", "--model", str(model), "--data", "data/diagnosis/validation.csv", "--output", str(report),
+                     "--tune-threshold", "recall=0.95")
+    assert result.returncode == 0, result.stderr
+    assert {"roc.png", "precision_recall.png"} <= {p.name for p in report.iterdir()}
+    decision = json.loads((model / "decision.json").read_text())
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["recall"] >= 0.95
+    assert metrics["threshold"] == decision["threshold"]
+    assert f"{decision['threshold']:.4g}" in metrics["decision_rule"]
+    assert f"{decision['threshold']:.4g}" in (model / "README.md").read_text()
+
+    predictions = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
+    assert all((p["predicted"] == "valid") == (p["probabilities"]["valid"] >= decision["threshold"]) for p in predictions)
+    texts = [row["text"] for row in csv.DictReader((REPO / "data/diagnosis/validation.csv").open())][:10]
+    args = ["predict", "--model", str(model), "--json", "--probabilities"]
+    for text in texts:
+        args += ["--text", text]
+    predicted = json.loads(run_cli(*args).stdout)
+    assert [p["label"] for p in predicted] == [p["predicted"] for p in predictions[:10]]
+
+
+def test_must_not_miss_class(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    model = copy_model(trained_models, "seriousness", tmp_path)
+    report = tmp_path / "report"
+    result = run_cli("eval", "--model", str(model), "--data", "data/seriousness/validation.jsonl", "--output", str(report),
+                     "--tune-threshold", "D/LT:recall=1.0", "--fit-temperature")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["per_class"]["D/LT"]["recall"] == 1.0
+    decision = json.loads((model / "decision.json").read_text())
+    assert set(decision["class_thresholds"]) == {"D/LT"} and decision["temperature"] > 0
+
+
+def test_threshold_tuning_is_refused_for_ner(trained_models: dict[str, Path]) -> None:
+    result = run_cli("eval", "--model", str(trained_models["ner"]), "--data", "data/ner/test.conll", "--tune-threshold", "recall=0.9")
+    assert result.returncode == 2 and "not NER" in result.stderr
+
+
+def test_ner_report_lists_errors(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = run_cli("eval", "--model", str(trained_models["ner"]), "--data", "data/ner/test.conll", "--output", str(report))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((report / "metrics.json").read_text())
+    errors = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
+    assert Counter(e["kind"] for e in errors) == {k: v for k, v in metrics["errors"].items() if v}
+    assert set(metrics["per_class"]) == {"Disease"}
+    interval = metrics["confidence_intervals"]["f1"]
+    assert interval["low"] <= metrics["f1"] <= interval["high"]
+
+
+def test_model_card_renders_with_the_metrics(trained_models: dict[str, Path]) -> None:
+    from markdown_it import MarkdownIt
+
+    for task in ("section_header", "ner"):
+        folder = trained_models[task]
+        card = (folder / "README.md").read_text()
+        metrics = json.loads((folder / "metrics.json").read_text())
+        html = MarkdownIt("commonmark").enable("table").render(card)
+        assert html.count("<table>") >= 4
+        headline = "f1_macro" if task == "section_header" else "f1"
+        assert f"| {headline} | {metrics['validation'][headline]:.4f} |" in card
+        interval = metrics["validation"]["confidence_intervals"][headline]
+        assert f"{interval['low']:.3f} – {interval['high']:.3f}" in card
+        run = json.loads((folder / "run.json").read_text())
+        assert run["data"]["train"]["sha256"] in card
+        assert "clintune train" in card and "Intended use" in card
