@@ -59,6 +59,13 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a torchrun / accelerate launch."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def resolve_paths(config: Config) -> Config:
     """The config with data and output paths made absolute (relative to the current folder).
 
@@ -70,6 +77,8 @@ def resolve_paths(config: Config) -> Config:
         value = getattr(resolved.data, split)
         if value is not None:
             setattr(resolved.data, split, str(Path(value).expanduser().absolute()))
+    if resolved.training.deepspeed:
+        resolved.training.deepspeed = str(Path(resolved.training.deepspeed).expanduser().absolute())
     local_model = Path(resolved.model.name_or_path).expanduser()
     if local_model.exists():
         resolved.model.name_or_path = str(local_model.absolute())
@@ -126,11 +135,14 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     output_dir = Path(config.output.dir)
     artifacts.check_output_dir(output_dir, overwrite, resume)
     data = prepare_data(config)
+    if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
+        raise ClintuneError(f"training.deepspeed: config file not found: {config.training.deepspeed}")
     precision = resolve_precision(config.training.precision, detect_hardware())
     work = artifacts.work_dir_for(output_dir)
-    if overwrite and not resume and work.exists():
-        shutil.rmtree(work)
-    artifacts.record_run_config(work, config, resume)
+    if is_main_process():
+        if overwrite and not resume and work.exists():
+            shutil.rmtree(work)
+        artifacts.record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
     trainer, tokenizer, weights = _fit(config, data, precision, work, resume)

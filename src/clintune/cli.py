@@ -37,12 +37,18 @@ ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder w
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per inference batch.")]
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging() -> None:
+    """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    if rank:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("clintune: %(message)s"))
+    handler.setFormatter(logging.Formatter("clintune: %(message)s" if rank == 0 else f"clintune[rank {rank}]: %(message)s"))
     root = logging.getLogger("clintune")
     root.handlers = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     root.propagate = False
 
 
@@ -52,8 +58,11 @@ def train(
     set_: SetOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (starts torchrun).")] = 1,
 ) -> None:
     """Fine-tune a model and write a model folder to output.dir."""
+    if nproc > 1:
+        _launch_torchrun(nproc)
     from clintune.api import train as train_model
     from clintune.config import load_config
     from clintune.reporting import format_metrics
@@ -152,6 +161,30 @@ def predict(
     else:
         for record in records:
             typer.echo(_human_line(record))
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Re-run this command under torchrun with ``nproc`` processes, and exit with its status."""
+    import subprocess
+
+    arguments = _without_option(sys.argv[1:], "--nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "clintune", *arguments]
+    logging.getLogger("clintune").info("starting: %s", " ".join(command[2:]))
+    raise SystemExit(subprocess.call(command))
+
+
+def _without_option(arguments: list[str], name: str) -> list[str]:
+    """``arguments`` less ``name VALUE`` / ``name=VALUE``."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in arguments:
+        if skip_value:
+            skip_value = False
+        elif argument == name:
+            skip_value = True
+        elif not argument.startswith(name + "="):
+            kept.append(argument)
+    return kept
 
 
 def _command_line() -> str:

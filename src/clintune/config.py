@@ -122,6 +122,10 @@ class TrainingSection(_Section):
     logging_steps: int = Field(50, gt=0)
     save_steps: int | None = Field(None, gt=0)
     save_total_limit: int = Field(2, gt=0)
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = Field(0, ge=0)
+    ddp_find_unused_parameters: bool = False
+    deepspeed: str | None = None
 
     @field_validator("class_weights", mode="before")
     @classmethod

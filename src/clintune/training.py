@@ -53,7 +53,13 @@ class _ListDataset:
         return self.features[index]
 
 
-def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has_validation: bool) -> Any:
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has_validation: bool, device: str = "cpu") -> Any:
     """``TrainingArguments`` for a config: evaluation and checkpoints every epoch, best model kept."""
     from transformers import TrainingArguments
 
@@ -89,6 +95,12 @@ def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has
         disable_tqdm=False,
         remove_unused_columns=False,
         dataloader_pin_memory=precision != "fp32",
+        use_cpu=device == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_find_unused_parameters=t.ddp_find_unused_parameters,
+        deepspeed=t.deepspeed,
+        ddp_backend="gloo" if device == "cpu" and _world_size() > 1 else None,
     )
 
 
@@ -127,7 +139,9 @@ def run_trainer(
     """Train, keeping the best checkpoint by the configured metric; returns the Trainer."""
     from transformers import EarlyStoppingCallback, Trainer
 
-    args = training_arguments(config, checkpoint_dir, precision, validation is not None)
+    from clintune.modeling import detect_hardware
+
+    args = training_arguments(config, checkpoint_dir, precision, validation is not None, detect_hardware().device)
     callbacks = []
     if config.training.early_stopping_patience and validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
