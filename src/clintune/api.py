@@ -347,6 +347,21 @@ def _with_data_overrides(config: Config, data_format: str | None, text_column: s
     return config
 
 
+def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
+    """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists."""
+    import json
+
+    from clintune.baseline import run_baseline
+
+    config = resolve_paths(config)
+    data = prepare_data(config)
+    evaluated = {"validation": data.validation} | ({"test": data.test} if data.test is not None else {})
+    result = run_baseline(config, data.train, evaluated, data.encoder)
+    metrics_file = Path(config.output.dir) / "metrics.json"
+    transformer = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    return result, transformer
+
+
 def predict(model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> list[Any]:
     """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
     from clintune.prediction import Predictor

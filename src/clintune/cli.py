@@ -94,6 +94,35 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
         typer.echo(f"  note: {note}")
 
 
+@app.command()
+def baseline(
+    config: ConfigArg,
+    set_: SetOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the baseline's metrics as JSON here.")] = None,
+) -> None:
+    """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
+    from clintune.api import baseline as run_baseline
+    from clintune.config import load_config
+    from clintune.reporting import format_comparison
+
+    cfg = load_config(config, set_ or [])
+    result, transformer = run_baseline(cfg)
+    for split, metrics in result.metrics.items():
+        columns = {"baseline": metrics}
+        if transformer and split in transformer:
+            columns["transformer"] = transformer[split]
+        typer.echo(f"\n{split} ({result.name}, fitted in {result.seconds:.1f} s):")
+        typer.echo(format_comparison(columns))
+    if not transformer:
+        typer.echo(f"\n(no trained model at {cfg.output.dir} yet; train it to see both columns)")
+    if output is not None:
+        from clintune.artifacts import write_json
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(output, {"baseline": result.name, "seconds": result.seconds, **result.metrics})
+        typer.echo(f"baseline metrics written to {output}")
+
+
 @app.command("eval")
 def eval_(
     model: ModelOption,

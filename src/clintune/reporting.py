@@ -50,3 +50,19 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 def _interval(interval: dict[str, float] | None) -> str:
     return f"{interval['low']:.3f}-{interval['high']:.3f}" if interval else ""
+
+
+COMPARED_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "classes_predicted")
+
+
+def format_comparison(columns: dict[str, dict[str, Any]]) -> str:
+    """Headline metrics side by side, one column per model (a missing value is blank)."""
+    keys = [k for k in COMPARED_KEYS if any(isinstance(c.get(k), (int, float)) for c in columns.values())]
+    rows = [[key, *(_cell(c.get(key)) for c in columns.values())] for key in keys]
+    return format_table(["metric", *columns], rows)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
