@@ -272,6 +272,7 @@ def evaluate(
     fit_temperature: bool = False,
     resamples: int = 1000,
     seed: int = 0,
+    threads: int | None = None,
 ) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
@@ -293,7 +294,7 @@ def evaluate(
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
-    predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True)
+    predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True, threads=threads)
     logits = None
     if tune_thresholds or fit_temperature:
         logits = predictor.class_logits(data.texts)  # type: ignore[union-attr]
@@ -347,6 +348,45 @@ def _with_data_overrides(config: Config, data_format: str | None, text_column: s
     return config
 
 
+def export(
+    model_dir: str | Path, output_dir: str | Path | None = None, fmt: str = "onnx", quantize: str | None = None,
+    check_data: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it."""
+    from clintune.artifacts import write_json
+    from clintune.onnx_export import EXPORT_FILE, export as export_onnx, read_export_info
+
+    if fmt != "onnx":
+        raise ClintuneError(f"export --format {fmt}: only onnx is supported")
+    if quantize not in (None, "int8"):
+        raise ClintuneError(f"export --quantize {quantize}: only int8 is supported")
+    source = Path(model_dir)
+    target = Path(output_dir) if output_dir else source.with_name(source.name + ("-onnx-int8" if quantize else "-onnx"))
+    if target.exists():
+        raise ClintuneError(f"{target} already exists; choose another --output or remove it")
+    export_onnx(source, target, quantize)
+    info = read_export_info(target)
+    if check_data is not None:
+        original = evaluate(source, check_data, resamples=0)
+        exported = evaluate(target, check_data, resamples=0)
+        key = _headline_key(original.metrics)
+        info["check"] = {
+            "data": str(Path(check_data).absolute()),
+            "agreement": float((original.predicted_ids == exported.predicted_ids).mean()),
+            "agreement_unit": "word tags" if "n_entities" in original.metrics else "labels",
+            "metric": key,
+            "pytorch": original.metrics[key],
+            "exported": exported.metrics[key],
+            "difference": exported.metrics[key] - original.metrics[key],
+        }
+        write_json(target / EXPORT_FILE, info)
+    return {"output": str(target), **info}
+
+
+def _headline_key(metrics: dict[str, Any]) -> str:
+    return "f1_macro" if "f1_macro" in metrics else "f1"
+
+
 def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
     """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists."""
     import json
@@ -362,11 +402,13 @@ def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
     return result, transformer
 
 
-def predict(model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> list[Any]:
+def predict(
+    model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False, threads: int | None = None
+) -> list[Any]:
     """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
     from clintune.prediction import Predictor
 
-    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress)
+    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
     if predictor.encoder.task_type == "ner":
         return predictor.extract_entities(texts)
     return predictor.classify(texts)

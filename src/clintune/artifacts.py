@@ -22,7 +22,7 @@ from clintune.labels import LABELS_FILE, LabelEncoder
 CONFIG_FILE = "clintune.yaml"
 METRICS_FILE = "metrics.json"
 TRAINING_LOG_FILE = "training_log.json"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "model.onnx")
 
 
 def work_dir_for(output_dir: Path) -> Path:
@@ -151,8 +151,8 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
     return encoder, read_folder_config(folder)
 
 
-def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = False) -> Any:
-    """A ``Predictor`` for a checked model folder."""
+def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = False, threads: int | None = None) -> Any:
+    """A ``Predictor`` for a checked model folder (PyTorch, or ONNX when it holds ``model.onnx``)."""
     from clintune.decision import DecisionRule
     from clintune.modeling import load_model, load_tokenizer
     from clintune.prediction import Predictor
@@ -163,5 +163,10 @@ def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = 
     encoder, config = check_model_folder(folder)
     hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(str(folder))
-    model = load_model(task_for(encoder.task_type), str(folder), encoder)
+    if (folder / "model.onnx").is_file():
+        from clintune.onnx_export import OnnxModel
+
+        model: Any = OnnxModel(folder / "model.onnx", threads)
+    else:
+        model = load_model(task_for(encoder.task_type), str(folder), encoder)
     return Predictor(model, tokenizer, encoder, config, batch_size, DecisionRule.load(folder), show_progress)

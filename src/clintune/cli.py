@@ -35,6 +35,7 @@ SetOption = Annotated[
 ]
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder written by 'clintune train'.", show_default=False)]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per inference batch.")]
+ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
 def _setup_logging() -> None:
@@ -140,6 +141,7 @@ def eval_(
     fit_temperature: Annotated[bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")] = False,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Score a model folder on a labelled data file; optionally tune its decision threshold."""
@@ -147,7 +149,7 @@ def eval_(
     from clintune.reporting import format_metrics
 
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed)
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -167,6 +169,7 @@ def predict(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
     batch_size: BatchOption = 32,
+    threads: ThreadsOption = None,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
     from clintune.api import predict as predict_texts
@@ -176,7 +179,7 @@ def predict(
         raise ClintuneError("predict: give either --text (one or more) or --input FILE")
     source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
     texts = source.texts if source else list(text or [])
-    results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None)
+    results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
     records = [_result_record(r, probabilities) for r in results]
     if source is not None:
         records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
@@ -190,6 +193,25 @@ def predict(
     else:
         for record in records:
             typer.echo(_human_line(record))
+
+
+@app.command()
+def export(
+    model: ModelOption,
+    fmt: Annotated[str, typer.Option("--format", help="Export format.")] = "onnx",
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 weights (smaller, faster on CPU).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Target folder (default: MODEL-onnx[-int8]).")] = None,
+    check_data: Annotated[Optional[Path], typer.Option("--check-data", help="Labelled file: compare exported and original predictions.")] = None,
+) -> None:
+    """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
+    from clintune.api import export as export_model
+
+    info = export_model(model, output, fmt, quantize, check_data)
+    typer.echo(f"exported ({info['quantize']}) to {info['output']}")
+    check = info.get("check")
+    if check:
+        typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
+                   f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
 
 
 def _launch_torchrun(nproc: int) -> None:

@@ -43,11 +43,18 @@ class Predictor:
         return task_for(self.encoder.task_type)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, batch_size: int = 32, show_progress: bool = False) -> Predictor:
-        """Load a model folder written by ``clintune train``."""
+    def from_folder(cls, folder: str | Path, batch_size: int = 32, show_progress: bool = False, threads: int | None = None) -> Predictor:
+        """Load a model folder written by ``clintune train`` or ``clintune export``.
+
+        ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime).
+        """
         from clintune.artifacts import load_model_folder
 
-        return load_model_folder(Path(folder), batch_size=batch_size, show_progress=show_progress)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        return load_model_folder(Path(folder), batch_size=batch_size, show_progress=show_progress, threads=threads)
 
     # -- raw model outputs -------------------------------------------------
 
@@ -58,18 +65,23 @@ class Predictor:
         collate = self.task.collator(self.tokenizer)
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         results: list[np.ndarray | None] = [None] * len(features)
-        device = next(self.model.parameters()).device
-        self.model.eval()
+        forward = self._onnx_forward if hasattr(self.model, "session") else self._torch_forward
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         with torch.inference_mode():
             for batch_indices in _progress(batches, self.show_progress):
-                batch = collate([{k: v for k, v in features[i].items() if k != "labels"} for i in batch_indices])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                output = self.model(**batch).logits.float().cpu().numpy()
+                output = forward(collate([{k: v for k, v in features[i].items() if k != "labels"} for i in batch_indices]))
                 for row, index in enumerate(batch_indices):
                     length = len(features[index]["input_ids"])
                     results[index] = output[row, :length] if output.ndim == 3 else output[row]
         return results  # type: ignore[return-value]
+
+    def _torch_forward(self, batch: dict[str, Any]) -> np.ndarray:
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        return self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+
+    def _onnx_forward(self, batch: dict[str, Any]) -> np.ndarray:
+        return self.model.logits({k: v.numpy() for k, v in batch.items()})
 
     # -- classification ----------------------------------------------------
 

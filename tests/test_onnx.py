@@ -1,0 +1,45 @@
+"""ONNX export: the exported (and int8) models answer like the PyTorch model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.mark.parametrize(("task", "data"), [("seriousness", "data/seriousness/test.jsonl"), ("ner", "data/ner/test.conll")])
+def test_onnx_gives_the_same_labels_as_pytorch(trained_models: dict[str, Path], tmp_path: Path, task: str, data: str) -> None:
+    from clintune.api import evaluate, export
+
+    exported = tmp_path / "onnx"
+    info = export(trained_models[task], exported)
+    assert (exported / "model.onnx").is_file() and (exported / "labels.json").is_file()
+    assert info["quantize"] == "none"
+    original = evaluate(trained_models[task], data, resamples=0)
+    onnx = evaluate(exported, data, resamples=0)
+    assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
+    if original.probabilities is not None:
+        assert abs(onnx.probabilities - original.probabilities).max() < 1e-4
+
+
+def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    exported = tmp_path / "int8"
+    result = run_cli("export", "--model", str(trained_models["ner"]), "--quantize", "int8", "--output", str(exported),
+                     "--check-data", "data/ner/validation.conll")
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = json.loads((exported / "export.json").read_text())["check"]
+    assert 0 <= check["agreement"] <= 1 and check["metric"] == "f1"
+    assert "agree with PyTorch" in result.stdout
+    text = "Patients with cystic fibrosis were enrolled ."
+    onnx = run_cli("predict", "--model", str(exported), "--text", text, "--json", "--threads", "1")
+    assert onnx.returncode == 0, onnx.stderr
+    for entity in json.loads(onnx.stdout)[0]["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    again = run_cli("export", "--model", str(trained_models["ner"]), "--output", str(exported))
+    assert again.returncode == 2 and "already exists" in again.stderr
