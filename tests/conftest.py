@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = REPO / "models" / "tiny-bert"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TASKS = ("diagnosis", "section_header", "seriousness", "ner")
+
+# Keep the tokenisation cache of test runs out of the user's home folder.
+os.environ.setdefault("CLINTUNE_CACHE_DIR", tempfile.mkdtemp(prefix="clintune-test-cache-"))
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:

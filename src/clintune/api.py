@@ -161,31 +161,57 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
 
 
 def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
-    """Tokenise, build the model and run the Trainer; returns it, the tokenizer and the class weights."""
+    """Tokenise (once, cached), build the model and run the Trainer; returns it, the tokenizer and the class weights."""
     from transformers import set_seed
 
     from clintune.labels import class_weights_from_config
-    from clintune.modeling import load_model, load_tokenizer
+    from clintune.modeling import detect_hardware, load_model, load_tokenizer
     from clintune.tasks import label_counts, task_for
-    from clintune.training import run_trainer
+    from clintune.training import run_trainer, training_arguments
 
     task = task_for(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
-    train_encoded = task.encode(data.train, tokenizer, data.encoder, config.model)
-    validation_encoded = task.encode(data.validation, tokenizer, data.encoder, config.model)
-    for name, encoded in (("train", train_encoded), ("validation", validation_encoded)):
-        _log_long_examples(name, encoded, config)
-    weights = class_weights_from_config(config.training.class_weights, data.encoder, label_counts(train_encoded))
+    args = training_arguments(config, work / "checkpoints", precision, True, detect_hardware().device)
+    with args.main_process_first(desc="tokenising"):
+        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
+        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
+    weights = class_weights_from_config(
+        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power
+    )
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
     logger.info("training on %s in %s", _device_of(model), precision)
-    trainer = run_trainer(
-        config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded,
-        weights, work / "checkpoints", precision, resume,
-    )
+    trainer = run_trainer(args, config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded, weights, resume)
     return trainer, tokenizer, weights
+
+
+def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
+    """Tokenise one split, reusing an identical earlier tokenisation from the cache."""
+    from clintune.prediction import long_text_note
+    from clintune.tokenization import cached_encoding, encoding_key
+
+    settings = {"task": config.task.type, "classes": list(encoder.classes), **config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})}
+    inputs, labels = task.fingerprint_inputs(examples)
+    cache_dir = tokenization_cache_dir() if config.data.tokenization_cache else None
+    encoded, from_cache = cached_encoding(
+        cache_dir, encoding_key(tokenizer, settings, inputs, labels),
+        lambda: task.encode(examples, tokenizer, encoder, config.model),
+    )
+    logger.info("%s: %d examples -> %d features%s", name, encoded.n_examples, len(encoded), " (tokenisation cache)" if from_cache else "")
+    note = long_text_note(encoded, config)
+    if note:
+        logger.warning("%s: %s", name, note)
+    return encoded
+
+
+def tokenization_cache_dir() -> Path:
+    """``$CLINTUNE_CACHE_DIR/tokenized``, by default ``~/.cache/clintune/tokenized``."""
+    import os
+
+    root = os.environ.get("CLINTUNE_CACHE_DIR") or Path.home() / ".cache" / "clintune"
+    return Path(root) / "tokenized"
 
 
 def _final_metrics(
@@ -235,14 +261,6 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
                      "python": platform.python_version()},
     })
     write_model_card(folder)
-
-
-def _log_long_examples(name: str, encoded: Any, config: Config) -> None:
-    from clintune.prediction import long_text_note
-
-    note = long_text_note(encoded, config)
-    if note:
-        logger.warning("%s: %s", name, note)
 
 
 def _describe_data(data: PreparedData) -> list[str]:

@@ -77,6 +77,7 @@ class DataSection(_Section):
     split_seed: int = 42
     on_empty: Literal["error", "drop"] = "error"
     invalid_bio: Literal["error", "repair"] = "error"
+    tokenization_cache: bool = True
     preprocessing: PreprocessingSection = Field(default_factory=PreprocessingSection)
 
 
@@ -117,6 +118,7 @@ class TrainingSection(_Section):
     seed: int = 42
     precision: Precision = "auto"
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    class_weights_power: float = Field(1.0, gt=0, le=1)
     early_stopping_patience: int | None = Field(None, gt=0)
     metric_for_best_model: str | None = None
     logging_steps: int = Field(50, gt=0)

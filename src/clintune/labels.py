@@ -83,12 +83,16 @@ def balanced_class_weights(counts: Mapping[int, int], n_classes: int) -> list[fl
 
 
 def class_weights_from_config(
-    setting: str | Mapping[str, float], encoder: LabelEncoder, counts: Mapping[int, int]
+    setting: str | Mapping[str, float], encoder: LabelEncoder, counts: Mapping[int, int], power: float = 1.0
 ) -> list[float] | None:
-    """The loss weights for a ``training.class_weights`` setting, or None for an unweighted loss."""
+    """The loss weights for a ``training.class_weights`` setting, or None for an unweighted loss.
+
+    ``power`` < 1 softens balanced weights (0.5: square roots), which keeps
+    rare classes visible without flooding the predictions with them.
+    """
     if setting == "none":
         return None
     if setting == "balanced":
-        return balanced_class_weights(counts, len(encoder.classes))
+        return [w**power for w in balanced_class_weights(counts, len(encoder.classes))]
     assert isinstance(setting, Mapping)
     return [float(setting.get(label, 1.0)) for label in encoder.classes]

@@ -50,6 +50,8 @@ class Task(Protocol):
 
     def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded: ...
 
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]: ...
+
     def collator(self, tokenizer: Any) -> Any: ...
 
     def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]: ...
@@ -67,6 +69,10 @@ class SequenceClassification:
         assert isinstance(data, TextExamples)
         labels = encoder.encode(data.labels) if data.labels is not None else None
         return encode_texts(tokenizer, data.texts, settings.max_length, labels, settings.long_text, settings.stride)
+
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
+        assert isinstance(data, TextExamples)
+        return data.texts, data.labels
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorWithPadding
@@ -110,6 +116,10 @@ class TokenClassification:
             tokenizer, data.tokens, settings.max_length, tag_ids, settings.label_all_subwords,
             b_to_i_map(encoder.classes), settings.stride,
         )
+
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
+        assert isinstance(data, TaggedSentences)
+        return data.tokens, data.tags
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorForTokenClassification

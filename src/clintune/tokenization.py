@@ -160,3 +160,43 @@ def encode_words(
 def split_words(text: str) -> list[tuple[str, int, int]]:
     """Words and punctuation of a raw text with their character offsets."""
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def encoding_key(tokenizer: Any, settings: dict[str, Any], inputs: Any, labels: Any) -> str:
+    """A fingerprint of everything an encoding depends on: tokenizer, settings, texts and labels."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # truncation and padding are per-call state the tokenizer keeps; they are not part of its identity
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        digest.update(json.dumps(state, sort_keys=True).encode())
+    else:
+        digest.update(repr(tokenizer).encode())
+    digest.update(json.dumps([settings, inputs, labels], sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:40]
+
+
+def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bool]:
+    """``compute()``'s encoding, stored under ``cache_dir/key.json``; True when it came from the cache."""
+    import json
+    import os
+    from dataclasses import asdict
+    from pathlib import Path
+
+    if cache_dir is None:
+        return compute(), False
+    path = Path(cache_dir) / f"{key}.json"
+    if path.is_file():
+        try:
+            return Encoded(**json.loads(path.read_text(encoding="utf-8"))), True
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)  # a damaged entry is recomputed
+    encoded = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(encoded)), encoding="utf-8")
+    os.replace(temporary, path)
+    return encoded, False

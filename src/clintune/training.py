@@ -124,6 +124,7 @@ def metrics_function(task: Any, encoder: LabelEncoder) -> Any:
 
 
 def run_trainer(
+    args: Any,
     config: Config,
     task: Any,
     model: Any,
@@ -132,16 +133,12 @@ def run_trainer(
     train: Encoded,
     validation: Encoded | None,
     class_weights: list[float] | None,
-    checkpoint_dir: Path,
-    precision: str,
     resume: bool,
 ) -> Any:
-    """Train, keeping the best checkpoint by the configured metric; returns the Trainer."""
+    """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer."""
     from transformers import EarlyStoppingCallback, Trainer
 
-    from clintune.modeling import detect_hardware
-
-    args = training_arguments(config, checkpoint_dir, precision, validation is not None, detect_hardware().device)
+    checkpoint_dir = Path(args.output_dir)
     callbacks = []
     if config.training.early_stopping_patience and validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
