@@ -81,12 +81,23 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
         )
     if quantize == "int8":
         quantization = _require("onnxruntime.quantization")
+        _drop_intermediate_shapes(float_path)
         quantization.quantize_dynamic(str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8)
         float_path.unlink()
     write_json(staging / EXPORT_FILE, {"source": str(model_dir.absolute()), "format": "onnx", "quantize": quantize or "none"})
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     publish(staging, output_dir)
     return output_dir
+
+
+def _drop_intermediate_shapes(path: Path) -> None:
+    """Remove the exporter's intermediate shape annotations; the quantiser re-infers them and
+    some (e.g. a classifier head's) can disagree with its own inference."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def _logits_only(model: Any) -> Any:
