@@ -129,7 +129,32 @@ def test_train_test_duplicates_are_counted() -> None:
 
 def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
     secret = "Jane Doe MRN 12345"
-    path = write(tmp_path / "t.conll", f"{secret}\tNN\tO\n")
+    write(tmp_path / "t.conll", f"{secret}\tNN\tO\n")
     result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in ner("t.conll")])
     assert result.returncode == 2
     assert "Jane" not in result.stderr and "12345" not in result.stderr
+
+
+def test_predict_input_with_empty_texts(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    source = write(tmp_path / "in.csv", "dialogue\nDoctor: any allergies?\n\"\"\n")
+    result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(source), "--output", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 2
+    assert "1 empty text(s)" in result.stderr and "row 3" in result.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_help_and_validate_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from clintune.cli import app\n"
+        "sys.argv = ['clintune', 'validate', 'configs/tiny/ner.yaml']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert "config and data are valid" in done.stdout
+    assert "HEAVY []" in done.stdout, done.stdout

@@ -23,7 +23,7 @@ from clintune.data import (
     read_split,
     stratified_split,
 )
-from clintune.errors import ClintuneError
+from clintune.errors import ClintuneError, DataError
 from clintune.labels import LabelEncoder
 
 logger = logging.getLogger(__name__)
@@ -446,4 +446,10 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
     _, config = artifacts.check_model_folder(Path(model_dir))
     column = text_column or config.data.text_column
     fmt = resolve_format("auto", str(path), "multiclass")
-    return read_text_table(path, fmt, column, config.data.label_column, require_labels=False)
+    data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False)
+    empty = [i for i, text in enumerate(data.texts) if not text.strip()]
+    if empty:
+        rows = ", ".join(str(data.rows[i]) for i in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({data.row_kind} {rows})\n"
+                        "  fix: remove those rows or fill them; every output line must answer one input row")
+    return data

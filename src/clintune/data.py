@@ -299,7 +299,7 @@ def _listing(data: Examples, indices: list[int]) -> str:
 def check_texts(data: TextExamples, config: Config) -> TextExamples:
     """Empty texts and labels: an error, or dropped with a count (data.on_empty)."""
     empty_text = [i for i, t in enumerate(data.texts) if not t.strip()]
-    empty_label = [] if data.labels is None else [i for i, l in enumerate(data.labels) if not l.strip()]
+    empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if not label.strip()]
     bad = sorted(set(empty_text) | set(empty_label))
     if not bad:
         return data
@@ -381,7 +381,7 @@ def check_label_sets(train: Examples, others: dict[str, Examples], classes: list
     for name, split in others.items():
         unseen = sorted(set(split.labels or []) - known)
         if unseen:
-            counts = Counter(l for l in split.labels or [] if l in set(unseen))
+            counts = Counter(label for label in split.labels or [] if label in set(unseen))
             listed = ", ".join(f"{label!r} ({counts[label]})" for label in unseen)
             raise DataError(
                 f"{split.source}: the {name} data holds labels that training never saw: {listed}\n"
