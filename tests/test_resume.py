@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, run_cli
 
-SETTINGS = ["--set", "training.epochs=4", "--set", "training.batch_size=4", "--set", "training.save_total_limit=10"]
+SETTINGS = ["--set", "training.epochs=4", "--set", "training.batch_size=8", "--set", "training.save_total_limit=10"]
 
 
 def wait_for_checkpoint(work: Path, process: subprocess.Popen, timeout: float = 120) -> None:

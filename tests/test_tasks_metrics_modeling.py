@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from clintune.decision import DecisionRule
 from clintune.errors import HardwareError
 from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
@@ -101,8 +102,8 @@ def test_classification_decode_respects_threshold() -> None:
     encoder = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
     probabilities = np.array([0.7, 0.3])
     task = SequenceClassification()
-    assert task.decode(probabilities, encoder).label == "invalid"
-    low = task.decode(probabilities, encoder, threshold=0.25)
+    assert task.decode(probabilities, encoder, DecisionRule()).label == "invalid"
+    low = task.decode(probabilities, encoder, DecisionRule(threshold=0.25))
     assert low.label == "valid" and low.score == pytest.approx(0.3)
     assert sum(low.probabilities.values()) == pytest.approx(1.0)
 
