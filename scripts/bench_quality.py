@@ -54,7 +54,10 @@ def run_baseline(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     return result.metrics["validation"], time.perf_counter() - started
 
 
-def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool) -> list[dict]:
+SYSTEMS = ("clintune", "baseline", "notebook")
+
+
+def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...] = SYSTEMS) -> list[dict]:
     from clintune.config import load_config
     from clintune.data import read_split
     from clintune.metrics import ner_metrics
@@ -62,22 +65,26 @@ def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool) -> l
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'ncbi-clintune'}",
                  f"data.train={data / 'ncbi-disease/train.tsv'}", f"data.validation={data / 'ncbi-disease/devel.tsv'}"]
     rows = []
-    metrics, seconds = run_clintune("configs/ner.yaml", overrides)
-    rows.append({"task": "NCBI disease", "system": "clintune (configs/ner.yaml)", **_entity(metrics), "seconds": seconds})
-    metrics, seconds = run_baseline("configs/ner.yaml", overrides)
-    rows.append({"task": "NCBI disease", "system": "baseline: training dictionary", **_entity(metrics), "seconds": seconds})
+    if "clintune" in systems:
+        metrics, seconds = run_clintune("configs/ner.yaml", overrides)
+        rows.append(_save(out, {"task": "NCBI disease", "system": "clintune (configs/ner.yaml)", **_entity(metrics), "seconds": seconds}))
+    if "baseline" in systems:
+        metrics, seconds = run_baseline("configs/ner.yaml", overrides)
+        rows.append(_save(out, {"task": "NCBI disease", "system": "baseline: training dictionary", **_entity(metrics), "seconds": seconds}))
+    if "notebook" not in systems:
+        return rows
 
     config = load_config(ROOT / "configs/ner.yaml", overrides)
     train, devel = read_split(config, config.data.train), read_split(config, config.data.validation)
     started = time.perf_counter()
     trained = notebook_recipe.train_tagger(model, train.tokens, train.tags, 128, epochs, 16, out / "ncbi-notebook", pad)
     predicted = notebook_recipe.tag(trained["model"], trained["tokenizer"], devel.tokens, trained["classes"], 128)
-    rows.append({"task": "NCBI disease", "system": "notebook recipe", **_entity(ner_metrics(devel.tags, predicted)),
-                 "seconds": time.perf_counter() - started})
+    rows.append(_save(out, {"task": "NCBI disease", "system": "notebook recipe", **_entity(ner_metrics(devel.tags, predicted)),
+                            "seconds": time.perf_counter() - started}))
     return rows
 
 
-def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool) -> list[dict]:
+def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...] = SYSTEMS) -> list[dict]:
     import pandas as pd
 
     from clintune.metrics import multiclass_metrics
@@ -86,10 +93,14 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool) -> li
                  f"data.train={data / 'mts-dialog/MTS-Dialog-TrainingSet.csv'}",
                  f"data.validation={data / 'mts-dialog/MTS-Dialog-ValidationSet.csv'}"]
     rows = []
-    metrics, seconds = run_clintune("configs/section_header.yaml", overrides)
-    rows.append({"task": "MTS-Dialog", "system": "clintune (configs/section_header.yaml)", **_classes(metrics), "seconds": seconds})
-    metrics, seconds = run_baseline("configs/section_header.yaml", overrides)
-    rows.append({"task": "MTS-Dialog", "system": "baseline: TF-IDF + logistic regression", **_classes(metrics), "seconds": seconds})
+    if "clintune" in systems:
+        metrics, seconds = run_clintune("configs/section_header.yaml", overrides)
+        rows.append(_save(out, {"task": "MTS-Dialog", "system": "clintune (configs/section_header.yaml)", **_classes(metrics), "seconds": seconds}))
+    if "baseline" in systems:
+        metrics, seconds = run_baseline("configs/section_header.yaml", overrides)
+        rows.append(_save(out, {"task": "MTS-Dialog", "system": "baseline: TF-IDF + logistic regression", **_classes(metrics), "seconds": seconds}))
+    if "notebook" not in systems:
+        return rows
 
     train = pd.read_csv(data / "mts-dialog/MTS-Dialog-TrainingSet.csv")
     validation = pd.read_csv(data / "mts-dialog/MTS-Dialog-ValidationSet.csv")
@@ -99,9 +110,18 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool) -> li
     predicted = notebook_recipe.classify(trained["model"], trained["tokenizer"], list(validation.dialogue), 512, pad_to_max_length=pad)
     classes = tuple(trained["classes"])
     gold = np.array([classes.index(label) for label in validation.section_header])
-    rows.append({"task": "MTS-Dialog", "system": "notebook recipe", **_classes(multiclass_metrics(gold, predicted, classes)),
-                 "seconds": time.perf_counter() - started})
+    rows.append(_save(out, {"task": "MTS-Dialog", "system": "notebook recipe", **_classes(multiclass_metrics(gold, predicted, classes)),
+                            "seconds": time.perf_counter() - started}))
     return rows
+
+
+def _save(out: Path, row: dict) -> dict:
+    """Append a finished row to OUT/rows.jsonl at once, so a long run that is stopped keeps its results."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "rows.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(f"  done: {row}", file=sys.stderr)
+    return row
 
 
 def _entity(metrics: dict) -> dict:
@@ -132,6 +152,7 @@ def main() -> None:
     parser.add_argument("--ner-epochs", type=float, default=None, help="default: configs/ner.yaml's epochs")
     parser.add_argument("--mts-epochs", type=float, default=None, help="default: configs/section_header.yaml's epochs")
     parser.add_argument("--only", choices=["ncbi", "mts"], action="append")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of clintune,baseline,notebook")
     parser.add_argument("--notebook-padding", choices=["dynamic", "max_length"], default="dynamic",
                         help="the notebook recipe's padding; results are the same, max_length is only slower")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-quality")
@@ -144,11 +165,12 @@ def main() -> None:
     pad = args.notebook_padding == "max_length"
     ner_epochs = args.ner_epochs or load_config(ROOT / "configs/ner.yaml").training.epochs
     mts_epochs = args.mts_epochs or load_config(ROOT / "configs/section_header.yaml").training.epochs
+    systems = tuple(args.systems.split(","))
     rows = []
     if not args.only or "ncbi" in args.only:
-        rows += bench_ncbi(args.data.resolve(), model, ner_epochs, args.out, pad)
+        rows += bench_ncbi(args.data.resolve(), model, ner_epochs, args.out, pad, systems)
     if not args.only or "mts" in args.only:
-        rows += bench_mts(args.data.resolve(), model, mts_epochs, args.out, pad)
+        rows += bench_mts(args.data.resolve(), model, mts_epochs, args.out, pad, systems)
     text = table(rows)
     header = (f"encoder: {model}\nepochs: NCBI {ner_epochs:g}, MTS-Dialog {mts_epochs:g} (notebook recipe: the same; "
               f"padding: {args.notebook_padding}); CPU threads: {os.cpu_count()}\n")
