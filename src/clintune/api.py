@@ -111,9 +111,7 @@ def prepare_data(config: Config) -> PreparedData:
     if test is not None and isinstance(train, TextExamples) and isinstance(test, TextExamples):
         overlap = count_overlap(train, test)
         if overlap:
-            message = f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic"
-            logger.warning(message)
-            notes.append(message)
+            notes.append(f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic")
     return PreparedData(train, validation, test, encoder, validation_source, notes)
 
 
@@ -271,7 +269,7 @@ def _describe_data(data: PreparedData) -> list[str]:
     ]
     counts = summary["train_label_counts"]
     lines.append("train labels: " + ", ".join(f"{label}={n}" for label, n in counts.items()))
-    return lines
+    return lines + [f"note: {note}" for note in data.notes]
 
 
 def _device_of(model: Any) -> str:
