@@ -1,0 +1,453 @@
+"""clintune's library API: the functions behind each CLI verb.
+
+A notebook user gets exactly the CLI's behaviour by calling these:
+``train(load_config("configs/ner.yaml"))``, ``evaluate("runs/ner", "test.conll")``,
+``predict("runs/ner", ["text ..."])``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clintune.config import Config, resolve_format
+from clintune.data import (
+    Examples,
+    TextExamples,
+    check_label_sets,
+    count_overlap,
+    read_split,
+    stratified_split,
+)
+from clintune.errors import ClintuneError, DataError
+from clintune.labels import LabelEncoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Checked splits and the label encoder fitted on training data."""
+
+    train: Examples
+    validation: Examples
+    test: Examples | None
+    encoder: LabelEncoder
+    validation_source: str
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        counts = Counter(self.train.labels or [])
+        return {
+            "train_examples": len(self.train),
+            "validation_examples": len(self.validation),
+            "validation_source": self.validation_source,
+            "test_examples": len(self.test) if self.test is not None else None,
+            "classes": list(self.encoder.classes),
+            "train_label_counts": {label: counts.get(label, 0) for label in self.encoder.classes},
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a torchrun / accelerate launch."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_paths(config: Config) -> Config:
+    """The config with data and output paths made absolute (relative to the current folder).
+
+    ``model.name_or_path`` becomes absolute only when it names an existing
+    local folder; otherwise it stays a Hub id.
+    """
+    resolved = config.model_copy(deep=True)
+    for split in ("train", "validation", "test"):
+        value = getattr(resolved.data, split)
+        if value is not None:
+            setattr(resolved.data, split, str(Path(value).expanduser().absolute()))
+    if resolved.training.deepspeed:
+        resolved.training.deepspeed = str(Path(resolved.training.deepspeed).expanduser().absolute())
+    local_model = Path(resolved.model.name_or_path).expanduser()
+    if local_model.exists():
+        resolved.model.name_or_path = str(local_model.absolute())
+    resolved.output.dir = str(Path(resolved.output.dir).expanduser().absolute())
+    return resolved
+
+
+def prepare_data(config: Config) -> PreparedData:
+    """Read and check every split, fit the labels and split off validation data if needed."""
+    train = read_split(config, config.data.train)
+    notes: list[str] = []
+    if config.data.validation:
+        validation = read_split(config, config.data.validation)
+        validation_source = config.data.validation
+    else:
+        train, validation = stratified_split(train, config.data.validation_fraction, config.data.split_seed)
+        validation_source = f"{config.data.validation_fraction:.0%} of {config.data.train} (seed {config.data.split_seed})"
+        notes.append(f"validation: split off {validation_source}")
+    test = read_split(config, config.data.test) if config.data.test else None
+    encoder = LabelEncoder.fit(train.labels or [], config.task.type, config.labels.classes, config.labels.positive)
+    if config.labels.classes is not None:
+        unknown = sorted(set(train.labels or []) - set(encoder.classes))
+        if unknown:
+            raise ClintuneError(
+                f"{train.source}: labels not listed in labels.classes: {', '.join(unknown)}\n"
+                "  fix: add them to labels.classes or correct the data"
+            )
+    others = {"validation": validation} | ({"test": test} if test is not None else {})
+    check_label_sets(train, others, list(encoder.classes))
+    if test is not None and isinstance(train, TextExamples) and isinstance(test, TextExamples):
+        overlap = count_overlap(train, test)
+        if overlap:
+            notes.append(f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic")
+    return PreparedData(train, validation, test, encoder, validation_source, notes)
+
+
+def validate(config: Config) -> dict[str, Any]:
+    """Check config and data without loading a model; returns a summary of the data."""
+    config = resolve_paths(config)
+    return prepare_data(config).summary()
+
+
+def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Fine-tune the configured model and write a complete model folder to ``output.dir``.
+
+    ``command`` (the CLI line, when there is one) is recorded in the model card.
+    """
+    from clintune import artifacts
+    from clintune.modeling import detect_hardware, resolve_precision
+
+    config = resolve_paths(config)
+    output_dir = Path(config.output.dir)
+    artifacts.check_output_dir(output_dir, overwrite, resume)
+    data = prepare_data(config)
+    if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
+        raise ClintuneError(f"training.deepspeed: config file not found: {config.training.deepspeed}")
+    precision = resolve_precision(config.training.precision, detect_hardware())
+    work = artifacts.work_dir_for(output_dir)
+    if is_main_process():
+        if overwrite and not resume and work.exists():
+            shutil.rmtree(work)
+        artifacts.record_run_config(work, config, resume)
+    for line in _describe_data(data):
+        logger.info(line)
+    trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
+    if not trainer.is_world_process_zero():
+        return TrainResult(output_dir, {})
+    metrics = _final_metrics(config, data, trainer.model, tokenizer, precision, weights)
+    staging = work / "final"
+    if staging.exists():
+        shutil.rmtree(staging)
+    artifacts.save_model_folder(staging, trainer.model, tokenizer, data.encoder, config, metrics, trainer.state.log_history)
+    _write_provenance(staging, config, data, precision, command)
+    artifacts.publish(staging, output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("model folder written to %s", output_dir)
+    return TrainResult(output_dir, metrics)
+
+
+def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
+    """Tokenise (once, cached), build the model and run the Trainer; returns it, the tokenizer and the class weights."""
+    from transformers import set_seed
+
+    from clintune.labels import class_weights_from_config
+    from clintune.modeling import detect_hardware, load_model, load_tokenizer
+    from clintune.tasks import label_counts, task_for
+    from clintune.training import run_trainer, training_arguments
+
+    task = task_for(config.task.type)
+    tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
+    args = training_arguments(config, work / "checkpoints", precision, True, detect_hardware().device)
+    with args.main_process_first(desc="tokenising"):
+        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
+        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
+    weights = class_weights_from_config(
+        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power
+    )
+    if weights is not None:
+        logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
+    set_seed(config.training.seed)  # the new classification head is drawn from this seed
+    model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
+    logger.info("training on %s in %s", _device_of(model), precision)
+    trainer = run_trainer(args, config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded, weights, resume)
+    return trainer, tokenizer, weights
+
+
+def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
+    """Tokenise one split, reusing an identical earlier tokenisation from the cache."""
+    from clintune.prediction import long_text_note
+    from clintune.tokenization import cached_encoding, encoding_key
+
+    settings = {"task": config.task.type, "classes": list(encoder.classes), **config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})}
+    inputs, labels = task.fingerprint_inputs(examples)
+    cache_dir = tokenization_cache_dir() if config.data.tokenization_cache else None
+    encoded, from_cache = cached_encoding(
+        cache_dir, encoding_key(tokenizer, settings, inputs, labels),
+        lambda: task.encode(examples, tokenizer, encoder, config.model),
+    )
+    logger.info("%s: %d examples -> %d features%s", name, encoded.n_examples, len(encoded), " (tokenisation cache)" if from_cache else "")
+    note = long_text_note(encoded, config)
+    if note:
+        logger.warning("%s: %s", name, note)
+    return encoded
+
+
+def tokenization_cache_dir() -> Path:
+    """``$CLINTUNE_CACHE_DIR/tokenized``, by default ``~/.cache/clintune/tokenized``."""
+    import os
+
+    root = os.environ.get("CLINTUNE_CACHE_DIR") or Path.home() / ".cache" / "clintune"
+    return Path(root) / "tokenized"
+
+
+def _final_metrics(
+    config: Config, data: PreparedData, model: Any, tokenizer: Any, precision: str, weights: list[float] | None
+) -> dict[str, Any]:
+    """Validation (and test) metrics of the best model, scored as ``clintune eval`` scores them."""
+    from clintune.evaluation import evaluate as score
+    from clintune.prediction import Predictor
+
+    predictor = Predictor(model, tokenizer, data.encoder, config, config.training.eval_batch_size)
+    resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
+    metrics: dict[str, Any] = {"validation": score(predictor, data.validation, resamples, seed).metrics}
+    if data.test is not None:
+        metrics["test"] = score(predictor, data.test, resamples, seed).metrics
+    metrics |= {"data": data.summary(), "precision": precision}
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(data.encoder.classes, weights))
+    return metrics
+
+
+def _write_provenance(folder: Path, config: Config, data: PreparedData, precision: str, command: str | None) -> None:
+    """``run.json`` (data hashes, versions, command) and the model card."""
+    import datetime
+    import platform
+
+    import torch
+    import transformers
+
+    from clintune import __version__
+    from clintune.artifacts import write_json
+    from clintune.model_card import RUN_FILE, sha256_of, write_model_card
+
+    splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
+              "test": (config.data.test, data.test)}
+    files = {
+        split: {"path": path, "examples": len(examples), "sha256": sha256_of(Path(path))}
+        for split, (path, examples) in splits.items() if path is not None and examples is not None
+    }
+    if config.data.validation is None:
+        files["validation"] = {"path": data.validation_source, "examples": len(data.validation), "sha256": files["train"]["sha256"]}
+    write_json(folder / RUN_FILE, {
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": files,
+        "precision": precision,
+        "versions": {"clintune": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    })
+    write_model_card(folder)
+
+
+def _describe_data(data: PreparedData) -> list[str]:
+    summary = data.summary()
+    lines = [
+        f"data: {summary['train_examples']} train, {summary['validation_examples']} validation"
+        + (f", {summary['test_examples']} test" if summary["test_examples"] is not None else "")
+    ]
+    counts = summary["train_label_counts"]
+    lines.append("train labels: " + ", ".join(f"{label}={n}" for label, n in counts.items()))
+    return lines + [f"note: {note}" for note in data.notes]
+
+
+def _device_of(model: Any) -> str:
+    return str(next(model.parameters()).device)
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_path: str | Path,
+    output_dir: str | Path | None = None,
+    data_format: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 32,
+    tune_thresholds: list[str] | None = None,
+    fit_temperature: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Any:
+    """Score a model folder on a labelled file, read with the folder's own data settings.
+
+    ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
+    and ``fit_temperature`` choose a decision rule on this data and store it in
+    the model folder, where ``predict`` uses it from then on. With
+    ``output_dir``, writes the report folder (see ``clintune.reports``).
+    Returns an ``Evaluation``.
+    """
+    from clintune import artifacts
+    from clintune.evaluation import evaluate as score
+    from clintune.prediction import Predictor
+    from clintune.reports import write_report
+
+    folder = Path(model_dir)
+    encoder, config = artifacts.check_model_folder(folder)
+    config = _with_data_overrides(config, data_format, text_column, label_column)
+    data = read_split(config, str(data_path))
+    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
+    if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
+        raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
+    predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True, threads=threads)
+    logits = None
+    if tune_thresholds or fit_temperature:
+        logits = predictor.class_logits(data.texts)  # type: ignore[union-attr]
+        predictor.decision = _tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
+        predictor.decision.save(folder)
+        _refresh_model_card(folder)
+        logger.info("decision rule stored in %s: %s", folder, predictor.decision.describe(encoder))
+    evaluation = score(predictor, data, resamples, seed, logits)
+    evaluation.metrics["data"] = str(Path(data_path).absolute())
+    evaluation.metrics["model"] = str(folder.absolute())
+    if output_dir is not None:
+        write_report(Path(output_dir), evaluation, f"{config.task.name} on {Path(data_path).name}")
+    return evaluation
+
+
+def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
+    import numpy as np
+
+    from clintune.decision import DecisionRule, fit_temperature as fit, tune
+    from clintune.metrics import softmax
+
+    gold = np.asarray(predictor.encoder.encode(data.labels))
+    rule = predictor.decision
+    if fit_temperature:
+        rule = DecisionRule(fit(logits, gold), rule.threshold, dict(rule.class_thresholds), list(rule.tuning))
+    for target in targets:
+        rule = tune(rule, softmax(logits / rule.temperature), gold, predictor.encoder, target, source)
+    return rule
+
+
+def _refresh_model_card(folder: Path) -> None:
+    from clintune.model_card import write_model_card
+
+    if (folder / "metrics.json").is_file():
+        write_model_card(folder)
+
+
+def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
+    """The model's classes in the shape of training data, for the unseen-label check."""
+    return TextExamples(texts=list(encoder.classes), labels=list(encoder.classes), rows=[], source="model")
+
+
+def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
+    config = config.model_copy(deep=True)
+    if data_format is not None:
+        config.data.format = data_format  # type: ignore[assignment]
+    if text_column is not None:
+        config.data.text_column = text_column
+    if label_column is not None:
+        config.data.label_column = label_column
+    return config
+
+
+def export(
+    model_dir: str | Path, output_dir: str | Path | None = None, fmt: str = "onnx", quantize: str | None = None,
+    check_data: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it."""
+    from clintune.artifacts import write_json
+    from clintune.onnx_export import EXPORT_FILE, export as export_onnx, read_export_info
+
+    if fmt != "onnx":
+        raise ClintuneError(f"export --format {fmt}: only onnx is supported")
+    if quantize not in (None, "int8"):
+        raise ClintuneError(f"export --quantize {quantize}: only int8 is supported")
+    source = Path(model_dir)
+    target = Path(output_dir) if output_dir else source.with_name(source.name + ("-onnx-int8" if quantize else "-onnx"))
+    if target.exists():
+        raise ClintuneError(f"{target} already exists; choose another --output or remove it")
+    export_onnx(source, target, quantize)
+    info = read_export_info(target)
+    if check_data is not None:
+        original = evaluate(source, check_data, resamples=0)
+        exported = evaluate(target, check_data, resamples=0)
+        key = _headline_key(original.metrics)
+        info["check"] = {
+            "data": str(Path(check_data).absolute()),
+            "agreement": float((original.predicted_ids == exported.predicted_ids).mean()),
+            "agreement_unit": "word tags" if "n_entities" in original.metrics else "labels",
+            "metric": key,
+            "pytorch": original.metrics[key],
+            "exported": exported.metrics[key],
+            "difference": exported.metrics[key] - original.metrics[key],
+        }
+        write_json(target / EXPORT_FILE, info)
+    return {"output": str(target), **info}
+
+
+def _headline_key(metrics: dict[str, Any]) -> str:
+    return "f1_macro" if "f1_macro" in metrics else "f1"
+
+
+def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
+    """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists."""
+    import json
+
+    from clintune.baseline import run_baseline
+
+    config = resolve_paths(config)
+    data = prepare_data(config)
+    evaluated = {"validation": data.validation} | ({"test": data.test} if data.test is not None else {})
+    result = run_baseline(config, data.train, evaluated, data.encoder)
+    metrics_file = Path(config.output.dir) / "metrics.json"
+    transformer = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    return result, transformer
+
+
+def predict(
+    model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False, threads: int | None = None
+) -> list[Any]:
+    """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
+    if predictor.encoder.task_type == "ner":
+        return predictor.extract_entities(texts)
+    return predictor.classify(texts)
+
+
+def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
+    """Texts from a file (csv/tsv/jsonl/parquet, or plain text with one text per line)."""
+    from clintune import artifacts
+    from clintune.data import _check_file, _read_text, read_text_table
+
+    path = Path(input_path)
+    _check_file(path)
+    if path.suffix.lower() == ".txt":
+        lines = _read_text(path).split("\n")
+        keep = [i for i, line in enumerate(lines) if line.strip()]
+        return TextExamples([lines[i] for i in keep], None, [i + 1 for i in keep], str(path), "line")
+    _, config = artifacts.check_model_folder(Path(model_dir))
+    column = text_column or config.data.text_column
+    fmt = resolve_format("auto", str(path), "multiclass")
+    data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False)
+    empty = [i for i, text in enumerate(data.texts) if not text.strip()]
+    if empty:
+        rows = ", ".join(str(data.rows[i]) for i in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({data.row_kind} {rows})\n"
+                        "  fix: remove those rows or fill them; every output line must answer one input row")
+    return data

@@ -1,0 +1,280 @@
+"""The ``clintune`` command: a thin shell over ``clintune.api``.
+
+Each verb parses its arguments, calls one library function and prints the
+result. ``ClintuneError`` becomes a plain message and exit status 2; any
+other exception keeps its traceback (exit status 1). torch and transformers
+are imported only by the verbs that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from clintune.errors import ClintuneError
+
+app = typer.Typer(
+    name="clintune",
+    help="Fine-tune BERT-family models on clinical and biomedical text from a YAML config.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Task config (YAML).", show_default=False)]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable).", show_default=False),
+]
+ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder written by 'clintune train'.", show_default=False)]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per inference batch.")]
+ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
+
+
+def _setup_logging() -> None:
+    """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    if rank:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("clintune: %(message)s" if rank == 0 else f"clintune[rank {rank}]: %(message)s"))
+    root = logging.getLogger("clintune")
+    root.handlers = [handler]
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    root.propagate = False
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    set_: SetOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (starts torchrun).")] = 1,
+) -> None:
+    """Fine-tune a model and write a model folder to output.dir."""
+    if nproc > 1:
+        _launch_torchrun(nproc)
+    from clintune.api import train as train_model
+    from clintune.config import load_config
+    from clintune.reporting import format_metrics
+
+    cfg = load_config(config, set_ or [])
+    result = train_model(cfg, overwrite=overwrite, resume=resume, command=_command_line())
+    if result.metrics:
+        typer.echo(f"\nvalidation metrics ({result.output_dir}):")
+        typer.echo(format_metrics(result.metrics["validation"]))
+        if "test" in result.metrics:
+            typer.echo("\ntest metrics:")
+            typer.echo(format_metrics(result.metrics["test"]))
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOption = None) -> None:
+    """Check a config and its data files without training."""
+    from clintune.api import validate as validate_config_and_data
+    from clintune.config import load_config
+
+    cfg = load_config(config, set_ or [])
+    summary = validate_config_and_data(cfg)
+    typer.echo(f"{config}: config and data are valid")
+    typer.echo(f"  train: {summary['train_examples']}, validation: {summary['validation_examples']}"
+               + (f", test: {summary['test_examples']}" if summary["test_examples"] is not None else ""))
+    typer.echo(f"  classes ({len(summary['classes'])}): " + ", ".join(
+        f"{label} ({n})" for label, n in summary["train_label_counts"].items()))
+    for note in summary["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+@app.command()
+def baseline(
+    config: ConfigArg,
+    set_: SetOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the baseline's metrics as JSON here.")] = None,
+) -> None:
+    """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
+    from clintune.api import baseline as run_baseline
+    from clintune.config import load_config
+    from clintune.reporting import format_comparison
+
+    cfg = load_config(config, set_ or [])
+    result, transformer = run_baseline(cfg)
+    for split, metrics in result.metrics.items():
+        columns = {"baseline": metrics}
+        if transformer and split in transformer:
+            columns["transformer"] = transformer[split]
+        typer.echo(f"\n{split} ({result.name}, fitted in {result.seconds:.1f} s):")
+        typer.echo(format_comparison(columns))
+    if not transformer:
+        typer.echo(f"\n(no trained model at {cfg.output.dir} yet; train it to see both columns)")
+    if output is not None:
+        from clintune.artifacts import write_json
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(output, {"baseline": result.name, "seconds": result.seconds, **result.metrics})
+        typer.echo(f"baseline metrics written to {output}")
+
+
+@app.command("eval")
+def eval_(
+    model: ModelOption,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
+    data_format: Annotated[Optional[str], typer.Option("--format", help="Override the saved data.format.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Override the saved data.text_column.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Override the saved data.label_column.")] = None,
+    batch_size: BatchOption = 32,
+    tune_threshold: Annotated[Optional[list[str]], typer.Option(
+        "--tune-threshold",
+        help="Choose and store a threshold on this data: recall=0.95 or precision=0.9 (binary), "
+             "LABEL:recall=0.95 (multiclass must-not-miss class). Repeatable.",
+        show_default=False)] = None,
+    fit_temperature: Annotated[bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    threads: ThreadsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Score a model folder on a labelled data file; optionally tune its decision threshold."""
+    from clintune.api import evaluate
+    from clintune.reporting import format_metrics
+
+    evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads)
+    metrics = evaluation.metrics
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    typer.echo(format_metrics(metrics))
+    if output is not None:
+        typer.echo(f"\nreport written to {output}")
+
+
+@app.command()
+def predict(
+    model: ModelOption,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A text to label (repeatable).", show_default=False)] = None,
+    input_path: Annotated[Optional[Path], typer.Option("--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
+    batch_size: BatchOption = 32,
+    threads: ThreadsOption = None,
+) -> None:
+    """Label texts (classification) or find entities (NER) with a trained model."""
+    from clintune.api import predict as predict_texts
+    from clintune.api import read_texts_for_prediction
+
+    if bool(text) == bool(input_path):
+        raise ClintuneError("predict: give either --text (one or more) or --input FILE")
+    source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
+    texts = source.texts if source else list(text or [])
+    results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
+    records = [_result_record(r, probabilities) for r in results]
+    if source is not None:
+        records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
+    if output is not None:
+        from clintune.artifacts import write_jsonl
+
+        write_jsonl(output, records)
+        typer.echo(f"{len(records)} prediction(s) written to {output}")
+    elif as_json:
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for record in records:
+            typer.echo(_human_line(record))
+
+
+@app.command()
+def export(
+    model: ModelOption,
+    fmt: Annotated[str, typer.Option("--format", help="Export format.")] = "onnx",
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 weights (smaller, faster on CPU).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Target folder (default: MODEL-onnx[-int8]).")] = None,
+    check_data: Annotated[Optional[Path], typer.Option("--check-data", help="Labelled file: compare exported and original predictions.")] = None,
+) -> None:
+    """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
+    from clintune.api import export as export_model
+
+    info = export_model(model, output, fmt, quantize, check_data)
+    typer.echo(f"exported ({info['quantize']}) to {info['output']}")
+    check = info.get("check")
+    if check:
+        typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
+                   f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Re-run this command under torchrun with ``nproc`` processes, and exit with its status."""
+    import subprocess
+
+    arguments = _without_option(sys.argv[1:], "--nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "clintune", *arguments]
+    logging.getLogger("clintune").info("starting: %s", " ".join(command[2:]))
+    raise SystemExit(subprocess.call(command))
+
+
+def _without_option(arguments: list[str], name: str) -> list[str]:
+    """``arguments`` less ``name VALUE`` / ``name=VALUE``."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in arguments:
+        if skip_value:
+            skip_value = False
+        elif argument == name:
+            skip_value = True
+        elif not argument.startswith(name + "="):
+            kept.append(argument)
+    return kept
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "clintune " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
+def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
+    if isinstance(result, list):
+        return {"entities": [asdict(entity) for entity in result]}
+    record = {"label": result.label, "score": result.score}
+    if probabilities:
+        record["probabilities"] = result.probabilities
+    return record
+
+
+def _human_line(record: dict[str, Any]) -> str:
+    if "entities" in record:
+        if not record["entities"]:
+            return "(no entities)"
+        return "\n".join(
+            f"{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
+        )
+    line = f"{record['label']}\t{record['score']:.3f}"
+    if "probabilities" in record:
+        line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
+    return line
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into messages."""
+    _setup_logging()
+    try:
+        app()
+    except ClintuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Task configs: YAML in, one typed and validated ``Config`` out.
+
+Loading resolves ``extends:`` chains, ``${VAR:-default}`` environment
+references and ``--set dotted.key=value`` overrides, then validates the whole
+tree at once so that a user sees every problem, each named by its dotted path.
+Nothing heavy (torch, transformers) is imported here.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clintune.errors import ConfigError
+
+TaskType = Literal["binary", "multiclass", "ner"]
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+CLASSIFICATION_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+NER_FORMATS = ("conll", "jsonl")
+FORMAT_BY_SUFFIX = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".bio": "conll",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSection(_Section):
+    name: str = "clintune-task"
+    type: TaskType
+
+
+class PreprocessingSection(_Section):
+    unicode_nfkc: bool = True
+    remove_patterns: list[str] = Field(default_factory=list)
+    collapse_whitespace: bool = True
+    lowercase: bool = False
+
+    @field_validator("remove_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+
+class DataSection(_Section):
+    train: str
+    validation: str | None = None
+    test: str | None = None
+    format: DataFormat = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 42
+    on_empty: Literal["error", "drop"] = "error"
+    invalid_bio: Literal["error", "repair"] = "error"
+    tokenization_cache: bool = True
+    preprocessing: PreprocessingSection = Field(default_factory=PreprocessingSection)
+
+
+class LabelsSection(_Section):
+    classes: list[str] | None = None
+    positive: str | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_unique(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is not None:
+            duplicates = sorted({c for c in classes if classes.count(c) > 1})
+            if duplicates:
+                raise ValueError(f"labels listed twice: {', '.join(duplicates)}")
+            if not classes:
+                raise ValueError("must list at least two labels, or be left out")
+        return classes
+
+
+class ModelSection(_Section):
+    name_or_path: str
+    max_length: int = Field(256, gt=1, le=8192)
+    long_text: Literal["truncate", "chunk"] = "truncate"
+    stride: int = Field(32, ge=0)
+    label_all_subwords: bool = False
+    trust_remote_code: bool = False
+
+
+class TrainingSection(_Section):
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    seed: int = 42
+    precision: Precision = "auto"
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    class_weights_power: float = Field(1.0, gt=0, le=1)
+    early_stopping_patience: int | None = Field(None, gt=0)
+    metric_for_best_model: str | None = None
+    logging_steps: int = Field(50, gt=0)
+    save_steps: int | None = Field(None, gt=0)
+    save_total_limit: int = Field(2, gt=0)
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = Field(0, ge=0)
+    ddp_find_unused_parameters: bool = False
+    deepspeed: str | None = None
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _class_weights_shape(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("none", "balanced"):
+            raise ValueError(f"must be 'none', 'balanced' or a mapping label: weight, got {value!r}")
+        if isinstance(value, dict):
+            bad = [k for k, v in value.items() if not isinstance(v, (int, float)) or v <= 0]
+            if bad:
+                raise ValueError(f"weights must be numbers > 0 (check {', '.join(map(str, bad))})")
+            return {str(k): float(v) for k, v in value.items()}
+        if value is None:
+            return "none"
+        return value
+
+
+class EvaluationSection(_Section):
+    bootstrap_resamples: int = Field(1000, ge=0)
+    seed: int = 0
+
+
+class OutputSection(_Section):
+    dir: str
+
+
+class Config(_Section):
+    task: TaskSection
+    data: DataSection
+    labels: LabelsSection = Field(default_factory=LabelsSection)
+    model: ModelSection
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    output: OutputSection
+
+    def data_format(self, path: str | None = None) -> str:
+        """The reader format for ``path`` (default: the training file)."""
+        return resolve_format(self.data.format, path or self.data.train, self.task.type)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def resolve_format(declared: str, path: str, task_type: str) -> str:
+    """``declared`` unless it is ``auto``; then guessed from the file suffix."""
+    if declared != "auto":
+        return declared
+    suffix = Path(path).suffix.lower()
+    if suffix == ".txt" and task_type == "ner":
+        return "conll"
+    return FORMAT_BY_SUFFIX.get(suffix, "csv")
+
+
+# --------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, merge, override and validate a config file."""
+    raw = load_raw_config(Path(path))
+    for override in overrides or []:
+        apply_override(raw, override)
+    raw = interpolate_env(raw)
+    return validate_config(raw, source=str(path))
+
+
+def load_raw_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The config at ``path`` merged over the configs it ``extends``."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise ConfigError([f"config file not found: {path}"])
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise ConfigError([f"extends: circular chain {chain}"], source=str(path))
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(["the top level must be a mapping of sections (task, data, ...)"], source=str(path))
+    parent_ref = loaded.pop("extends", None)
+    if parent_ref is None:
+        return loaded
+    if not isinstance(parent_ref, str):
+        raise ConfigError(["extends: must be the path of one YAML file"], source=str(path))
+    parent = load_raw_config(path.parent / parent_ref, (*_seen, resolved))
+    return deep_merge(parent, loaded)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` laid over ``base``; nested mappings merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``dotted.key=value`` in ``raw``; the value is parsed as a YAML scalar."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError([f"--set {override!r}: expected dotted.key=value, e.g. training.epochs=5"])
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError([f"--set {key}: {where} is a value, not a section"])
+        node = child
+    node[parts[-1]] = value
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(value: Any) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of the tree."""
+    if isinstance(value, dict):
+        return {k: interpolate_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v) for v in value]
+    if isinstance(value, str):
+        return _ENV_REF.sub(_env_value, value)
+    return value
+
+
+def _env_value(match: re.Match[str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if name in os.environ:
+        return os.environ[name]
+    if default is not None:
+        return default
+    raise ConfigError([f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"])
+
+
+def validate_config(raw: dict[str, Any], source: str | None = None) -> Config:
+    """Validate a raw mapping, reporting every schema and cross-field problem at once."""
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()], source=source) from None
+    problems = cross_field_problems(config)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def cross_field_problems(config: Config) -> list[str]:
+    """Problems that involve more than one key."""
+    problems: list[str] = []
+    task_type = config.task.type
+    for split in ("train", "validation", "test"):
+        path = getattr(config.data, split)
+        if path is None:
+            continue
+        fmt = config.data_format(path)
+        allowed = NER_FORMATS if task_type == "ner" else CLASSIFICATION_FORMATS
+        if fmt not in allowed:
+            problems.append(
+                f"data.format: {fmt!r} (for data.{split}) does not suit task.type {task_type!r}; "
+                f"use one of {', '.join(allowed)}"
+            )
+    classes = config.labels.classes
+    if classes is not None and len(classes) < 2:
+        problems.append("labels.classes: needs at least two labels")
+    if task_type == "binary":
+        if classes is not None and len(classes) != 2:
+            problems.append(f"labels.classes: a binary task needs exactly two labels, got {len(classes)}")
+        if classes is not None and config.labels.positive is not None and config.labels.positive not in classes:
+            problems.append(f"labels.positive: {config.labels.positive!r} is not one of labels.classes {classes}")
+    elif config.labels.positive is not None:
+        problems.append("labels.positive: only binary tasks have a positive label")
+    if task_type == "ner" and classes is not None:
+        bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
+        if bad:
+            problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
+    if config.model.stride * 2 >= config.model.max_length:
+        problems.append(
+            f"model.stride: {config.model.stride} overlap tokens leave too little of each "
+            f"{config.model.max_length}-token window; use less than half of model.max_length"
+        )
+    weights = config.training.class_weights
+    if isinstance(weights, dict) and classes is not None:
+        unknown = sorted(set(weights) - set(classes))
+        if unknown:
+            problems.append(f"training.class_weights: labels not in labels.classes: {', '.join(unknown)}")
+    metric = config.training.metric_for_best_model
+    if metric is not None and metric not in metric_names(task_type):
+        hint = _did_you_mean(metric, metric_names(task_type))
+        problems.append(
+            f"training.metric_for_best_model: {metric!r} is not a {task_type} metric{hint}; "
+            f"choose from {', '.join(metric_names(task_type))}"
+        )
+    return problems
+
+
+def metric_names(task_type: str) -> tuple[str, ...]:
+    """Headline metrics that can choose the best checkpoint for a task type."""
+    if task_type == "binary":
+        return ("f1", "precision", "recall", "accuracy", "roc_auc", "loss")
+    if task_type == "multiclass":
+        return ("f1_macro", "f1_weighted", "accuracy", "loss")
+    return ("f1", "precision", "recall", "accuracy", "loss")
+
+
+def default_metric(task_type: str) -> str:
+    return "f1_macro" if task_type == "multiclass" else "f1"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    path = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        return f"{path}: unknown key{_did_you_mean(loc[-1], known)}"
+    if error["type"] == "missing":
+        return f"{path}: required, but missing"
+    message = error["msg"]
+    message = message.removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        return f"{path}: {message}, got {error.get('input')!r}"
+    return f"{path}: {message[0].lower() + message[1:]}"
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+# Names users bring from Hugging Face scripts and notebooks.
+KNOWN_ALIASES = {
+    "lr": "learning_rate",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size",
+    "fp16": "precision",
+    "bf16": "precision",
+    "model_name": "name_or_path",
+    "model_name_or_path": "name_or_path",
+    "output_dir": "dir",
+    "max_seq_length": "max_length",
+    "warmup_steps": "warmup_ratio",
+}
+
+
+def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    alias = KNOWN_ALIASES.get(word)
+    if alias in candidates:
+        return f" (did you mean {alias!r}?)"
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the fully resolved config as YAML."""
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")

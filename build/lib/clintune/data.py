@@ -1,0 +1,414 @@
+"""Data readers, text preprocessing and the checks that run before training.
+
+Classification files (csv, tsv, jsonl, parquet) become ``TextExamples``;
+NER files (CoNLL ``token<TAB>tag`` or jsonl with token/tag lists) become
+``TaggedSentences``. Every problem names the file, the row or sentence and
+what to do about it. Row numbers follow the spreadsheet view (header = row 1)
+for csv/tsv/parquet and the line number for jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clintune.config import Config, PreprocessingSection
+from clintune.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+MAX_LISTED = 5
+
+
+@dataclass
+class TextExamples:
+    """Texts with optional gold labels, and where each came from."""
+
+    texts: list[str]
+    labels: list[str] | None
+    rows: list[int]
+    source: str
+    row_kind: str = "row"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int]) -> TextExamples:
+        return TextExamples(
+            texts=[self.texts[i] for i in indices],
+            labels=None if self.labels is None else [self.labels[i] for i in indices],
+            rows=[self.rows[i] for i in indices],
+            source=self.source,
+            row_kind=self.row_kind,
+        )
+
+    def where(self, index: int) -> str:
+        return f"{self.source} {self.row_kind} {self.rows[index]}"
+
+
+@dataclass
+class TaggedSentences:
+    """Word-tokenised sentences with optional BIO tags, and where each came from."""
+
+    tokens: list[list[str]]
+    tags: list[list[str]] | None
+    rows: list[int]
+    source: str
+    row_kind: str = "sentence at line"
+    repaired: int = field(default=0)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, indices: list[int]) -> TaggedSentences:
+        return TaggedSentences(
+            tokens=[self.tokens[i] for i in indices],
+            tags=None if self.tags is None else [self.tags[i] for i in indices],
+            rows=[self.rows[i] for i in indices],
+            source=self.source,
+            row_kind=self.row_kind,
+        )
+
+    def where(self, index: int) -> str:
+        return f"{self.source} {self.row_kind} {self.rows[index]}"
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Every tag in order, for label-set checks."""
+        if self.tags is None:
+            return None
+        return [tag for sentence in self.tags for tag in sentence]
+
+
+Examples = TextExamples | TaggedSentences
+
+
+# --------------------------------------------------------------------------
+# Preprocessing
+
+
+def preprocess_text(text: str, steps: PreprocessingSection) -> str:
+    """Apply the configured normalisation steps, in a fixed order."""
+    if steps.unicode_nfkc:
+        text = unicodedata.normalize("NFKC", text)
+    for pattern in steps.remove_patterns:
+        text = re.sub(pattern, " ", text)
+    if steps.collapse_whitespace:
+        text = " ".join(text.split())
+    if steps.lowercase:
+        text = text.lower()
+    return text
+
+
+# --------------------------------------------------------------------------
+# Reading
+
+
+def read_split(config: Config, path: str, require_labels: bool = True) -> Examples:
+    """Read one data file according to the config's format and columns."""
+    fmt = config.data_format(path)
+    file_path = Path(path)
+    _check_file(file_path)
+    if config.task.type == "ner":
+        if fmt == "conll":
+            data = read_conll(file_path)
+        else:
+            data = read_ner_jsonl(file_path, config.data.tokens_column, config.data.tags_column, require_labels)
+        return check_tagged(data, config)
+    data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels)
+    data.texts = [preprocess_text(t, config.data.preprocessing) for t in data.texts]
+    return check_texts(data, config)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"data file not found: {path}\n  fix: check the path in the config or pass --set data.train=PATH")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; a data file was expected")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes)")
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start})\n"
+            "  fix: re-save the file as UTF-8 (Excel: 'CSV UTF-8')"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text_table(path: Path, fmt: str, text_column: str, label_column: str, require_labels: bool) -> TextExamples:
+    """Read a csv/tsv/jsonl/parquet table into texts and (optional) labels."""
+    frame = _read_frame(path, fmt)
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no data rows")
+    columns = [str(c) for c in frame.columns]
+    needed = [text_column] + ([label_column] if require_labels else [])
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise DataError(_missing_columns_message(path, missing, columns))
+    first_row = 1 if fmt == "jsonl" else 2
+    row_kind = "line" if fmt == "jsonl" else "row"
+    texts = [_cell(v) for v in frame[text_column].tolist()]
+    labels = None
+    if label_column in columns:
+        labels = [_cell(v) for v in frame[label_column].tolist()]
+    rows = [first_row + i for i in range(len(texts))] if fmt != "jsonl" else _jsonl_line_numbers(path)
+    return TextExamples(texts=texts, labels=labels, rows=rows, source=str(path), row_kind=row_kind)
+
+
+def _read_frame(path: Path, fmt: str) -> Any:
+    import pandas as pd
+
+    try:
+        if fmt in ("csv", "tsv"):
+            text = _read_text(path)
+            from io import StringIO
+
+            return pd.read_csv(
+                StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False
+            )
+        if fmt == "jsonl":
+            records = [record for _, record in _jsonl_records(path)]
+            return pd.DataFrame.from_records(records)
+        return pd.read_parquet(path)
+    except DataError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from None
+
+
+def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path} line {number}: each line must be a JSON object")
+        records.append((number, record))
+    if not records:
+        raise DataError(f"{path}: no JSON records found")
+    return records
+
+
+def _jsonl_line_numbers(path: Path) -> list[int]:
+    return [number for number, _ in _jsonl_records(path)]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    return str(value)
+
+
+def _missing_columns_message(path: Path, missing: list[str], columns: list[str]) -> str:
+    import difflib
+
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name, columns, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"{path}: missing column {', '.join(hints)}; the file has columns {columns}\n"
+        "  fix: set data.text_column / data.label_column to the right names"
+    )
+
+
+def read_conll(path: Path) -> TaggedSentences:
+    """Read ``token<TAB>tag`` lines with blank lines between sentences."""
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    rows: list[int] = []
+    current_tokens: list[str] = []
+    current_tags: list[str] = []
+    start = 0
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            if current_tokens:
+                tokens.append(current_tokens)
+                tags.append(current_tags)
+                rows.append(start)
+            current_tokens, current_tags = [], []
+            continue
+        if line.startswith("-DOCSTART-"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) != 2 or not parts[0] or not parts[1].strip():
+            raise DataError(
+                f"{path} line {number}: expected 'token<TAB>tag', found {len(parts)} column(s)\n"
+                "  fix: one token and one BIO tag per line, separated by a tab; blank line between sentences"
+            )
+        if not current_tokens:
+            start = number
+        current_tokens.append(parts[0])
+        current_tags.append(parts[1].strip())
+    if current_tokens:
+        tokens.append(current_tokens)
+        tags.append(current_tags)
+        rows.append(start)
+    if not tokens:
+        raise DataError(f"{path}: no sentences found")
+    return TaggedSentences(tokens=tokens, tags=tags, rows=rows, source=str(path))
+
+
+def read_ner_jsonl(path: Path, tokens_column: str, tags_column: str, require_labels: bool) -> TaggedSentences:
+    """Read jsonl records holding a token list and a tag list."""
+    tokens, tags, rows = [], [], []
+    for number, record in _jsonl_records(path):
+        needed = [tokens_column] + ([tags_column] if require_labels else [])
+        missing = [k for k in needed if k not in record]
+        if missing:
+            raise DataError(_missing_columns_message(path, missing, list(record)).replace(path.name, f"{path.name} line {number}", 1))
+        words = record[tokens_column]
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise DataError(f"{path} line {number}: {tokens_column!r} must be a list of strings")
+        tokens.append(words)
+        rows.append(number)
+        if tags_column in record:
+            tags.append([str(t) for t in record[tags_column]])
+    has_tags = len(tags) == len(tokens)
+    return TaggedSentences(tokens=tokens, tags=tags if has_tags else None, rows=rows, source=str(path), row_kind="line")
+
+
+# --------------------------------------------------------------------------
+# Checks
+
+
+def _listing(data: Examples, indices: list[int]) -> str:
+    shown = ", ".join(str(data.rows[i]) for i in indices[:MAX_LISTED])
+    more = f" and {len(indices) - MAX_LISTED} more" if len(indices) > MAX_LISTED else ""
+    return f"{data.row_kind}s {shown}{more}" if len(indices) > 1 else f"{data.row_kind} {shown}"
+
+
+def check_texts(data: TextExamples, config: Config) -> TextExamples:
+    """Empty texts and labels: an error, or dropped with a count (data.on_empty)."""
+    empty_text = [i for i, t in enumerate(data.texts) if not t.strip()]
+    empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if not label.strip()]
+    bad = sorted(set(empty_text) | set(empty_label))
+    if not bad:
+        return data
+    details = []
+    if empty_text:
+        details.append(f"{len(empty_text)} empty text(s) in column {config.data.text_column!r} ({_listing(data, empty_text)})")
+    if empty_label:
+        details.append(f"{len(empty_label)} empty label(s) in column {config.data.label_column!r} ({_listing(data, empty_label)})")
+    if config.data.on_empty == "error":
+        raise DataError(
+            f"{data.source}: " + "; ".join(details) + "\n  fix: fill or remove those rows, or set data.on_empty=drop"
+        )
+    logger.warning("%s: dropped %d row(s): %s", data.source, len(bad), "; ".join(details))
+    keep = [i for i in range(len(data)) if i not in set(bad)]
+    if not keep:
+        raise DataError(f"{data.source}: no usable rows left after dropping empty ones")
+    return data.subset(keep)
+
+
+_TAG = re.compile(r"^(O|[BI]-.+)$")
+
+
+def check_tagged(data: TaggedSentences, config: Config) -> TaggedSentences:
+    """Token/tag counts, tag syntax, and BIO order (error or repair, data.invalid_bio)."""
+    if data.tags is None:
+        return data
+    mismatched = [i for i, (w, t) in enumerate(zip(data.tokens, data.tags)) if len(w) != len(t)]
+    if mismatched:
+        i = mismatched[0]
+        raise DataError(
+            f"{data.source}: {len(mismatched)} sentence(s) have a different number of tokens and tags "
+            f"({_listing(data, mismatched)}; the first has {len(data.tokens[i])} tokens, {len(data.tags[i])} tags)"
+        )
+    empty = [i for i, words in enumerate(data.tokens) if not words]
+    if empty:
+        raise DataError(f"{data.source}: {len(empty)} empty sentence(s) ({_listing(data, empty)})")
+    malformed = [i for i, sentence in enumerate(data.tags) if any(not _TAG.match(t) for t in sentence)]
+    if malformed:
+        example = next(t for t in data.tags[malformed[0]] if not _TAG.match(t))
+        raise DataError(
+            f"{data.source}: {len(malformed)} sentence(s) hold tags that are not O, B-TYPE or I-TYPE "
+            f"({_listing(data, malformed)}; e.g. {example!r})"
+        )
+    invalid = [i for i, sentence in enumerate(data.tags) if repair_bio(sentence) != sentence]
+    if invalid:
+        if config.data.invalid_bio == "error":
+            raise DataError(
+                f"{data.source}: {len(invalid)} sentence(s) have an I- tag that does not continue an entity "
+                f"of the same type ({_listing(data, invalid)})\n"
+                "  fix: correct the tags, or set data.invalid_bio=repair to turn them into B- tags"
+            )
+        data.tags = [repair_bio(sentence) for sentence in data.tags]
+        data.repaired = len(invalid)
+        logger.warning("%s: repaired BIO tags in %d sentence(s)", data.source, len(invalid))
+    return data
+
+
+def repair_bio(tags: list[str]) -> list[str]:
+    """Turn every ``I-X`` that does not follow ``B-X``/``I-X`` into ``B-X``."""
+    repaired = []
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        repaired.append(tag)
+        previous = tag
+    return repaired
+
+
+def check_label_sets(train: Examples, others: dict[str, Examples], classes: list[str]) -> None:
+    """Training must hold two or more classes; other splits only labels that training knows."""
+    train_labels = set(train.labels or [])
+    if len(train_labels) < 2:
+        raise DataError(
+            f"{train.source}: the training data holds {len(train_labels)} distinct label(s) "
+            f"({', '.join(sorted(train_labels)) or 'none'}); at least two are needed"
+        )
+    known = set(classes)
+    for name, split in others.items():
+        unseen = sorted(set(split.labels or []) - known)
+        if unseen:
+            counts = Counter(label for label in split.labels or [] if label in set(unseen))
+            listed = ", ".join(f"{label!r} ({counts[label]})" for label in unseen)
+            raise DataError(
+                f"{split.source}: the {name} data holds labels that training never saw: {listed}\n"
+                "  fix: correct the spelling, add the labels to the training data, or drop those rows"
+            )
+
+
+def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+    """Split off a validation part, stratified by label where every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    indices = list(range(len(data)))
+    if len(indices) < 4:
+        raise DataError(f"{data.source}: only {len(indices)} examples; too few to split off validation data")
+    stratify = None
+    if isinstance(data, TextExamples) and data.labels is not None:
+        counts = Counter(data.labels)
+        n_val = max(1, round(fraction * len(indices)))
+        if min(counts.values()) >= 2 and n_val >= len(counts):
+            stratify = data.labels
+        else:
+            logger.warning("validation split is not stratified: some classes have fewer than 2 examples")
+    train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
+    return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+def count_overlap(train: TextExamples, other: TextExamples) -> int:
+    """How many texts of ``other`` also appear in ``train`` (possible leakage)."""
+    seen = set(train.texts)
+    return sum(1 for t in other.texts if t in seen)

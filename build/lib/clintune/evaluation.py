@@ -1,0 +1,148 @@
+"""Scoring a model on labelled data: metrics, intervals, calibration and error lists.
+
+Used at the end of training (validation and test metrics) and by
+``clintune eval``; both therefore report the same numbers for the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.metrics import (
+    bootstrap_intervals,
+    calibration_bins,
+    classification_statistic,
+    entity_statistic,
+    ner_metrics,
+    softmax,
+)
+from clintune.prediction import Predictor
+from clintune.tasks import SequenceClassification
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs: metrics, per-example records and the arrays behind the plots."""
+
+    metrics: dict[str, Any]
+    records: list[dict[str, Any]]
+    classes: tuple[str, ...]
+    gold_ids: np.ndarray
+    predicted_ids: np.ndarray
+    probabilities: np.ndarray | None = None
+    positive_id: int | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: np.ndarray | None = None) -> Evaluation:
+    """Score ``predictor`` on labelled ``data`` (``logits`` may be passed if already computed)."""
+    if isinstance(data, TaggedSentences):
+        return evaluate_tagged(predictor, data, resamples, seed)
+    return evaluate_texts(predictor, data, resamples, seed, logits)
+
+
+def evaluate_texts(predictor: Predictor, data: TextExamples, resamples: int, seed: int, logits: np.ndarray | None = None) -> Evaluation:
+    task = predictor.task
+    assert isinstance(task, SequenceClassification)
+    encoder, rule = predictor.encoder, predictor.decision
+    if logits is None:
+        logits = predictor.class_logits(data.texts)
+    probabilities = softmax(logits / rule.temperature)
+    gold = np.asarray(encoder.encode(data.labels or []))
+    predicted = rule.predict(probabilities, encoder)
+    metrics = task.metrics_from_probabilities(probabilities, gold, encoder, rule)
+    calibration = calibration_bins(probabilities, gold)
+    metrics["ece"] = calibration["ece"]
+    metrics["calibration"] = calibration
+    metrics["decision_rule"] = rule.describe(encoder)
+    metrics["temperature"] = rule.temperature
+    positive = encoder.positive_id if encoder.task_type == "binary" else None
+    if resamples:
+        metrics["confidence_intervals"] = bootstrap_intervals(
+            classification_statistic(gold, predicted, positive), len(gold), resamples, seed
+        )
+    records = [
+        {
+            data.row_kind: data.rows[i],
+            "gold": data.labels[i] if data.labels else None,
+            "predicted": encoder.classes[predicted[i]],
+            "correct": bool(predicted[i] == gold[i]),
+            "probabilities": {label: float(p) for label, p in zip(encoder.classes, probabilities[i])},
+        }
+        for i in range(len(gold))
+    ]
+    return Evaluation(metrics, records, encoder.classes, gold, predicted, probabilities, positive)
+
+
+def evaluate_tagged(predictor: Predictor, data: TaggedSentences, resamples: int, seed: int) -> Evaluation:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    predicted, _ = predictor.tag_sentences(data.tokens)
+    gold = data.tags or []
+    metrics = ner_metrics(gold, predicted)
+    gold_entities = [set(get_entities(tags)) for tags in gold]
+    predicted_entities = [set(get_entities(tags)) for tags in predicted]
+    if resamples:
+        counts = np.array([(len(g & p), len(p), len(g)) for g, p in zip(gold_entities, predicted_entities)]).reshape(-1, 3)
+        metrics["confidence_intervals"] = bootstrap_intervals(
+            entity_statistic(counts[:, 0], counts[:, 1], counts[:, 2]), len(gold), resamples, seed
+        )
+    errors = []
+    for index, (g, p) in enumerate(zip(gold_entities, predicted_entities)):
+        errors += [{data.row_kind: data.rows[index], **error} for error in entity_errors(data.tokens[index], g, p)]
+    metrics["errors"] = {kind: sum(1 for e in errors if e["kind"] == kind) for kind in ERROR_KINDS}
+    records = [
+        {data.row_kind: row, "tokens": tokens, "gold": g, "predicted": p}
+        for row, tokens, g, p in zip(data.rows, data.tokens, gold, predicted)
+    ]
+    classes = predictor.encoder.classes
+    index = {label: i for i, label in enumerate(classes)}
+    gold_ids = np.array([index[t] for tags in gold for t in tags])
+    predicted_ids = np.array([index[t] for tags in predicted for t in tags])
+    return Evaluation(metrics, records, classes, gold_ids, predicted_ids, errors=errors)
+
+
+ERROR_KINDS = ("missed", "false_positive", "boundary", "type")
+
+
+def entity_errors(tokens: list[str], gold: set[tuple[str, int, int]], predicted: set[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """Classify the entities that do not match exactly.
+
+    ``boundary``: a predicted span of the right type overlaps a gold span but
+    with other extent; ``type``: an overlapping span of another type;
+    ``missed``: a gold span no prediction overlaps; ``false_positive``: a
+    predicted span that overlaps no gold span. Entities are
+    ``(type, first_token, last_token)``, inclusive, as seqeval returns them.
+    """
+
+    def overlaps(a: tuple[str, int, int], b: tuple[str, int, int]) -> bool:
+        return a[1] <= b[2] and b[1] <= a[2]
+
+    def describe(entity: tuple[str, int, int] | None) -> dict[str, Any] | None:
+        if entity is None:
+            return None
+        kind, first, last = entity
+        return {"text": " ".join(tokens[first : last + 1]), "type": kind, "tokens": [first, last + 1]}
+
+    sentence = " ".join(tokens)
+    errors = []
+    unmatched_gold = gold - predicted
+    unmatched_predicted = predicted - gold
+    for g in sorted(unmatched_gold, key=lambda e: e[1]):
+        touching = sorted((p for p in unmatched_predicted if overlaps(g, p)), key=lambda e: e[1])
+        same_type = [p for p in touching if p[0] == g[0]]
+        if same_type:
+            kind, match = "boundary", same_type[0]
+        elif touching:
+            kind, match = "type", touching[0]
+        else:
+            kind, match = "missed", None
+        errors.append({"kind": kind, "gold": describe(g), "predicted": describe(match), "sentence": sentence})
+    for p in sorted(unmatched_predicted, key=lambda e: e[1]):
+        if not any(overlaps(p, g) for g in gold):
+            errors.append({"kind": "false_positive", "gold": None, "predicted": describe(p), "sentence": sentence})
+    return errors

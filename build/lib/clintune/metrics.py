@@ -1,0 +1,175 @@
+"""Metrics computed locally with scikit-learn and seqeval (no Hub access).
+
+Each function returns a flat dict of headline numbers plus a ``per_class``
+table, which is what ``metrics.json`` holds and the console prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def binary_metrics(
+    y_true: np.ndarray, positive_scores: np.ndarray, positive_id: int, classes: tuple[str, ...], threshold: float = 0.5
+) -> dict[str, Any]:
+    """Accuracy, positive-class precision/recall/F1 at ``threshold``, ROC-AUC and a per-class table."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    is_positive = (y_true == positive_id).astype(int)
+    predicted_positive = (np.asarray(positive_scores) >= threshold).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        is_positive, predicted_positive, average="binary", pos_label=1, zero_division=0
+    )
+    roc_auc = float(roc_auc_score(is_positive, positive_scores)) if len(set(is_positive)) == 2 else None
+    return {
+        "accuracy": float(accuracy_score(is_positive, predicted_positive)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "roc_auc": roc_auc,
+        "threshold": threshold,
+        "n_examples": int(len(y_true)),
+        "per_class": multiclass_metrics(y_true, binary_predictions(positive_scores, positive_id, threshold), classes)["per_class"],
+    }
+
+
+def binary_predictions(positive_scores: np.ndarray, positive_id: int, threshold: float) -> np.ndarray:
+    """Class ids of a two-class task: the positive id where its score reaches ``threshold``."""
+    negative_id = 1 - positive_id
+    return np.where(np.asarray(positive_scores) >= threshold, positive_id, negative_id)
+
+
+def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1 and a per-class table.
+
+    Macro averages run over the classes present in the gold labels or the
+    predictions, so a class absent from both does not pull the mean down.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    present = sorted(set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist()))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(len(classes))), zero_division=0
+    )
+    per_class = {
+        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, label in enumerate(classes)
+    }
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
+        "precision_macro": float(np.mean([precision[i] for i in present])),
+        "recall_macro": float(np.mean([recall[i] for i in present])),
+        "classes_predicted": len(set(np.asarray(y_pred).tolist())),
+        "n_examples": int(len(y_true)),
+        "per_class": per_class,
+    }
+
+
+def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    """Entity-level precision/recall/F1 (seqeval), overall and per entity type."""
+    from seqeval.metrics import accuracy_score, classification_report
+
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
+    per_type = {
+        name: {
+            "precision": float(row["precision"]),
+            "recall": float(row["recall"]),
+            "f1": float(row["f1-score"]),
+            "support": int(row["support"]),
+        }
+        for name, row in report.items()
+        if not name.endswith(" avg")
+    }
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "n_entities": int(micro["support"]),
+        "n_sentences": len(gold),
+        "per_class": per_type,
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Top-label reliability: per confidence bin, mean confidence, accuracy and count; plus the ECE.
+
+    The expected calibration error is the count-weighted mean gap between
+    confidence and accuracy over the bins.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == np.asarray(y_true)).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    ece = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        count = int(members.sum())
+        if count:
+            gap = abs(confidence[members].mean() - correct[members].mean())
+            ece += gap * count / len(confidence)
+            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                         "confidence": float(confidence[members].mean()), "accuracy": float(correct[members].mean())})
+    return {"ece": float(ece), "n_bins": n_bins, "bins": rows}
+
+
+def bootstrap_intervals(
+    statistic: Any, n_items: int, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap intervals for every number ``statistic(indices)`` returns."""
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        indices = rng.integers(0, n_items, n_items)
+        for key, value in statistic(indices).items():
+            samples.setdefault(key, []).append(value)
+    tail = (1 - level) / 2 * 100
+    return {
+        key: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100 - tail)),
+              "level": level, "resamples": resamples, "seed": seed}
+        for key, values in samples.items()
+    }
+
+
+def classification_statistic(y_true: np.ndarray, y_pred: np.ndarray, positive_id: int | None) -> Any:
+    """Headline numbers of a resample: accuracy and macro-F1, or the positive class's P/R/F1."""
+    from sklearn.metrics import f1_score
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        gold, pred = y_true[indices], y_pred[indices]
+        values = {"accuracy": float(np.mean(gold == pred))}
+        if positive_id is None:
+            values["f1_macro"] = float(f1_score(gold, pred, average="macro", zero_division=0))
+            return values
+        return values | _prf(np.sum((pred == positive_id) & (gold == positive_id)), np.sum(pred == positive_id), np.sum(gold == positive_id))
+
+    return statistic
+
+
+def entity_statistic(true_positives: np.ndarray, predicted: np.ndarray, gold: np.ndarray) -> Any:
+    """Micro entity precision/recall/F1 of a resample of sentences, from per-sentence counts."""
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        return _prf(true_positives[indices].sum(), predicted[indices].sum(), gold[indices].sum())
+
+    return statistic
+
+
+def _prf(true_positives: float, predicted: float, gold: float) -> dict[str, float]:
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}

@@ -1,0 +1,162 @@
+"""The model card (``README.md``) of a model folder, rendered from the folder's own files.
+
+It is written by ``train`` and rewritten whenever ``eval`` changes the
+folder's decision rule, so its numbers are always those of ``metrics.json``
+and ``decision.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clintune.decision import DecisionRule
+from clintune.labels import LabelEncoder
+
+CARD_FILE = "README.md"
+RUN_FILE = "run.json"
+
+HEADLINES = {"binary": ("f1", "precision", "recall", "accuracy"), "multiclass": ("f1_macro", "accuracy"), "ner": ("f1", "precision", "recall")}
+PURPOSE = {
+    "binary": "Flags whether a proposed diagnosis is consistent with the documented findings ({labels}).",
+    "multiclass": "Assigns one of {n} classes ({labels}) to a text.",
+    "ner": "Marks entity mentions ({labels}) in text, with character offsets.",
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def render_model_card(folder: Path) -> str:
+    """Markdown describing the model in ``folder``: task, data, config, metrics, use, reproduction."""
+    config = yaml.safe_load((folder / "clintune.yaml").read_text(encoding="utf-8"))
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")) if (folder / RUN_FILE).is_file() else {}
+    encoder = LabelEncoder.load(folder)
+    rule = DecisionRule.load(folder)
+    task_type = config["task"]["type"]
+    entity_types = sorted({c[2:] for c in encoder.classes if c != "O"})
+    shown = entity_types if task_type == "ner" else list(encoder.classes)
+    lines = [
+        f"# {config['task']['name']} ({task_type})",
+        "",
+        PURPOSE[task_type].format(labels=", ".join(f"`{c}`" for c in shown), n=len(shown)),
+        f"Fine-tuned by clintune from `{config['model']['name_or_path']}`.",
+        "",
+        "## Labels",
+        "",
+        _labels_table(encoder, metrics),
+        "",
+        "## Data",
+        "",
+        _data_table(run.get("data", {})),
+        "",
+        "## Metrics",
+        "",
+        "Scored at the end of training with the default decision rule (threshold 0.5 / most probable class);",
+        "see the next section for any threshold chosen since.",
+        "",
+    ]
+    for split in ("validation", "test"):
+        if split in metrics:
+            lines += [f"### {split.capitalize()}", "", _headline_table(metrics[split], HEADLINES[task_type]), "",
+                      _per_class_table(metrics[split].get("per_class", {})), ""]
+    lines += ["## Decision rule and calibration", "", _decision_text(rule, encoder, metrics), ""]
+    lines += ["## Intended use and limitations", "", _limitations(config), ""]
+    lines += ["## Training configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+    lines += ["## Reproduce", "", "```bash"]
+    if run.get("command"):
+        lines.append(f"# as run ({run.get('created', 'unknown date')}):\n{run['command']}")
+    lines += [f"# from this folder's resolved config:\nclintune train {folder.name}/clintune.yaml --set output.dir=NEW_DIR", "```"]
+    if run.get("versions"):
+        lines += ["", "Software: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(folder: Path) -> None:
+    (folder / CARD_FILE).write_text(render_model_card(folder), encoding="utf-8")
+
+
+def _labels_table(encoder: LabelEncoder, metrics: dict[str, Any]) -> str:
+    counts = metrics.get("data", {}).get("train_label_counts", {})
+    weights = metrics.get("class_weights", {})
+    rows = ["| id | label | training count | loss weight |", "|---|---|---|---|"]
+    for i, label in enumerate(encoder.classes):
+        marker = " (positive)" if label == encoder.positive else ""
+        rows.append(f"| {i} | `{label}`{marker} | {counts.get(label, '')} | {_number(weights.get(label, 1.0))} |")
+    return "\n".join(rows)
+
+
+def _data_table(data: dict[str, Any]) -> str:
+    if not data:
+        return "Not recorded."
+    rows = ["| split | file | examples | SHA-256 |", "|---|---|---|---|"]
+    for split, info in data.items():
+        rows.append(f"| {split} | `{info['path']}` | {info['examples']} | `{info['sha256']}` |")
+    return "\n".join(rows)
+
+
+def _headline_table(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
+    intervals = metrics.get("confidence_intervals", {})
+    rows = ["| metric | value | 95% CI |", "|---|---|---|"]
+    for key in keys:
+        if metrics.get(key) is None:
+            continue
+        interval = intervals.get(key)
+        ci = f"{interval['low']:.3f} – {interval['high']:.3f}" if interval else ""
+        rows.append(f"| {key} | {metrics[key]:.4f} | {ci} |")
+    if intervals:
+        first = next(iter(intervals.values()))
+        rows.append("")
+        rows.append(f"Intervals: percentile bootstrap, {first['resamples']} resamples of the examples, seed {first['seed']}.")
+    return "\n".join(rows)
+
+
+def _per_class_table(per_class: dict[str, Any]) -> str:
+    if not per_class:
+        return ""
+    rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, row in per_class.items():
+        rows.append(f"| `{label}` | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    return "\n".join(rows)
+
+
+def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str, Any]) -> str:
+    lines = [f"Decision rule: {rule.describe(encoder)}."]
+    for tuning in rule.tuning:
+        lines.append(
+            f"- `{tuning['class']}` threshold {tuning['threshold']:.4g} chosen for {tuning['target']} on "
+            f"`{tuning['data']}` ({tuning['n_examples']} examples; achieved {tuning['achieved']:.3f})."
+        )
+    ece = metrics.get("validation", {}).get("ece")
+    if ece is not None:
+        lines.append(f"Expected calibration error on validation data at training time: {ece:.4f}.")
+    if rule.temperature != 1.0:
+        lines.append(f"Probabilities are divided by a temperature of {rule.temperature:.4g}, fitted on held-out data.")
+    return "\n".join(lines)
+
+
+def _limitations(config: dict[str, Any]) -> str:
+    return "\n".join([
+        "- A research and decision-support model, not a medical device: a clinician reviews every output.",
+        "- Measured only on the data listed above; expect lower scores on other institutions, note types,",
+        "  languages or time periods. Re-evaluate (`clintune eval`) on local data before use.",
+        f"- Texts longer than {config['model']['max_length']} tokens are "
+        + ("read in overlapping windows." if config["task"]["type"] == "ner" or config["model"].get("long_text") == "chunk"
+           else "truncated: later text is not seen."),
+        "- Rare classes with few training examples have wide confidence intervals; check the per-class table.",
+        "- Probabilities are calibrated only as far as the reliability figures above show.",
+    ])
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)

@@ -1,0 +1,120 @@
+"""Export a model folder to ONNX (optionally int8-quantised) and run it with ONNX Runtime.
+
+An exported folder holds ``model.onnx`` beside the tokenizer, ``labels.json``,
+``clintune.yaml``, ``config.json`` and any ``decision.json``, so ``clintune
+predict`` and ``clintune eval`` accept it in place of the PyTorch folder.
+Needs the ``onnx`` extra: ``pip install 'clintune[onnx]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clintune.errors import ClintuneError
+
+ONNX_FILE = "model.onnx"
+EXPORT_FILE = "export.json"
+COPIED = ("config.json", "labels.json", "clintune.yaml", "decision.json", "tokenizer.json", "tokenizer_config.json",
+          "special_tokens_map.json", "vocab.txt", "README.md", "run.json")
+
+
+def _require(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ClintuneError(f"ONNX support needs {module}: pip install 'clintune[onnx]'") from None
+
+
+class OnnxModel:
+    """An ONNX Runtime session that answers like the PyTorch model's logits."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        shape = batch["input_ids"].shape
+        feeds = {name: batch.get(name, np.zeros(shape, dtype=np.int64)).astype(np.int64) for name in self.input_names}
+        return self.session.run(None, feeds)[0]
+
+
+def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Path:
+    """Write an ONNX model folder for ``model_dir``; ``quantize="int8"`` adds dynamic int8 weights."""
+    import torch
+
+    from clintune.artifacts import check_model_folder, publish, write_json
+    from clintune.modeling import load_model
+    from clintune.tasks import task_for
+
+    _require("onnxscript")
+    encoder, config = check_model_folder(model_dir)
+    if (model_dir / ONNX_FILE).is_file():
+        raise ClintuneError(f"{model_dir} is already an ONNX folder; export the PyTorch folder it came from")
+    model = load_model(task_for(encoder.task_type), str(model_dir), encoder).eval()
+    staging = output_dir.with_name(f".{output_dir.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name in COPIED:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, staging / name)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    float_path = staging / ("model-fp32.onnx" if quantize else ONNX_FILE)
+    with torch.inference_mode():
+        torch.onnx.export(
+            _logits_only(model), tuple(example[n] for n in names), str(float_path), input_names=names,
+            output_names=["logits"], dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+            dynamo=True, external_data=False, verbose=False,
+        )
+    if quantize == "int8":
+        quantization = _require("onnxruntime.quantization")
+        _drop_intermediate_shapes(float_path)
+        quantization.quantize_dynamic(str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8)
+        float_path.unlink()
+    write_json(staging / EXPORT_FILE, {"source": str(model_dir.absolute()), "format": "onnx", "quantize": quantize or "none"})
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    publish(staging, output_dir)
+    return output_dir
+
+
+def _drop_intermediate_shapes(path: Path) -> None:
+    """Remove the exporter's intermediate shape annotations; the quantiser re-infers them and
+    some (e.g. a classifier head's) can disagree with its own inference."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
+
+
+def _logits_only(model: Any) -> Any:
+    """``model`` wrapped so that the exported graph returns the logits tensor alone."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    return LogitsOnly(model)
+
+
+def read_export_info(folder: Path) -> dict[str, Any]:
+    path = folder / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

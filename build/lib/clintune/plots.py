@@ -1,0 +1,110 @@
+"""Report figures (PNG): confusion matrix, ROC and precision-recall curves, reliability diagram.
+
+Figures are built with matplotlib's object API on the Agg canvas, so no
+display or GUI backend is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def confusion_matrix_figure(gold: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], title: str) -> Any:
+    """Counts of gold (rows) against predicted (columns) classes, with class names."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(gold, predicted, labels=list(range(len(classes))))
+    size = max(4.0, 0.45 * len(classes) + 2.5)
+    figure = _figure(size + 1, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="examples")
+    axes.set_xticks(range(len(classes)), labels=classes, rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(len(classes)), labels=classes, fontsize=8)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("gold class")
+    axes.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                      color="white" if count > threshold else "black")
+    return figure
+
+
+def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> Any:
+    """ROC curve with AUC, marking the operating point of the decision threshold."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(is_positive, scores)
+    figure = _figure(5, 4.5)
+    axes = figure.add_subplot()
+    axes.plot(false_positive_rate, true_positive_rate, label=f"AUC = {roc_auc_score(is_positive, scores):.3f}")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    point = _operating_point(thresholds, threshold)
+    axes.scatter([false_positive_rate[point]], [true_positive_rate[point]], color="red", zorder=3, label=f"threshold {threshold:.3g}")
+    axes.set_xlabel("false positive rate (1 - specificity)")
+    axes.set_ylabel(f"true positive rate (recall of {positive})")
+    axes.set_title(f"ROC curve, positive class {positive}")
+    axes.legend(loc="lower right")
+    return figure
+
+
+def precision_recall_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> Any:
+    """Precision-recall curve with average precision, marking the decision threshold."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(is_positive, scores)
+    figure = _figure(5, 4.5)
+    axes = figure.add_subplot()
+    axes.plot(recall, precision, label=f"average precision = {average_precision_score(is_positive, scores):.3f}")
+    point = _operating_point(thresholds, threshold, descending=False)
+    axes.scatter([recall[point]], [precision[point]], color="red", zorder=3, label=f"threshold {threshold:.3g}")
+    axes.set_xlabel(f"recall of {positive}")
+    axes.set_ylabel(f"precision of {positive}")
+    axes.set_ylim(0, 1.02)
+    axes.set_title(f"Precision-recall curve, positive class {positive}")
+    axes.legend(loc="lower left")
+    return figure
+
+
+def _operating_point(thresholds: np.ndarray, threshold: float, descending: bool = True) -> int:
+    reached = np.where(thresholds >= threshold)[0]
+    if descending:
+        return int(reached[-1]) if len(reached) else 0
+    return int(reached[0]) if len(reached) else len(thresholds) - 1
+
+
+def reliability_figure(calibration: dict[str, Any]) -> Any:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    figure = _figure(5, 4.5)
+    axes = figure.add_subplot()
+    bins = calibration["bins"]
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = 1.0 / calibration["n_bins"]
+    axes.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, alpha=0.7, label="accuracy in bin")
+    axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", label="mean confidence")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (probability of the predicted class)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}")
+    axes.legend(loc="upper left")
+    return figure
+
+
+def save(figure: Any, path: Path) -> None:
+    figure.savefig(path, format="png")

@@ -1,0 +1,164 @@
+"""Batched inference over a trained model: predictions, entities and metrics.
+
+Features are sorted by length, padded per batch and run under
+``torch.inference_mode()``; results come back in input order, with the
+windows of a long text merged back into one result. Training,
+``clintune eval`` and ``clintune predict`` all go through this one path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clintune.config import Config
+from clintune.data import preprocess_text
+from clintune.decision import DecisionRule
+from clintune.labels import LabelEncoder
+from clintune.metrics import softmax
+from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
+from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictor:
+    """A model, its tokenizer, labels and the config it was trained with, ready to predict."""
+
+    model: Any
+    tokenizer: Any
+    encoder: LabelEncoder
+    config: Config
+    batch_size: int = 32
+    decision: DecisionRule = field(default_factory=DecisionRule)
+    show_progress: bool = False
+
+    @property
+    def task(self) -> SequenceClassification | TokenClassification:
+        return task_for(self.encoder.task_type)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, batch_size: int = 32, show_progress: bool = False, threads: int | None = None) -> Predictor:
+        """Load a model folder written by ``clintune train`` or ``clintune export``.
+
+        ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime).
+        """
+        from clintune.artifacts import load_model_folder
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        return load_model_folder(Path(folder), batch_size=batch_size, show_progress=show_progress, threads=threads)
+
+    # -- raw model outputs -------------------------------------------------
+
+    def logits(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Per-feature logits (token-level ones trimmed to the feature's length), in input order."""
+        import torch
+
+        collate = self.task.collator(self.tokenizer)
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+        results: list[np.ndarray | None] = [None] * len(features)
+        forward = self._onnx_forward if hasattr(self.model, "session") else self._torch_forward
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        with torch.inference_mode():
+            for batch_indices in _progress(batches, self.show_progress):
+                output = forward(collate([{k: v for k, v in features[i].items() if k != "labels"} for i in batch_indices]))
+                for row, index in enumerate(batch_indices):
+                    length = len(features[index]["input_ids"])
+                    results[index] = output[row, :length] if output.ndim == 3 else output[row]
+        return results  # type: ignore[return-value]
+
+    def _torch_forward(self, batch: dict[str, Any]) -> np.ndarray:
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        return self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+
+    def _onnx_forward(self, batch: dict[str, Any]) -> np.ndarray:
+        return self.model.logits({k: v.numpy() for k, v in batch.items()})
+
+    # -- classification ----------------------------------------------------
+
+    def class_logits(self, texts: list[str]) -> np.ndarray:
+        """One row of logits per text; the windows of a chunked long text are averaged."""
+        settings = self.config.model
+        texts = [preprocess_text(text, self.config.data.preprocessing) for text in texts]
+        encoded = encode_texts(self.tokenizer, texts, settings.max_length, long_text=settings.long_text, stride=settings.stride)
+        self._report_long(encoded)
+        sums = np.zeros((len(texts), len(self.encoder.classes)))
+        counts = np.zeros(len(texts))
+        for example, row in zip(encoded.example_index, self.logits(encoded.features)):
+            sums[example] += row
+            counts[example] += 1
+        return sums / counts[:, None]
+
+    def class_probabilities(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities per text, after the model's temperature."""
+        return softmax(self.class_logits(texts) / self.decision.temperature)
+
+    def classify(self, texts: list[str]) -> list[Prediction]:
+        """Label, confidence and class probabilities for each text, by the model's decision rule."""
+        task = self.task
+        assert isinstance(task, SequenceClassification), "classify() needs a classification model"
+        return [task.decode(row, self.encoder, self.decision) for row in self.class_probabilities(texts)]
+
+    # -- NER ---------------------------------------------------------------
+
+    def tag_sentences(self, sentences: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
+        """A tag and a probability for every word of every pre-split sentence."""
+        task = self.task
+        assert isinstance(task, TokenClassification), "tag_sentences() needs an NER model"
+        settings = self.config.model
+        encoded = encode_words(self.tokenizer, sentences, settings.max_length, stride=settings.stride)
+        self._report_long(encoded)
+        by_example: list[list[int]] = [[] for _ in sentences]
+        for feature, example in enumerate(encoded.example_index):
+            by_example[example].append(feature)
+        logits = self.logits(encoded.features)
+        tags, scores = [], []
+        for example, words in enumerate(sentences):
+            features = by_example[example]
+            sentence_tags, sentence_scores = task.word_tags(
+                [logits[f] for f in features], [encoded.word_ids[f] for f in features],
+                [encoded.word_starts[f] for f in features], len(words), self.encoder,
+            )
+            tags.append(sentence_tags)
+            scores.append(sentence_scores)
+        return tags, scores
+
+    def extract_entities(self, texts: list[str]) -> list[list[Entity]]:
+        """Entities with character offsets into each raw text."""
+        words = [split_words(text) for text in texts]
+        tags, scores = self.tag_sentences([[w for w, _, _ in sentence] for sentence in words])
+        return [entities_from_words(text, w, t, s) for text, w, t, s in zip(texts, words, tags, scores)]
+
+    def _report_long(self, encoded: Encoded) -> None:
+        note = long_text_note(encoded, self.config)
+        if note:
+            logger.warning(note)
+
+
+def long_text_note(encoded: Encoded, config: Config) -> str | None:
+    """How many examples exceed ``max_length`` and what was done with them (None if none)."""
+    if not encoded.too_long:
+        return None
+    settings = config.model
+    if config.task.type == "ner" or settings.long_text == "chunk":
+        how = f"read in overlapping windows (stride {settings.stride} tokens)"
+    else:
+        how = "truncated (set model.long_text=chunk to read them whole)"
+    return f"{encoded.too_long} of {encoded.n_examples} example(s) exceed model.max_length={settings.max_length} tokens and were {how}"
+
+
+def _progress(batches: list[Any], show: bool) -> Any:
+    if not show or len(batches) < 2:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc="predicting", unit="batch", leave=False)

@@ -1,0 +1,68 @@
+"""Console rendering of metrics and predictions, for people to read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADLINE_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "threshold")
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table; the first column is left-aligned, the rest right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        parts = [str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Headline numbers, then the per-class table."""
+    lines = []
+    intervals = metrics.get("confidence_intervals", {})
+    headline = [(k, metrics[k]) for k in HEADLINE_KEYS if metrics.get(k) is not None]
+    if headline:
+        rows = [[k, f"{v:.4f}", _interval(intervals.get(k))] for k, v in headline]
+        lines.append(format_table(["metric", "value", "95% CI"] if intervals else ["metric", "value"],
+                                  rows if intervals else [r[:2] for r in rows]))
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        rows = [
+            [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])]
+            for label, row in per_class.items()
+        ]
+        lines.append("")
+        lines.append(format_table(["class", "precision", "recall", "f1", "support"], rows))
+    notes = []
+    if metrics.get("decision_rule"):
+        notes.append(f"decision rule: {metrics['decision_rule']}")
+    if metrics.get("ece") is not None:
+        notes.append(f"expected calibration error: {metrics['ece']:.4f}")
+    if metrics.get("errors"):
+        notes.append("entity errors: " + ", ".join(f"{k} {v}" for k, v in metrics["errors"].items()))
+    if notes:
+        lines += [""] + notes
+    return "\n".join(lines)
+
+
+def _interval(interval: dict[str, float] | None) -> str:
+    return f"{interval['low']:.3f}-{interval['high']:.3f}" if interval else ""
+
+
+COMPARED_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "classes_predicted")
+
+
+def format_comparison(columns: dict[str, dict[str, Any]]) -> str:
+    """Headline metrics side by side, one column per model (a missing value is blank)."""
+    keys = [k for k in COMPARED_KEYS if any(isinstance(c.get(k), (int, float)) for c in columns.values())]
+    rows = [[key, *(_cell(c.get(key)) for c in columns.values())] for key in keys]
+    return format_table(["metric", *columns], rows)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.4f}"

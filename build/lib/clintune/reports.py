@@ -1,0 +1,81 @@
+"""The evaluation report folder written by ``clintune eval --output DIR``.
+
+| file | content |
+|---|---|
+| metrics.json | headline metrics, per-class table, intervals, calibration, decision rule |
+| per_class.csv | precision, recall, F1 and support per class (per entity type for NER) |
+| predictions.jsonl | each row's gold label, prediction and class probabilities (NER: tags) |
+| confusion_matrix.png, .csv | gold (rows) against predicted (columns) classes (NER: word tags) |
+| roc.png, precision_recall.png | binary models: curves with the decision threshold marked |
+| reliability.png | classification: calibration diagram with the ECE |
+| errors.jsonl | NER: missed, false-positive, boundary and type errors with their sentence |
+
+The folder is assembled beside its destination and renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+from clintune.artifacts import publish, write_json, write_jsonl
+from clintune.evaluation import Evaluation
+
+
+def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[str]:
+    """Write every report file for ``evaluation``; returns the file names."""
+    from clintune import plots
+
+    staging = output_dir.with_name(f".{output_dir.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    write_json(staging / "metrics.json", evaluation.metrics)
+    (staging / "per_class.csv").write_text(per_class_csv(evaluation.metrics.get("per_class", {})), encoding="utf-8")
+    write_jsonl(staging / "predictions.jsonl", evaluation.records)
+    (staging / "confusion_matrix.csv").write_text(
+        confusion_csv(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes), encoding="utf-8"
+    )
+    plots.save(plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes, title),
+               staging / "confusion_matrix.png")
+    if evaluation.positive_id is not None and evaluation.probabilities is not None:
+        is_positive = (evaluation.gold_ids == evaluation.positive_id).astype(int)
+        if 0 < is_positive.sum() < len(is_positive):
+            scores = evaluation.probabilities[:, evaluation.positive_id]
+            positive = evaluation.classes[evaluation.positive_id]
+            threshold = evaluation.metrics["threshold"]
+            plots.save(plots.roc_figure(is_positive, scores, threshold, positive), staging / "roc.png")
+            plots.save(plots.precision_recall_figure(is_positive, scores, threshold, positive), staging / "precision_recall.png")
+    if "calibration" in evaluation.metrics:
+        plots.save(plots.reliability_figure(evaluation.metrics["calibration"]), staging / "reliability.png")
+    if evaluation.errors or "errors" in evaluation.metrics:
+        write_jsonl(staging / "errors.jsonl", evaluation.errors)
+    names = sorted(p.name for p in staging.iterdir())
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    publish(staging, output_dir)
+    return names
+
+
+def confusion_csv(gold: Any, predicted: Any, classes: tuple[str, ...]) -> str:
+    """Gold classes as rows, predicted classes as columns."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(gold, predicted, labels=list(range(len(classes))))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["gold \\ predicted", *classes])
+    for label, row in zip(classes, matrix):
+        writer.writerow([label, *row.tolist()])
+    return buffer.getvalue()
+
+
+def per_class_csv(per_class: dict[str, dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["class", "precision", "recall", "f1", "support"])
+    for label, row in per_class.items():
+        writer.writerow([label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]])
+    return buffer.getvalue()

@@ -1,0 +1,216 @@
+"""What differs between sequence and token classification, behind one interface.
+
+The pipeline asks a ``Task`` for its model class, how to encode examples,
+how to pad a batch, how to score logits and how to turn logits into
+predictions; it never asks which task it is running.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from clintune.config import ModelSection
+from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.labels import LabelEncoder
+from clintune.decision import DecisionRule
+from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics, softmax
+from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
+
+
+@dataclass
+class Prediction:
+    """One classification result."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+@dataclass
+class Entity:
+    """One entity found in a text; ``text == input[start:end]``."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+
+class Task(Protocol):
+    """The per-task pieces of the shared pipeline."""
+
+    auto_model_name: str
+
+    def labels_of(self, data: Examples) -> list[str]: ...
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded: ...
+
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]: ...
+
+    def collator(self, tokenizer: Any) -> Any: ...
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]: ...
+
+
+class SequenceClassification:
+    """Binary and multiclass text classification."""
+
+    auto_model_name = "AutoModelForSequenceClassification"
+
+    def labels_of(self, data: Examples) -> list[str]:
+        return list(data.labels or [])
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+        assert isinstance(data, TextExamples)
+        labels = encoder.encode(data.labels) if data.labels is not None else None
+        return encode_texts(tokenizer, data.texts, settings.max_length, labels, settings.long_text, settings.stride)
+
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
+        assert isinstance(data, TextExamples)
+        return data.texts, data.labels
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
+        return self.metrics_from_probabilities(softmax(np.stack(logits)), label_ids, encoder, DecisionRule())
+
+    def metrics_from_probabilities(
+        self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, rule: DecisionRule
+    ) -> dict[str, Any]:
+        y_true = np.asarray(label_ids)
+        if encoder.task_type == "binary":
+            positive = encoder.positive_id
+            return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, rule.threshold)
+        return multiclass_metrics(y_true, rule.predict(probabilities, encoder), encoder.classes)
+
+    def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
+        """Label, confidence and all class probabilities for one example."""
+        index = int(rule.predict(probabilities, encoder)[0])
+        return Prediction(
+            label=encoder.classes[index],
+            score=float(probabilities[index]),
+            probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)},
+        )
+
+
+class TokenClassification:
+    """BIO-tagged named-entity recognition over words."""
+
+    auto_model_name = "AutoModelForTokenClassification"
+
+    def labels_of(self, data: Examples) -> list[str]:
+        return list(data.labels or [])
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+        assert isinstance(data, TaggedSentences)
+        tag_ids = [encoder.encode(tags) for tags in data.tags] if data.tags is not None else None
+        return encode_words(
+            tokenizer, data.tokens, settings.max_length, tag_ids, settings.label_all_subwords,
+            b_to_i_map(encoder.classes), settings.stride,
+        )
+
+    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
+        assert isinstance(data, TaggedSentences)
+        return data.tokens, data.tags
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer)
+
+    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
+        gold, predicted = [], []
+        for example_logits, example_labels in zip(logits, label_ids):
+            labels = np.asarray(example_labels)
+            keep = labels != IGNORE_INDEX
+            gold.append(encoder.decode(labels[keep].tolist()))
+            predicted.append(encoder.decode(example_logits[: len(labels)][keep].argmax(axis=-1).tolist()))
+        return ner_metrics(gold, predicted)
+
+    def word_tags(
+        self, window_logits: list[np.ndarray], window_word_ids: list[list[int | None]], window_starts: list[list[bool]],
+        n_words: int, encoder: LabelEncoder,
+    ) -> tuple[list[str], list[float]]:
+        """Tag and probability of every word of one sentence, from all windows that cover it.
+
+        A word's distribution is read at its first subword and averaged over the
+        windows that hold that subword; a word no window holds (it produced no
+        subwords) is tagged ``O``.
+        """
+        totals = np.zeros((n_words, len(encoder.classes)))
+        seen = np.zeros(n_words)
+        for logits, word_ids, starts in zip(window_logits, window_word_ids, window_starts):
+            probabilities = softmax(logits)
+            for position, (word_id, is_start) in enumerate(zip(word_ids, starts)):
+                if word_id is not None and is_start and word_id < n_words:
+                    totals[word_id] += probabilities[position]
+                    seen[word_id] += 1
+        tags, scores = [], []
+        for word in range(n_words):
+            if not seen[word]:
+                tags.append("O")
+                scores.append(1.0)
+                continue
+            mean = totals[word] / seen[word]
+            index = int(mean.argmax())
+            tags.append(encoder.classes[index])
+            scores.append(float(mean[index]))
+        return tags, scores
+
+
+def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """Entities in a BIO sequence as ``(type, first_word, last_word + 1)``.
+
+    An ``I-X`` that does not continue an ``X`` entity starts a new one, as
+    seqeval's default mode reads it.
+    """
+    spans = []
+    current: list[Any] | None = None
+    for index, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        continues = current is not None and prefix == "I" and kind == current[0]
+        if continues:
+            current[2] = index + 1
+            continue
+        if current is not None:
+            spans.append(tuple(current))
+            current = None
+        if prefix in ("B", "I") and kind:
+            current = [kind, index, index + 1]
+    if current is not None:
+        spans.append(tuple(current))
+    return spans
+
+
+def entities_from_words(text: str, words: list[tuple[str, int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
+    """Character-offset entities from word tags; the score is the mean word probability."""
+    entities = []
+    for kind, first, stop in bio_spans(tags):
+        start, end = words[first][1], words[stop - 1][2]
+        entities.append(Entity(text=text[start:end], label=kind, start=start, end=end, score=float(np.mean(scores[first:stop]))))
+    return entities
+
+
+def label_counts(encoded: Encoded) -> Counter[int]:
+    """How often each label id is trained on (subword labels for NER, -100 excluded)."""
+    counts: Counter[int] = Counter()
+    for feature in encoded.features:
+        labels = feature["labels"]
+        if isinstance(labels, int):
+            counts[labels] += 1
+        else:
+            counts.update(label for label in labels if label != IGNORE_INDEX)
+    return counts
+
+
+def task_for(task_type: str) -> SequenceClassification | TokenClassification:
+    """The task implementation for a ``task.type``."""
+    return TokenClassification() if task_type == "ner" else SequenceClassification()

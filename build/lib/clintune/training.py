@@ -1,0 +1,174 @@
+"""The Hugging Face ``Trainer`` set up from a config, with class-weighted loss."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clintune.config import Config, default_metric
+from clintune.labels import LabelEncoder
+from clintune.tokenization import IGNORE_INDEX, Encoded
+
+logger = logging.getLogger(__name__)
+
+
+class WeightedCrossEntropy:
+    """Cross-entropy with per-class weights, for sequence and token logits alike.
+
+    The loss is the weighted sum over labelled items divided by the number of
+    labelled items, so it stays comparable under gradient accumulation (the
+    Trainer passes the count for the whole accumulated batch).
+    """
+
+    def __init__(self, weights: list[float] | None) -> None:
+        self.weights = weights
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+        flat_labels = labels.reshape(-1).to(flat_logits.device)
+        weight = None if self.weights is None else torch.tensor(self.weights, device=flat_logits.device)
+        total = F.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
+        if num_items_in_batch is None:
+            num_items_in_batch = (flat_labels != IGNORE_INDEX).sum().clamp(min=1)
+        return total / num_items_in_batch
+
+
+class _ListDataset:
+    """A list of feature dicts as a map-style dataset."""
+
+    def __init__(self, features: list[dict[str, Any]]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.features[index]
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has_validation: bool, device: str = "cpu") -> Any:
+    """``TrainingArguments`` for a config: evaluation and checkpoints every epoch, best model kept."""
+    from transformers import TrainingArguments
+
+    t = config.training
+    metric = t.metric_for_best_model or default_metric(config.task.type)
+    every = "steps" if t.save_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        eval_strategy=every if has_validation else "no",
+        save_strategy=every,
+        save_steps=t.save_steps or 500,
+        eval_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model=metric if has_validation else None,
+        greater_is_better=metric != "loss",
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        train_sampling_strategy="group_by_length",
+        report_to="none",
+        disable_tqdm=False,
+        remove_unused_columns=False,
+        dataloader_pin_memory=precision != "fp32",
+        use_cpu=device == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_find_unused_parameters=t.ddp_find_unused_parameters,
+        deepspeed=t.deepspeed,
+        ddp_backend="gloo" if device == "cpu" and _world_size() > 1 else None,
+    )
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric headline metrics only (what the Trainer can log and compare)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def metrics_function(task: Any, encoder: LabelEncoder) -> Any:
+    """``compute_metrics`` for the Trainer, scoring logits with the task's own metrics."""
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        logits, labels = prediction.predictions, prediction.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        rows = [np.asarray(row) for row in logits]
+        gold = [row for row in labels] if np.ndim(labels) > 1 else list(labels)
+        return scalar_metrics(task.metrics(rows, gold, encoder))
+
+    return compute_metrics
+
+
+def run_trainer(
+    args: Any,
+    config: Config,
+    task: Any,
+    model: Any,
+    tokenizer: Any,
+    encoder: LabelEncoder,
+    train: Encoded,
+    validation: Encoded | None,
+    class_weights: list[float] | None,
+    resume: bool,
+) -> Any:
+    """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer."""
+    from transformers import EarlyStoppingCallback, Trainer
+
+    checkpoint_dir = Path(args.output_dir)
+    callbacks = []
+    if config.training.early_stopping_patience and validation is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=task.collator(tokenizer),
+        train_dataset=_ListDataset(train.features),
+        eval_dataset=_ListDataset(validation.features) if validation is not None else None,
+        processing_class=tokenizer,
+        compute_loss_func=WeightedCrossEntropy(class_weights),
+        compute_metrics=metrics_function(task, encoder),
+        callbacks=callbacks,
+    )
+    checkpoint = _last_checkpoint(checkpoint_dir) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("--resume: no checkpoint found in %s; starting from the beginning", checkpoint_dir)
+    elif checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer
+
+
+def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest checkpoint that was completely written (a kill can interrupt a save)."""
+    if not checkpoint_dir.is_dir():
+        return None
+    candidates = []
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        step = path.name.rpartition("-")[2]
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            candidates.append((int(step), path))
+    return max(candidates)[1] if candidates else None
