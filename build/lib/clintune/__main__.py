@@ -1,3 +1,0 @@
-from clintune.cli import main
-
-main()
