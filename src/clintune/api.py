@@ -20,6 +20,7 @@ from clintune.data import (
     TextExamples,
     check_label_sets,
     count_overlap,
+    describe_rows,
     read_split,
     stratified_split,
 )
@@ -329,13 +330,13 @@ def evaluate(
 def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
     import numpy as np
 
-    from clintune.decision import DecisionRule, fit_temperature as fit, tune
+    from clintune.decision import fit_temperature as fit, tune
     from clintune.metrics import softmax
 
     gold = np.asarray(predictor.encoder.encode(data.labels))
     rule = predictor.decision
     if fit_temperature:
-        rule = DecisionRule(fit(logits, gold), rule.threshold, dict(rule.class_thresholds), list(rule.tuning))
+        rule = rule.copy(temperature=fit(logits, gold))
     for target in targets:
         rule = tune(rule, softmax(logits / rule.temperature), gold, predictor.encoder, target, source)
     return rule
@@ -447,7 +448,6 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
     data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False)
     empty = [i for i, text in enumerate(data.texts) if not text.strip()]
     if empty:
-        rows = ", ".join(str(data.rows[i]) for i in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-        raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({data.row_kind} {rows})\n"
+        raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({describe_rows(data, empty)})\n"
                         "  fix: remove those rows or fill them; every output line must answer one input row")
     return data

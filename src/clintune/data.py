@@ -48,9 +48,6 @@ class TextExamples:
             row_kind=self.row_kind,
         )
 
-    def where(self, index: int) -> str:
-        return f"{self.source} {self.row_kind} {self.rows[index]}"
-
 
 @dataclass
 class TaggedSentences:
@@ -74,9 +71,6 @@ class TaggedSentences:
             source=self.source,
             row_kind=self.row_kind,
         )
-
-    def where(self, index: int) -> str:
-        return f"{self.source} {self.row_kind} {self.rows[index]}"
 
     @property
     def labels(self) -> list[str] | None:
@@ -290,7 +284,8 @@ def read_ner_jsonl(path: Path, tokens_column: str, tags_column: str, require_lab
 # Checks
 
 
-def _listing(data: Examples, indices: list[int]) -> str:
+def describe_rows(data: Examples, indices: list[int]) -> str:
+    """'rows 3, 4 and 2 more': where the given examples are, for messages."""
     shown = ", ".join(str(data.rows[i]) for i in indices[:MAX_LISTED])
     more = f" and {len(indices) - MAX_LISTED} more" if len(indices) > MAX_LISTED else ""
     return f"{data.row_kind}s {shown}{more}" if len(indices) > 1 else f"{data.row_kind} {shown}"
@@ -305,9 +300,9 @@ def check_texts(data: TextExamples, config: Config) -> TextExamples:
         return data
     details = []
     if empty_text:
-        details.append(f"{len(empty_text)} empty text(s) in column {config.data.text_column!r} ({_listing(data, empty_text)})")
+        details.append(f"{len(empty_text)} empty text(s) in column {config.data.text_column!r} ({describe_rows(data, empty_text)})")
     if empty_label:
-        details.append(f"{len(empty_label)} empty label(s) in column {config.data.label_column!r} ({_listing(data, empty_label)})")
+        details.append(f"{len(empty_label)} empty label(s) in column {config.data.label_column!r} ({describe_rows(data, empty_label)})")
     if config.data.on_empty == "error":
         raise DataError(
             f"{data.source}: " + "; ".join(details) + "\n  fix: fill or remove those rows, or set data.on_empty=drop"
@@ -331,24 +326,24 @@ def check_tagged(data: TaggedSentences, config: Config) -> TaggedSentences:
         i = mismatched[0]
         raise DataError(
             f"{data.source}: {len(mismatched)} sentence(s) have a different number of tokens and tags "
-            f"({_listing(data, mismatched)}; the first has {len(data.tokens[i])} tokens, {len(data.tags[i])} tags)"
+            f"({describe_rows(data, mismatched)}; the first has {len(data.tokens[i])} tokens, {len(data.tags[i])} tags)"
         )
     empty = [i for i, words in enumerate(data.tokens) if not words]
     if empty:
-        raise DataError(f"{data.source}: {len(empty)} empty sentence(s) ({_listing(data, empty)})")
+        raise DataError(f"{data.source}: {len(empty)} empty sentence(s) ({describe_rows(data, empty)})")
     malformed = [i for i, sentence in enumerate(data.tags) if any(not _TAG.match(t) for t in sentence)]
     if malformed:
         example = next(t for t in data.tags[malformed[0]] if not _TAG.match(t))
         raise DataError(
             f"{data.source}: {len(malformed)} sentence(s) hold tags that are not O, B-TYPE or I-TYPE "
-            f"({_listing(data, malformed)}; e.g. {example!r})"
+            f"({describe_rows(data, malformed)}; e.g. {example!r})"
         )
     invalid = [i for i, sentence in enumerate(data.tags) if repair_bio(sentence) != sentence]
     if invalid:
         if config.data.invalid_bio == "error":
             raise DataError(
                 f"{data.source}: {len(invalid)} sentence(s) have an I- tag that does not continue an entity "
-                f"of the same type ({_listing(data, invalid)})\n"
+                f"of the same type ({describe_rows(data, invalid)})\n"
                 "  fix: correct the tags, or set data.invalid_bio=repair to turn them into B- tags"
             )
         data.tags = [repair_bio(sentence) for sentence in data.tags]

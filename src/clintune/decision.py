@@ -52,6 +52,12 @@ class DecisionRule:
             decided |= hit
         return predicted
 
+    def copy(self, **changes: Any) -> DecisionRule:
+        """An independent copy (its mappings and lists are not shared), with ``changes`` applied."""
+        fields = {"temperature": self.temperature, "threshold": self.threshold,
+                  "class_thresholds": dict(self.class_thresholds), "tuning": list(self.tuning)}
+        return DecisionRule(**(fields | changes))
+
     def describe(self, encoder: LabelEncoder) -> str:
         parts = []
         if encoder.task_type == "binary":
@@ -115,8 +121,7 @@ def tune(rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encode
     """
     label, metric, value = parse_target(target, encoder)
     index = encoder.classes.index(label)
-    earlier = [entry for entry in rule.tuning if entry["class"] != label]
-    tuned = DecisionRule(rule.temperature, rule.threshold, dict(rule.class_thresholds), earlier)
+    tuned = rule.copy(tuning=[entry for entry in rule.tuning if entry["class"] != label])
     candidates = np.unique(probabilities[:, index])
     order = candidates[::-1] if metric == "recall" else candidates
     for candidate in order:

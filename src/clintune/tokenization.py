@@ -182,9 +182,10 @@ def encoding_key(tokenizer: Any, settings: dict[str, Any], inputs: Any, labels: 
 def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bool]:
     """``compute()``'s encoding, stored under ``cache_dir/key.json``; True when it came from the cache."""
     import json
-    import os
     from dataclasses import asdict
     from pathlib import Path
+
+    from clintune.artifacts import write_text_atomic
 
     if cache_dir is None:
         return compute(), False
@@ -195,8 +196,5 @@ def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bo
         except (ValueError, TypeError):
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
     encoded = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(asdict(encoded)), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(asdict(encoded)))
     return encoded, False
