@@ -72,6 +72,13 @@ def test_ner_needs_conll_or_jsonl(tmp_path: Path) -> None:
     assert problems and problems[0].startswith("data.format: 'csv'")
 
 
+def test_mean_pooling_is_for_whole_text_tasks(tmp_path: Path) -> None:
+    text = MINIMAL.replace("multiclass", "ner").replace("train.csv", "train.conll")
+    problems = problems_of(text.replace("some/model}", "some/model, pooling: mean}"), tmp_path)
+    assert problems == ["model.pooling: pooling chooses how a whole text is summarised; NER tags every token, so leave it out"]
+    assert load_config(write(tmp_path / "m.yaml", MINIMAL), ["model.pooling=mean"]).model.pooling == "mean"
+
+
 def test_metric_for_best_model_must_exist(tmp_path: Path) -> None:
     problems = problems_of(MINIMAL + "training: {metric_for_best_model: f1_marco}\n", tmp_path)
     assert "did you mean 'f1_macro'?" in problems[0]

@@ -180,7 +180,7 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
-    model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code)
+    model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code, config.model.pooling)
     logger.info("training on %s in %s", _device_of(model), precision)
     trainer = run_trainer(args, config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded, weights, resume)
     return trainer, tokenizer, weights

@@ -103,6 +103,7 @@ class ModelSection(_Section):
     long_text: Literal["truncate", "chunk"] = "truncate"
     stride: int = Field(32, ge=0)
     label_all_subwords: bool = False
+    pooling: Literal["cls", "mean"] = "cls"
     trust_remote_code: bool = False
 
 
@@ -315,6 +316,8 @@ def cross_field_problems(config: Config) -> list[str]:
         bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
         if bad:
             problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
+    if task_type == "ner" and config.model.pooling != "cls":
+        problems.append("model.pooling: pooling chooses how a whole text is summarised; NER tags every token, so leave it out")
     if config.model.stride * 2 >= config.model.max_length:
         problems.append(
             f"model.stride: {config.model.stride} overlap tokens leave too little of each "

@@ -68,19 +68,29 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_model(task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool = False) -> Any:
-    """A pretrained encoder with a fresh (or matching) head whose labels are the real class names."""
+def load_model(
+    task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool = False, pooling: str = "cls"
+) -> Any:
+    """A pretrained encoder with a fresh (or matching) head whose labels are the real class names.
+
+    ``pooling="mean"`` puts clintune's mean-pooling head on the encoder (sequence
+    tasks only); a folder saved with that head is recognised from its config.json
+    whatever ``pooling`` says.
+    """
     import transformers
 
-    auto_class = getattr(transformers, task.auto_model_name)
+    labels = {"num_labels": len(encoder.classes), "id2label": encoder.id2label, "label2id": encoder.label2id}
     try:
+        config = transformers.AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **labels)
+        if pooling == "mean" or getattr(config, "clintune_pooling", None) == "mean":
+            from clintune import heads
+
+            if heads.is_mean_pooled(config):
+                return heads.load_mean_pooled(name_or_path, config)
+            return heads.new_mean_pooled(name_or_path, config, trust_remote_code)
+        auto_class = getattr(transformers, task.auto_model_name)
         return auto_class.from_pretrained(
-            name_or_path,
-            num_labels=len(encoder.classes),
-            id2label=encoder.id2label,
-            label2id=encoder.label2id,
-            trust_remote_code=trust_remote_code,
-            ignore_mismatched_sizes=True,
+            name_or_path, config=config, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
         )
     except (OSError, ValueError) as exc:
         raise ClintuneError(_load_failure(name_or_path, "model", exc)) from None

@@ -1,0 +1,70 @@
+"""model.pooling: mean — clintune's mean-pooling head for sequence tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL, run_cli
+
+
+def _encoder():
+    from clintune.labels import LabelEncoder
+
+    return LabelEncoder(("ALLERGY", "GENHX", "ROS"), "multiclass")
+
+
+def test_fresh_head_keeps_the_pretrained_encoder_and_ignores_padding() -> None:
+    from transformers import AutoModel
+
+    from clintune.heads import MeanPooledClassifier
+    from clintune.modeling import load_model
+    from clintune.tasks import task_for
+
+    model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling="mean").eval()
+    assert isinstance(model, MeanPooledClassifier)
+    pretrained = AutoModel.from_pretrained(str(TINY_MODEL)).state_dict()
+    for name, weight in model.backbone.state_dict().items():
+        assert torch.equal(weight, pretrained[name]), name
+    assert model.backbone.pooler is None
+    with torch.inference_mode():
+        short = model(input_ids=torch.tensor([[2, 9, 10, 3]]), attention_mask=torch.ones(1, 4, dtype=torch.long)).logits
+        batch = model(
+            input_ids=torch.tensor([[2, 9, 10, 3, 0, 0], [2, 11, 12, 13, 14, 3]]),
+            attention_mask=torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]),
+        ).logits
+    assert torch.allclose(short[0], batch[0], atol=1e-5)
+    assert not torch.allclose(batch[0], batch[1])
+
+
+@pytest.fixture(scope="module")
+def mean_pooled_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mean") / "model"
+    result = run_cli("train", "configs/tiny/section_header.yaml", "--set", f"output.dir={folder}", "--set", "model.pooling=mean")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def test_trained_mean_pooled_folder_reloads_and_predicts(mean_pooled_model: Path) -> None:
+    from clintune.api import evaluate
+
+    config = json.loads((mean_pooled_model / "config.json").read_text())
+    assert config["clintune_pooling"] == "mean"
+    written = json.loads((mean_pooled_model / "metrics.json").read_text())["validation"]
+    again = evaluate(mean_pooled_model, "data/section_header/validation.csv", resamples=0)
+    assert again.metrics["accuracy"] == pytest.approx(written["accuracy"])
+    assert again.metrics["f1_macro"] > 0.5, "the tiny mean-pooled model should learn the synthetic sections"
+
+
+def test_mean_pooled_onnx_export_gives_the_same_labels(mean_pooled_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    from clintune.api import evaluate, export
+
+    export(mean_pooled_model, tmp_path / "onnx")
+    original = evaluate(mean_pooled_model, "data/section_header/test.csv", resamples=0)
+    onnx = evaluate(tmp_path / "onnx", "data/section_header/test.csv", resamples=0)
+    assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
+    assert abs(onnx.probabilities - original.probabilities).max() < 1e-4
