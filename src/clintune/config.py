@@ -110,6 +110,9 @@ class ModelSection(_Section):
 class TrainingSection(_Section):
     epochs: float = Field(3.0, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
+    # The new classification head starts from random weights; a higher rate lets it catch up with
+    # the pretrained encoder in few steps. None: the same as learning_rate.
+    head_learning_rate: float | None = Field(None, gt=0)
     batch_size: int = Field(16, gt=0)
     eval_batch_size: int = Field(64, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from clintune.config import Config, default_metric
+from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 from clintune.tokenization import IGNORE_INDEX, Encoded
 
@@ -136,13 +137,14 @@ def run_trainer(
     resume: bool,
 ) -> Any:
     """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer."""
-    from transformers import EarlyStoppingCallback, Trainer
+    from transformers import EarlyStoppingCallback
 
     checkpoint_dir = Path(args.output_dir)
     callbacks = []
     if config.training.early_stopping_patience and validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
-    trainer = Trainer(
+    trainer = _trainer_class()(
+        head_learning_rate=config.training.head_learning_rate,
         model=model,
         args=args,
         data_collator=task.collator(tokenizer),
@@ -160,6 +162,47 @@ def run_trainer(
         logger.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return trainer
+
+
+def _trainer_class() -> Any:
+    """The Hugging Face Trainer, with an optional separate learning rate for the task head."""
+    from transformers import Trainer
+
+    class HeadAwareTrainer(Trainer):
+        def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.head_learning_rate = head_learning_rate
+
+        def create_optimizer(self, model: Any = None) -> Any:
+            if self.optimizer is None and self.head_learning_rate is not None:
+                target = self.model if model is None else model
+                optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+                groups = parameter_groups(
+                    target, self.get_decay_parameter_names(target), self.args.weight_decay,
+                    self.args.learning_rate, self.head_learning_rate,
+                )
+                self.optimizer = optimizer_cls(groups, **kwargs)
+            return super().create_optimizer(model)
+
+    return HeadAwareTrainer
+
+
+def parameter_groups(
+    model: Any, decay_names: list[str] | set[str], weight_decay: float, learning_rate: float, head_learning_rate: float
+) -> list[dict[str, Any]]:
+    """Optimizer groups: encoder vs head (parameters outside ``model.base_model_prefix``), each with and
+    without weight decay (biases and norms get none, as in the Trainer's own grouping)."""
+    body = model.base_model_prefix + "."
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((not name.startswith(body), name in decay_names), []).append(parameter)
+    if not any(head for head, _ in groups):
+        raise ClintuneError(f"training.head_learning_rate: cannot tell the head from the encoder (no parameter outside {body!r})")
+    return [
+        {"params": params, "lr": head_learning_rate if head else learning_rate, "weight_decay": weight_decay if decay else 0.0}
+        for (head, decay), params in sorted(groups.items())
+    ]
 
 
 def _last_checkpoint(checkpoint_dir: Path) -> Path | None:

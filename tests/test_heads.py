@@ -1,4 +1,4 @@
-"""model.pooling: mean — clintune's mean-pooling head for sequence tasks."""
+"""Classification heads: model.pooling: mean, and a separate head learning rate."""
 
 from __future__ import annotations
 
@@ -68,3 +68,36 @@ def test_mean_pooled_onnx_export_gives_the_same_labels(mean_pooled_model: Path, 
     onnx = evaluate(tmp_path / "onnx", "data/section_header/test.csv", resamples=0)
     assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
     assert abs(onnx.probabilities - original.probabilities).max() < 1e-4
+
+
+def test_head_learning_rate_groups_split_head_from_encoder() -> None:
+    from clintune.modeling import load_model
+    from clintune.tasks import task_for
+    from clintune.training import parameter_groups
+
+    for pooling in ("cls", "mean"):
+        model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling=pooling)
+        names = {id(p): n for n, p in model.named_parameters()}
+        decay = {n for n in names.values() if not n.endswith("bias") and "LayerNorm" not in n}
+        groups = parameter_groups(model, decay, 0.01, 1e-4, 3e-3)
+        head = {names[id(p)] for g in groups if g["lr"] == 3e-3 for p in g["params"]}
+        assert head == {"classifier.weight", "classifier.bias"}
+        assert sum(len(g["params"]) for g in groups) == len(names)
+        assert all(g["weight_decay"] == (0.01 if names[id(g["params"][0])] in decay else 0.0) for g in groups)
+
+
+def test_trainer_optimizer_uses_the_head_learning_rate(tmp_path: Path) -> None:
+    from transformers import TrainingArguments
+
+    from clintune.modeling import load_model
+    from clintune.tasks import task_for
+    from clintune.training import _trainer_class
+
+    model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling="mean")
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, use_cpu=True, report_to=[])
+    optimizer = _trainer_class()(model=model, args=args, head_learning_rate=5e-3).create_optimizer()
+    head = {id(model.classifier.weight), id(model.classifier.bias)}
+    rates = {(id(p) in head, g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    assert rates == {(True, 5e-3), (False, 1e-4)}
+    plain = _trainer_class()(model=model, args=args).create_optimizer()
+    assert {g["lr"] for g in plain.param_groups} == {1e-4}
