@@ -82,7 +82,9 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
     if quantize == "int8":
         quantization = _require("onnxruntime.quantization")
         _drop_intermediate_shapes(float_path)
-        quantization.quantize_dynamic(str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8)
+        quantization.quantize_dynamic(
+            str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8, per_channel=True
+        )
         float_path.unlink()
     write_json(staging / EXPORT_FILE, {"source": str(model_dir.absolute()), "format": "onnx", "quantize": quantize or "none"})
     output_dir.parent.mkdir(parents=True, exist_ok=True)
