@@ -151,9 +151,13 @@ def tag(model: Any, tokenizer: Any, sentences: list[list[str]], classes: list[st
     return predicted
 
 
-def pipeline_loop(model_folder: str, texts: list[str], max_length: int) -> list[str]:
-    """One ``pipeline()`` call per text, as the notebooks predict."""
+def load_pipeline(model_folder: str) -> Any:
+    """The notebooks' ``pipeline("text-classification")`` on CPU."""
     from transformers import pipeline
 
-    classifier = pipeline("text-classification", model=model_folder, device="cpu")
+    return pipeline("text-classification", model=model_folder, device="cpu")
+
+
+def pipeline_loop(classifier: Any, texts: list[str], max_length: int) -> list[str]:
+    """One ``pipeline()`` call per text, as the notebooks predict."""
     return [classifier(text, truncation=True, max_length=max_length)[0]["label"] for text in texts]

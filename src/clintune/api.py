@@ -284,7 +284,7 @@ def evaluate(
     data_format: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     tune_thresholds: list[str] | None = None,
     fit_temperature: bool = False,
     resamples: int = 1000,
@@ -420,7 +420,7 @@ def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
 
 
 def predict(
-    model_dir: str | Path, texts: list[str], batch_size: int = 32, show_progress: bool = False, threads: int | None = None
+    model_dir: str | Path, texts: list[str], batch_size: int | None = None, show_progress: bool = False, threads: int | None = None
 ) -> list[Any]:
     """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
     from clintune.prediction import Predictor

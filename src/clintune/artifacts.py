@@ -153,8 +153,20 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
     return encoder, read_folder_config(folder)
 
 
-def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = False, threads: int | None = None) -> Any:
-    """A ``Predictor`` for a checked model folder (PyTorch, or ONNX when it holds ``model.onnx``)."""
+# Measured with MiniLM on 2 CPU cores (100 MTS-Dialog dialogues, sorted by length): 55 texts/s at
+# batches of 4-8, 38 at 32, 24 at 64, 40 one at a time. GPUs want wide batches.
+CPU_BATCH_SIZE = 8
+GPU_BATCH_SIZE = 64
+
+
+def load_model_folder(
+    folder: Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None
+) -> Any:
+    """A ``Predictor`` for a checked model folder (PyTorch, or ONNX when it holds ``model.onnx``).
+
+    A PyTorch model goes to the GPU when there is one. ``batch_size`` defaults to
+    what suits the device: small batches on CPU, wide ones on a GPU.
+    """
     from clintune.decision import DecisionRule
     from clintune.modeling import load_model, load_tokenizer
     from clintune.prediction import Predictor
@@ -169,6 +181,13 @@ def load_model_folder(folder: Path, batch_size: int = 32, show_progress: bool = 
         from clintune.onnx_export import OnnxModel
 
         model: Any = OnnxModel(folder / "model.onnx", threads)
+        on_gpu = False
     else:
+        import torch
+
         model = load_model(task_for(encoder.task_type), str(folder), encoder)
+        on_gpu = torch.cuda.is_available()
+        if on_gpu:
+            model = model.to("cuda")
+    batch_size = batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
     return Predictor(model, tokenizer, encoder, config, batch_size, DecisionRule.load(folder), show_progress)

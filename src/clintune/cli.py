@@ -34,7 +34,9 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable).", show_default=False),
 ]
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder written by 'clintune train'.", show_default=False)]
-BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per inference batch.")]
+BatchOption = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, help="Examples per inference batch (default: 8 on CPU, 64 on a GPU).")
+]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
@@ -132,7 +134,7 @@ def eval_(
     data_format: Annotated[Optional[str], typer.Option("--format", help="Override the saved data.format.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Override the saved data.label_column.")] = None,
-    batch_size: BatchOption = 32,
+    batch_size: BatchOption = None,
     tune_threshold: Annotated[Optional[list[str]], typer.Option(
         "--tune-threshold",
         help="Choose and store a threshold on this data: recall=0.95 or precision=0.9 (binary), "
@@ -168,7 +170,7 @@ def predict(
     text_column: Annotated[Optional[str], typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
-    batch_size: BatchOption = 32,
+    batch_size: BatchOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""

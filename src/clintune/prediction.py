@@ -34,7 +34,7 @@ class Predictor:
     tokenizer: Any
     encoder: LabelEncoder
     config: Config
-    batch_size: int = 32
+    batch_size: int = 8
     decision: DecisionRule = field(default_factory=DecisionRule)
     show_progress: bool = False
 
@@ -43,10 +43,11 @@ class Predictor:
         return task_for(self.encoder.task_type)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, batch_size: int = 32, show_progress: bool = False, threads: int | None = None) -> Predictor:
+    def from_folder(cls, folder: str | Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None) -> Predictor:
         """Load a model folder written by ``clintune train`` or ``clintune export``.
 
-        ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime).
+        ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime);
+        ``batch_size`` defaults to 8 on CPU and 64 on a GPU.
         """
         from clintune.artifacts import load_model_folder
 
