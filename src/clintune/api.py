@@ -146,6 +146,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
         logger.info(line)
     trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
     if not trainer.is_world_process_zero():
+        _leave_process_group()
         return TrainResult(output_dir, {})
     metrics = _final_metrics(config, data, trainer.model, tokenizer, precision, weights)
     staging = work / "final"
@@ -156,7 +157,18 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     artifacts.publish(staging, output_dir)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("model folder written to %s", output_dir)
+    _leave_process_group()
     return TrainResult(output_dir, metrics)
+
+
+def _leave_process_group() -> None:
+    """Close a torchrun process group once this process is done with it. A rank that exits with
+    the group still open can abort at interpreter shutdown ("terminate called without an active
+    exception", seen with gloo on CPU) and torchrun then reports the whole run as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
