@@ -12,7 +12,9 @@ of each; for clintune's model exported to ONNX with int8 weights, its scores
 and how often its labels agree with the PyTorch model's) and writes it, with
 the raw numbers, under --out. Run by hand, not in CI: on 2 cores it takes
 about an hour without the MTS-Dialog notebook recipe, which alone needs an
-estimated 1.5-2.5 hours more.
+estimated 1.5-2.5 hours more. Each row is saved to OUT/rows.jsonl as it
+finishes, stamped with the commit; ``--resume`` reuses those rows, so a run
+that was stopped goes on where it stopped and still prints the whole table.
 """
 
 from __future__ import annotations
@@ -77,79 +79,140 @@ def run_int8(model_dir: Path, data_path: Path) -> tuple[dict, float]:
     return {**metrics, "agreement": info["check"]["agreement"]}, time.perf_counter() - started
 
 
-def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...] = SYSTEMS) -> list[dict]:
+def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...], rows: Rows) -> list[dict]:
     from clintune.config import load_config
     from clintune.data import read_split
     from clintune.metrics import ner_metrics
 
+    task = "NCBI disease"
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'ncbi-clintune'}",
                  f"data.train={data / 'ncbi-disease/train.tsv'}", f"data.validation={data / 'ncbi-disease/devel.tsv'}"]
-    rows = _clintune_and_baseline_rows("NCBI disease", "configs/ner.yaml", overrides, out / "ncbi-clintune",
-                                       data / "ncbi-disease/devel.tsv", "baseline: training dictionary", _entity, out, systems)
-    if "notebook" not in systems:
-        return rows
+    results = _clintune_and_baseline_rows(task, "configs/ner.yaml", overrides, out / "ncbi-clintune",
+                                          data / "ncbi-disease/devel.tsv", "baseline: training dictionary", _entity, systems, rows)
 
-    config = load_config(ROOT / "configs/ner.yaml", overrides)
-    train, devel = read_split(config, config.data.train), read_split(config, config.data.validation)
-    started = time.perf_counter()
-    trained = notebook_recipe.train_tagger(model, train.tokens, train.tags, 128, epochs, 16, out / "ncbi-notebook", pad)
-    predicted = notebook_recipe.tag(trained["model"], trained["tokenizer"], devel.tokens, trained["classes"], 128)
-    rows.append(_save(out, {"task": "NCBI disease", "system": "notebook recipe", **_entity(ner_metrics(devel.tags, predicted)),
-                            "seconds": time.perf_counter() - started}))
-    return rows
+    def notebook() -> dict:
+        config = load_config(ROOT / "configs/ner.yaml", overrides)
+        train, devel = read_split(config, config.data.train), read_split(config, config.data.validation)
+        started = time.perf_counter()
+        trained = notebook_recipe.train_tagger(model, train.tokens, train.tags, 128, epochs, 16, out / "ncbi-notebook", pad)
+        predicted = notebook_recipe.tag(trained["model"], trained["tokenizer"], devel.tokens, trained["classes"], 128)
+        return {**_entity(ner_metrics(devel.tags, predicted)), "seconds": time.perf_counter() - started}
+
+    if "notebook" in systems:
+        results.append(_row(rows, task, "notebook recipe", notebook))
+    return results
 
 
-def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...] = SYSTEMS) -> list[dict]:
+def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...], rows: Rows) -> list[dict]:
     import pandas as pd
 
     from clintune.metrics import multiclass_metrics
 
+    task = "MTS-Dialog"
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'mts-clintune'}",
                  f"data.train={data / 'mts-dialog/MTS-Dialog-TrainingSet.csv'}",
                  f"data.validation={data / 'mts-dialog/MTS-Dialog-ValidationSet.csv'}"]
-    rows = _clintune_and_baseline_rows("MTS-Dialog", "configs/section_header.yaml", overrides, out / "mts-clintune",
-                                       data / "mts-dialog/MTS-Dialog-ValidationSet.csv",
-                                       "baseline: TF-IDF + logistic regression", _classes, out, systems)
-    if "notebook" not in systems:
-        return rows
+    results = _clintune_and_baseline_rows(task, "configs/section_header.yaml", overrides, out / "mts-clintune",
+                                          data / "mts-dialog/MTS-Dialog-ValidationSet.csv",
+                                          "baseline: TF-IDF + logistic regression", _classes, systems, rows)
 
-    train = pd.read_csv(data / "mts-dialog/MTS-Dialog-TrainingSet.csv")
-    validation = pd.read_csv(data / "mts-dialog/MTS-Dialog-ValidationSet.csv")
-    started = time.perf_counter()
-    trained = notebook_recipe.train_classifier(model, list(train.dialogue), list(train.section_header), 512, epochs, 8,
-                                               out / "mts-notebook", pad)
-    predicted = notebook_recipe.classify(trained["model"], trained["tokenizer"], list(validation.dialogue), 512, pad_to_max_length=pad)
-    classes = tuple(trained["classes"])
-    gold = np.array([classes.index(label) for label in validation.section_header])
-    rows.append(_save(out, {"task": "MTS-Dialog", "system": "notebook recipe", **_classes(multiclass_metrics(gold, predicted, classes)),
-                            "seconds": time.perf_counter() - started}))
-    return rows
+    def notebook() -> dict:
+        train = pd.read_csv(data / "mts-dialog/MTS-Dialog-TrainingSet.csv")
+        validation = pd.read_csv(data / "mts-dialog/MTS-Dialog-ValidationSet.csv")
+        started = time.perf_counter()
+        trained = notebook_recipe.train_classifier(model, list(train.dialogue), list(train.section_header), 512, epochs, 8,
+                                                   out / "mts-notebook", pad)
+        predicted = notebook_recipe.classify(trained["model"], trained["tokenizer"], list(validation.dialogue), 512,
+                                             pad_to_max_length=pad)
+        classes = tuple(trained["classes"])
+        gold = np.array([classes.index(label) for label in validation.section_header])
+        return {**_classes(multiclass_metrics(gold, predicted, classes)), "seconds": time.perf_counter() - started}
+
+    if "notebook" in systems:
+        results.append(_row(rows, task, "notebook recipe", notebook))
+    return results
 
 
 def _clintune_and_baseline_rows(task: str, config_path: str, overrides: list[str], model_dir: Path, validation: Path,
-                                baseline_name: str, scores: Any, out: Path, systems: tuple[str, ...]) -> list[dict]:
+                                baseline_name: str, scores: Any, systems: tuple[str, ...], rows: Rows) -> list[dict]:
     """The rows every data set has: clintune's shipped config, its int8 export, and the cheap baseline."""
-    rows = []
-    if "clintune" in systems:
+
+    def clintune() -> dict:
         metrics, seconds = run_clintune(config_path, overrides)
-        rows.append(_save(out, {"task": task, "system": f"clintune ({config_path})", **scores(metrics), "seconds": seconds}))
-    if "int8" in systems:
+        last = last_epoch_score(model_dir, "f1_macro") if "f1_macro" in metrics else None
+        return {**scores(metrics), "seconds": seconds, **({"last_epoch": last} if last is not None else {})}
+
+    def int8() -> dict:
         metrics, seconds = run_int8(model_dir, validation)
-        rows.append(_save(out, {"task": task, "system": "clintune, ONNX int8 export", **scores(metrics),
-                                "agreement": metrics["agreement"], "seconds": seconds}))
-    if "baseline" in systems:
+        return {**scores(metrics), "agreement": metrics["agreement"], "seconds": seconds}
+
+    def baseline() -> dict:
         metrics, seconds = run_baseline(config_path, overrides)
-        rows.append(_save(out, {"task": task, "system": baseline_name, **scores(metrics), "seconds": seconds}))
-    return rows
+        return {**scores(metrics), "seconds": seconds}
+
+    systems_here = {"clintune": (f"clintune ({config_path})", clintune), "int8": ("clintune, ONNX int8 export", int8),
+                    "baseline": (baseline_name, baseline)}
+    return [_row(rows, task, name, compute) for key, (name, compute) in systems_here.items() if key in systems]
 
 
-def _save(out: Path, row: dict) -> dict:
-    """Append a finished row to OUT/rows.jsonl at once, so a long run that is stopped keeps its results."""
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "rows.jsonl").open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
-    print(f"  done: {row}", file=sys.stderr)
-    return row
+def _row(rows: Rows, task: str, system: str, compute: Any) -> dict:
+    """A saved row from this run, or the one --resume found for the same task and system."""
+    return rows.reused(task, system) or rows.save({"task": task, "system": system, **compute()})
+
+
+class Rows:
+    """Finished rows, appended to OUT/rows.jsonl at once so a long run that is stopped keeps them.
+
+    With ``resume`` a (task, system) row already in that file is reused instead of
+    recomputed: the full benchmark runs longer than one sitting on 2 cores. Every
+    row records the commit it was computed at, and the table shows it.
+    """
+
+    def __init__(self, out: Path, resume: bool = False) -> None:
+        self.path = out / "rows.jsonl"
+        self.previous = read_rows(self.path) if resume else {}
+
+    def reused(self, task: str, system: str) -> dict | None:
+        row = self.previous.get((task, system))
+        if row is not None:
+            print(f"  reused from {self.path}: {task} / {system}", file=sys.stderr)
+        return row
+
+    def save(self, row: dict) -> dict:
+        row = {**row, "commit": current_commit()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(f"  done: {row}", file=sys.stderr)
+        return row
+
+
+def read_rows(path: Path) -> dict[tuple[str, str], dict]:
+    """The last row saved for each (task, system) in a rows.jsonl file; empty if there is none."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {(row["task"], row["system"]): row for row in rows}
+
+
+def current_commit() -> str:
+    """Short commit of this checkout, with -dirty when tracked files differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def last_epoch_score(model_dir: Path, metric: str) -> float | None:
+    """The validation metric after the final training epoch (clintune reports its best epoch)."""
+    log = model_dir / "training_log.json"
+    if not log.is_file():
+        return None
+    scores = [entry[f"eval_{metric}"] for entry in json.loads(log.read_text(encoding="utf-8")) if f"eval_{metric}" in entry]
+    return scores[-1] if scores else None
 
 
 def _entity(metrics: dict) -> dict:
@@ -161,8 +224,10 @@ def _classes(metrics: dict) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    columns = ["task", "system", "precision", "recall", "f1", "accuracy", "f1_macro", "classes_predicted", "agreement", "seconds"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    columns = ["task", "system", "precision", "recall", "f1", "accuracy", "f1_macro", "last_epoch", "classes_predicted",
+               "agreement", "seconds", "commit"]
+    headers = {"last_epoch": "f1_macro after last epoch"}
+    lines = ["| " + " | ".join(headers.get(column, column) for column in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
         for column in columns:
@@ -185,6 +250,8 @@ def main() -> None:
     parser.add_argument("--notebook-padding", choices=["dynamic", "max_length"], default="dynamic",
                         help="the notebook recipe's padding; results are the same, max_length is only slower")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-quality")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse rows already in OUT/rows.jsonl (same task and system) instead of recomputing them")
     args = parser.parse_args()
 
     from clintune.config import load_config
@@ -195,11 +262,15 @@ def main() -> None:
     ner_epochs = args.ner_epochs or load_config(ROOT / "configs/ner.yaml").training.epochs
     mts_epochs = args.mts_epochs or load_config(ROOT / "configs/section_header.yaml").training.epochs
     systems = tuple(args.systems.split(","))
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(unknown)}; choose from {','.join(SYSTEMS)}")
+    recorder = Rows(args.out, resume=args.resume)
     rows = []
     if not args.only or "ncbi" in args.only:
-        rows += bench_ncbi(args.data.resolve(), model, ner_epochs, args.out, pad, systems)
+        rows += bench_ncbi(args.data.resolve(), model, ner_epochs, args.out, pad, systems, recorder)
     if not args.only or "mts" in args.only:
-        rows += bench_mts(args.data.resolve(), model, mts_epochs, args.out, pad, systems)
+        rows += bench_mts(args.data.resolve(), model, mts_epochs, args.out, pad, systems, recorder)
     text = table(rows)
     header = (f"encoder: {model}\nepochs: NCBI {ner_epochs:g}, MTS-Dialog {mts_epochs:g} (notebook recipe: the same; "
               f"padding: {args.notebook_padding}); CPU threads: {os.cpu_count()}\n")
