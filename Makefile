@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # TORCH_CPU="torch --index-url <your CPU wheel index>").
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install smoke test test-slow data tiny-model clean
+.PHONY: install smoke lint test test-slow data tiny-model clean
 
 install: $(STAMP)
 
@@ -32,7 +32,11 @@ smoke: install
 	$(BIN)/clintune predict --model runs/tiny/section_header \
 	  --text "Doctor: Are you allergic to any medications? Patient: Penicillin gives me a rash."
 
-test: install
+# Style rules live in pyproject.toml ([tool.ruff]); `make test` checks them first.
+lint: install
+	$(BIN)/ruff check src tests scripts
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: install

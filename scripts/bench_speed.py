@@ -77,10 +77,10 @@ def step_ncbi_clintune(args: argparse.Namespace, files: dict[str, str]) -> dict:
 
 
 def step_mts_notebook(args: argparse.Namespace, files: dict[str, str]) -> dict:
+    import notebook_recipe
     import numpy as np
     import pandas as pd
 
-    import notebook_recipe
     from clintune.metrics import multiclass_metrics
 
     train, validation = pd.read_csv(files["mts_train"]), pd.read_csv(files["mts_validation"])
@@ -150,7 +150,8 @@ def _infer_clintune(folder: Path, files: dict[str, str]) -> dict:
     keep = [i for i, label in enumerate(labels) if label in classes]
     gold = np.array([classes.index(labels[i]) for i in keep])
     predicted = np.array([classes.index(predictions[i].label) for i in keep])
-    return {"texts_per_second": len(texts) / seconds, "loaded_texts_per_second": len(texts) / (finished - loaded), "labels": [p.label for p in predictions],
+    return {"texts_per_second": len(texts) / seconds, "loaded_texts_per_second": len(texts) / (finished - loaded),
+            "labels": [p.label for p in predictions],
             "quality": multiclass_metrics(gold, predicted, classes)["f1_macro"]}
 
 
@@ -227,8 +228,9 @@ def report(results: dict[str, dict], startup: dict[str, float], args: argparse.N
                 f"agreement with PyTorch {agreement:.1%}; macro-F1 {torch_run['quality']:.3f} → {onnx_run['quality']:.3f} "
                 f"({onnx_run['quality'] - torch_run['quality']:+.3f}); peak MiB {mib('infer-onnx-int8')} |")
     for name, run in (("PyTorch", torch_run), ("ONNX int8", onnx_run)):
+        speedup = run['loaded_texts_per_second'] / pipeline['loaded_texts_per_second']
         rows.append(f"| inference once loaded (texts/s): clintune, {name} | {pipeline['loaded_texts_per_second']:.1f} | "
-                    f"{run['loaded_texts_per_second']:.1f} | **{run['loaded_texts_per_second'] / pipeline['loaded_texts_per_second']:.2f}×** | "
+                    f"{run['loaded_texts_per_second']:.1f} | **{speedup:.2f}×** | "
                     "same texts; model loading left out on both sides |")
     header = ("| measurement | notebook recipe | clintune | ratio | notes |\n|---|---|---|---|---|")
     lines = [header, *rows, "",

@@ -38,7 +38,9 @@ class ListDataset:
         return self.features[index]
 
 
-def _trainer(model: Any, tokenizer: Any, features: list[dict[str, Any]], output: Path, epochs: float, batch_size: int, collator: Any) -> Any:
+def _trainer(
+    model: Any, tokenizer: Any, features: list[dict[str, Any]], output: Path, epochs: float, batch_size: int, collator: Any,
+) -> Any:
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -83,7 +85,9 @@ def train_classifier(
             "train_samples_per_second": len(features) * epochs / seconds}
 
 
-def classify(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 32, pad_to_max_length: bool = True) -> np.ndarray:
+def classify(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 32, pad_to_max_length: bool = True,
+) -> np.ndarray:
     """Predicted class ids, batched in input order (the notebooks' evaluation loop)."""
     import torch
 
@@ -130,7 +134,9 @@ def train_tagger(
             "train_samples_per_second": len(features) * epochs / seconds}
 
 
-def tag(model: Any, tokenizer: Any, sentences: list[list[str]], classes: list[str], max_length: int, batch_size: int = 32) -> list[list[str]]:
+def tag(
+    model: Any, tokenizer: Any, sentences: list[list[str]], classes: list[str], max_length: int, batch_size: int = 32,
+) -> list[list[str]]:
     """Word tags read from first subwords (words cut off by truncation get ``O``)."""
     import torch
 

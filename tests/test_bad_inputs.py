@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, write
 
 GOOD_CSV = "text,label\nchest pain and fever,valid\nheadache with aura,invalid\nrash,valid\ncough,invalid\n"
@@ -137,7 +136,8 @@ def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
 
 def test_predict_input_with_empty_texts(trained_models: dict[str, Path], tmp_path: Path) -> None:
     source = write(tmp_path / "in.csv", "dialogue\nDoctor: any allergies?\n\"\"\n")
-    result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(source), "--output", str(tmp_path / "o.jsonl"))
+    result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(source),
+                     "--output", str(tmp_path / "o.jsonl"))
     assert result.returncode == 2
     assert "1 empty text(s)" in result.stderr and "row 3" in result.stderr
     assert not (tmp_path / "o.jsonl").exists()

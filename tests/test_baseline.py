@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import run_cli
+
 from clintune.baseline import fit_gazetteer, tag_with_gazetteer
 from clintune.data import TaggedSentences
-from conftest import run_cli
 
 
 def test_gazetteer_prefers_the_longest_match() -> None:

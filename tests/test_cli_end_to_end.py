@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TASKS, run_cli, write
 
 TEST_FILES = {
@@ -65,7 +64,8 @@ def test_eval_writes_flat_metrics_matching_training(trained_models: dict[str, Pa
 @pytest.mark.parametrize("task", ["diagnosis", "section_header", "seriousness"])
 def test_predict_json_for_classification(trained_models: dict[str, Path], task: str) -> None:
     classes = json.loads((trained_models[task] / "labels.json").read_text())["classes"]
-    result = run_cli("predict", "--model", str(trained_models[task]), "--text", "first text", "--text", "second", "--json", "--probabilities")
+    result = run_cli("predict", "--model", str(trained_models[task]), "--text", "first text", "--text", "second",
+                     "--json", "--probabilities")
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert len(records) == 2

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_cli, write
 
 from clintune.config import apply_override, deep_merge, load_config, validate_config
 from clintune.errors import ConfigError
-from conftest import REPO, run_cli, write
 
 MINIMAL = """
 task: {type: multiclass, name: demo}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write
 
 from clintune.config import PreprocessingSection, validate_config
 from clintune.data import (
@@ -14,7 +15,6 @@ from clintune.data import (
     stratified_split,
 )
 from clintune.errors import DataError
-from conftest import write
 
 
 def make_config(train: Path, task_type: str = "multiclass", **data: object):

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SHARED_DATA
 
 spec = importlib.util.spec_from_file_location("download_data", REPO / "scripts" / "download_data.py")

@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL
 
 from clintune.errors import ModelFolderError
 from clintune.labels import LabelEncoder, balanced_class_weights, class_weights_from_config
 from clintune.tokenization import IGNORE_INDEX, align_labels_to_subwords, b_to_i_map, encode_texts, encode_words, split_words
-from conftest import TINY_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def test_long_sentence_becomes_overlapping_windows_losing_no_word(tokenizer) -> 
 def test_window_starting_mid_word_does_not_label_the_continuation() -> None:
     word_ids = [None, 3, 4, 4, None]
     starts = [False, False, True, False, False]
-    assert align_labels_to_subwords(word_ids, [0, 0, 0, 1, 2], word_starts=starts) == [IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]
+    expected = [IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]
+    assert align_labels_to_subwords(word_ids, [0, 0, 0, 1, 2], word_starts=starts) == expected
 
 
 def test_long_texts_truncated_or_chunked(tokenizer) -> None:

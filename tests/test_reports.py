@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 
@@ -27,7 +26,8 @@ def read_confusion(path: Path) -> dict[str, dict[str, int]]:
 
 def test_multiclass_report_is_consistent(trained_models: dict[str, Path], tmp_path: Path) -> None:
     report = tmp_path / "report"
-    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", "data/seriousness/test.jsonl", "--output", str(report))
+    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", "data/seriousness/test.jsonl",
+                     "--output", str(report))
     assert result.returncode == 0, result.stderr
     assert {"metrics.json", "per_class.csv", "predictions.jsonl", "confusion_matrix.png", "confusion_matrix.csv", "reliability.png"} <= {
         p.name for p in report.iterdir()

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 SETTINGS = ["--set", "training.epochs=4", "--set", "training.batch_size=8", "--set", "training.save_total_limit=10"]

@@ -203,7 +203,8 @@ def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder
     from clintune.prediction import long_text_note
     from clintune.tokenization import cached_encoding, encoding_key
 
-    settings = {"task": config.task.type, "classes": list(encoder.classes), **config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})}
+    model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
+    settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
     inputs, labels = task.fingerprint_inputs(examples)
     cache_dir = tokenization_cache_dir() if config.data.tokenization_cache else None
     encoded, from_cache = cached_encoding(
@@ -342,7 +343,8 @@ def evaluate(
 def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
     import numpy as np
 
-    from clintune.decision import fit_temperature as fit, tune
+    from clintune.decision import fit_temperature as fit
+    from clintune.decision import tune
     from clintune.metrics import softmax
 
     gold = np.asarray(predictor.encoder.encode(data.labels))
@@ -383,7 +385,8 @@ def export(
 ) -> dict[str, Any]:
     """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it."""
     from clintune.artifacts import write_json
-    from clintune.onnx_export import EXPORT_FILE, export as export_onnx, read_export_info
+    from clintune.onnx_export import EXPORT_FILE, read_export_info
+    from clintune.onnx_export import export as export_onnx
 
     if fmt != "onnx":
         raise ClintuneError(f"export --format {fmt}: only onnx is supported")

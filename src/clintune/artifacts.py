@@ -93,7 +93,8 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def save_model_folder(
-    staging: Path, model: Any, tokenizer: Any, encoder: LabelEncoder, config: Config, metrics: dict[str, Any], log_history: list[dict[str, Any]]
+    staging: Path, model: Any, tokenizer: Any, encoder: LabelEncoder, config: Config, metrics: dict[str, Any],
+    log_history: list[dict[str, Any]],
 ) -> None:
     """Write every file of a model folder into ``staging``."""
     staging.mkdir(parents=True, exist_ok=True)
@@ -161,12 +162,12 @@ def load_model_folder(
     A PyTorch model goes to the GPU when there is one. ``batch_size`` defaults to
     what suits the device: small batches on CPU, wide ones on a GPU.
     """
+    from transformers.utils import logging as hf_logging
+
     from clintune.decision import DecisionRule
     from clintune.modeling import load_model, load_tokenizer
     from clintune.prediction import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
     from clintune.tasks import task_for
-
-    from transformers.utils import logging as hf_logging
 
     encoder, config = check_model_folder(folder)
     hf_logging.disable_progress_bar()

@@ -13,7 +13,7 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -30,14 +30,15 @@ app = typer.Typer(
 
 ConfigArg = Annotated[Path, typer.Argument(help="Task config (YAML).", show_default=False)]
 SetOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable).", show_default=False),
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="<key=value>", help="Override a config value: dotted.key=value (repeatable).",
+                 show_default=False),
 ]
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Model folder written by 'clintune train'.", show_default=False)]
 BatchOption = Annotated[
-    Optional[int], typer.Option("--batch-size", min=1, help="Examples per inference batch (default: 8 on CPU, 64 on a GPU).")
+    int | None, typer.Option("--batch-size", min=1, help="Examples per inference batch (default: 8 on CPU, 64 on a GPU).")
 ]
-ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
 def _setup_logging() -> None:
@@ -101,7 +102,7 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
 def baseline(
     config: ConfigArg,
     set_: SetOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the baseline's metrics as JSON here.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the baseline's metrics as JSON here.")] = None,
 ) -> None:
     """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
     from clintune.api import baseline as run_baseline
@@ -130,17 +131,19 @@ def baseline(
 def eval_(
     model: ModelOption,
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
-    data_format: Annotated[Optional[str], typer.Option("--format", help="Override the saved data.format.")] = None,
-    text_column: Annotated[Optional[str], typer.Option(help="Override the saved data.text_column.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Override the saved data.label_column.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
+    data_format: Annotated[str | None, typer.Option("--format", help="Override the saved data.format.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Override the saved data.text_column.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Override the saved data.label_column.")] = None,
     batch_size: BatchOption = None,
-    tune_threshold: Annotated[Optional[list[str]], typer.Option(
-        "--tune-threshold",
+    tune_threshold: Annotated[list[str] | None, typer.Option(
+        "--tune-threshold", metavar="<target>",
         help="Choose and store a threshold on this data: recall=0.95 or precision=0.9 (binary), "
              "LABEL:recall=0.95 (multiclass must-not-miss class). Repeatable.",
         show_default=False)] = None,
-    fit_temperature: Annotated[bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")] = False,
+    fit_temperature: Annotated[
+        bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")
+    ] = False,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     threads: ThreadsOption = None,
@@ -164,10 +167,13 @@ def eval_(
 @app.command()
 def predict(
     model: ModelOption,
-    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A text to label (repeatable).", show_default=False)] = None,
-    input_path: Annotated[Optional[Path], typer.Option("--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
-    text_column: Annotated[Optional[str], typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", "-t", metavar="<text>", help="A text to label (repeatable).",
+                                                      show_default=False)] = None,
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
     batch_size: BatchOption = None,
@@ -201,9 +207,10 @@ def predict(
 def export(
     model: ModelOption,
     fmt: Annotated[str, typer.Option("--format", help="Export format.")] = "onnx",
-    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 weights (smaller, faster on CPU).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Target folder (default: MODEL-onnx[-int8]).")] = None,
-    check_data: Annotated[Optional[Path], typer.Option("--check-data", help="Labelled file: compare exported and original predictions.")] = None,
+    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights (smaller, faster on CPU).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Target folder (default: MODEL-onnx[-int8]).")] = None,
+    check_data: Annotated[Path | None, typer.Option(
+        "--check-data", help="Labelled file: compare exported and original predictions.")] = None,
 ) -> None:
     """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
     from clintune.api import export as export_model

@@ -154,7 +154,8 @@ def classification_statistic(y_true: np.ndarray, y_pred: np.ndarray, positive_id
         if positive_id is None:
             values["f1_macro"] = float(f1_score(gold, pred, average="macro", zero_division=0))
             return values
-        return values | _prf(np.sum((pred == positive_id) & (gold == positive_id)), np.sum(pred == positive_id), np.sum(gold == positive_id))
+        hits = np.sum((pred == positive_id) & (gold == positive_id))
+        return values | _prf(hits, np.sum(pred == positive_id), np.sum(gold == positive_id))
 
     return statistic
 

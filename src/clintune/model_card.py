@@ -20,7 +20,11 @@ from clintune.labels import LabelEncoder
 CARD_FILE = "README.md"
 RUN_FILE = "run.json"
 
-HEADLINES = {"binary": ("f1", "precision", "recall", "accuracy"), "multiclass": ("f1_macro", "accuracy"), "ner": ("f1", "precision", "recall")}
+HEADLINES = {
+    "binary": ("f1", "precision", "recall", "accuracy"),
+    "multiclass": ("f1_macro", "accuracy"),
+    "ner": ("f1", "precision", "recall"),
+}
 PURPOSE = {
     "binary": "Flags whether a proposed diagnosis is consistent with the documented findings ({labels}).",
     "multiclass": "Assigns one of {n} classes ({labels}) to a text.",

@@ -49,7 +49,9 @@ class Predictor:
         return task_for(self.encoder.task_type)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None) -> Predictor:
+    def from_folder(
+        cls, folder: str | Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
+    ) -> Predictor:
         """Load a model folder written by ``clintune train`` or ``clintune export``.
 
         ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime);

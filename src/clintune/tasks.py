@@ -15,8 +15,8 @@ import numpy as np
 
 from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
-from clintune.labels import LabelEncoder
 from clintune.decision import DecisionRule
+from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics, softmax
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
