@@ -165,12 +165,15 @@ class Rows:
 
     With ``resume`` a (task, system) row already in that file is reused instead of
     recomputed: the full benchmark runs longer than one sitting on 2 cores. Every
-    row records the commit it was computed at, and the table shows it.
+    row records the commit it was computed at, and the table shows it: the commit
+    checked out when the run started, whose code it loaded, even if a commit is
+    made while it runs.
     """
 
     def __init__(self, out: Path, resume: bool = False) -> None:
         self.path = out / "rows.jsonl"
         self.previous = read_rows(self.path) if resume else {}
+        self.commit = current_commit()
 
     def reused(self, task: str, system: str) -> dict | None:
         row = self.previous.get((task, system))
@@ -179,7 +182,7 @@ class Rows:
         return row
 
     def save(self, row: dict) -> dict:
-        row = {**row, "commit": current_commit()}
+        row = {**row, "commit": self.commit}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -208,7 +211,9 @@ def current_commit() -> str:
 
 def last_epoch_score(model_dir: Path, metric: str) -> float | None:
     """The validation metric after the final training epoch (clintune reports its best epoch)."""
-    log = model_dir / "training_log.json"
+    from clintune.artifacts import TRAINING_LOG_FILE
+
+    log = model_dir / TRAINING_LOG_FILE
     if not log.is_file():
         return None
     scores = [entry[f"eval_{metric}"] for entry in json.loads(log.read_text(encoding="utf-8")) if f"eval_{metric}" in entry]

@@ -73,3 +73,10 @@ def test_table_formats_scores_seconds_and_blank_cells() -> None:
     assert "f1_macro after last epoch" in header
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells == ["MTS-Dialog", "clintune", "", "", "", "0.750", "0.484", "0.428", "15", "", "837", "abc1234"]
+
+
+def test_rows_keep_the_commit_the_run_started_at(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(bench_quality, "current_commit", lambda: "aaaaaaa")
+    rows = bench_quality.Rows(tmp_path)
+    monkeypatch.setattr(bench_quality, "current_commit", lambda: "bbbbbbb")  # a commit made while it runs
+    assert rows.save({"task": "NCBI disease", "system": "baseline", "f1": 0.5})["commit"] == "aaaaaaa"
