@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clintune.config import Config, resolve_format
+from clintune import guards
+from clintune.config import Config
 from clintune.data import (
+    EVAL_HINTS,
     Examples,
     TextExamples,
     check_label_sets,
@@ -116,6 +118,18 @@ def prepare_data(config: Config) -> PreparedData:
     return PreparedData(train, validation, test, encoder, validation_source, notes)
 
 
+def training_inputs(config: Config) -> list[guards.Input]:
+    """Every path a run of ``config`` reads: its config files, data files, a local model folder, a DeepSpeed file."""
+    inputs = [guards.Input("config", Path(path)) for path in config.source_files]
+    inputs += [guards.Input(f"data.{split}", Path(getattr(config.data, split)))
+               for split in ("train", "validation", "test") if getattr(config.data, split)]
+    if Path(config.model.name_or_path).exists():
+        inputs.append(guards.Input("model.name_or_path", Path(config.model.name_or_path), whole=True))
+    if config.training.deepspeed:
+        inputs.append(guards.Input("training.deepspeed", Path(config.training.deepspeed)))
+    return inputs
+
+
 def validate(config: Config) -> dict[str, Any]:
     """Check config and data without loading a model; returns a summary of the data."""
     config = resolve_paths(config)
@@ -132,6 +146,9 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
 
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
+    guards.check_outputs("train", training_inputs(config), [
+        guards.Output("output.dir", output_dir), guards.Output("output.dir's work folder", artifacts.work_dir_for(output_dir)),
+    ])
     artifacts.check_output_dir(output_dir, overwrite, resume)
     data = prepare_data(config)
     if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
@@ -303,24 +320,30 @@ def evaluate(
     resamples: int = 1000,
     seed: int = 0,
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
     ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
     and ``fit_temperature`` choose a decision rule on this data and store it in
     the model folder, where ``predict`` uses it from then on. With
-    ``output_dir``, writes the report folder (see ``clintune.reports``).
-    Returns an ``Evaluation``.
+    ``output_dir``, writes the report folder (see ``clintune.reports``); an
+    earlier report there is replaced only with ``overwrite``, and a folder that
+    is not a clintune report never. Returns an ``Evaluation``.
     """
     from clintune import artifacts
     from clintune.evaluation import evaluate as score
     from clintune.prediction import Predictor
-    from clintune.reports import write_report
+    from clintune.reports import check_report_dir, write_report
 
     folder = Path(model_dir)
+    if output_dir is not None:
+        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True), guards.Input("--data", Path(data_path))],
+                             [guards.Output("--output", Path(output_dir))])
+        check_report_dir(Path(output_dir), overwrite)
     encoder, config = artifacts.check_model_folder(folder)
     config = _with_data_overrides(config, data_format, text_column, label_column)
-    data = read_split(config, str(data_path))
+    data = read_split(config, str(data_path), hints=EVAL_HINTS)
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
@@ -394,7 +417,10 @@ def export(
         raise ClintuneError(f"export --quantize {quantize}: only int8 is supported")
     source = Path(model_dir)
     target = Path(output_dir) if output_dir else source.with_name(source.name + ("-onnx-int8" if quantize else "-onnx"))
-    if target.exists():
+    guards.check_outputs("export", [guards.Input("--model", source, whole=True),
+                                    guards.Input("--check-data", Path(check_data)) if check_data is not None else None],
+                         [guards.Output("--output", target)])
+    if target.exists() or target.is_symlink():
         raise ClintuneError(f"{target} already exists; choose another --output or remove it")
     export_onnx(source, target, quantize)
     info = read_export_info(target)
@@ -419,19 +445,35 @@ def _headline_key(metrics: dict[str, Any]) -> str:
     return "f1_macro" if "f1_macro" in metrics else "f1"
 
 
-def baseline(config: Config) -> tuple[Any, dict[str, Any] | None]:
-    """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists."""
+def baseline(config: Config, output: str | Path | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists.
+
+    With ``output``, the baseline's metrics are written there as JSON.
+    """
     import json
 
     from clintune.baseline import run_baseline
+    from clintune.files import write_json
 
     config = resolve_paths(config)
+    metrics_file = Path(config.output.dir) / "metrics.json"
+    if output is not None:
+        guards.check_outputs("baseline", [*training_inputs(config), guards.Input("output.dir", Path(config.output.dir), whole=True)],
+                             [guards.Output("--output", Path(output))])
     data = prepare_data(config)
     evaluated = {"validation": data.validation} | ({"test": data.test} if data.test is not None else {})
     result = run_baseline(config, data.train, evaluated, data.encoder)
-    metrics_file = Path(config.output.dir) / "metrics.json"
     transformer = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    if output is not None:
+        write_json(Path(output), {"baseline": result.name, "seconds": result.seconds, **result.metrics})
     return result, transformer
+
+
+def check_prediction_paths(model_dir: str | Path, input_path: str | Path | None, output_path: str | Path | None) -> None:
+    """Refuse a prediction output that is, or would overwrite, the model folder or the input file."""
+    guards.check_outputs("predict", [guards.Input("--model", Path(model_dir), whole=True),
+                                     guards.Input("--input", Path(input_path)) if input_path is not None else None],
+                         [guards.Output("--output", Path(output_path)) if output_path is not None else None])
 
 
 def predict(
@@ -449,18 +491,28 @@ def predict(
 def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
     """Texts from a file (csv/tsv/jsonl/parquet, or plain text with one text per line)."""
     from clintune import artifacts
-    from clintune.data import _check_file, _read_text, read_text_table
+    from clintune.config import CLASSIFICATION_FORMATS, FORMAT_BY_SUFFIX
+    from clintune.data import PREDICT_HINTS, _read_text, check_file, read_text_table
 
     path = Path(input_path)
-    _check_file(path)
-    if path.suffix.lower() == ".txt":
+    check_file(path, PREDICT_HINTS)
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
         lines = _read_text(path).split("\n")
         keep = [i for i, line in enumerate(lines) if line.strip()]
         return TextExamples([lines[i] for i in keep], None, [i + 1 for i in keep], str(path), "line")
+    fmt = FORMAT_BY_SUFFIX.get(suffix)
+    if fmt not in CLASSIFICATION_FORMATS:
+        what = suffix or "a file without a suffix"
+        kind = "CoNLL (word<TAB>tag lines) is labelled training data, not" if fmt == "conll" else f"{what} is not"
+        raise DataError(
+            f"{path}: {kind} a prediction input\n"
+            "  fix: give raw texts as .txt (one per line), .csv, .tsv, .jsonl or .parquet; "
+            "to score labelled data use 'clintune eval --data FILE'"
+        )
     _, config = artifacts.check_model_folder(Path(model_dir))
     column = text_column or config.data.text_column
-    fmt = resolve_format("auto", str(path), "multiclass")
-    data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False)
+    data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False, hints=PREDICT_HINTS)
     empty = [i for i, text in enumerate(data.texts) if not text.strip()]
     if empty:
         raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({describe_rows(data, empty)})\n"

@@ -10,19 +10,29 @@ leaves a folder that looks complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 
 from clintune.config import Config, save_config, validate_config
 from clintune.errors import ClintuneError, ModelFolderError
+from clintune.files import publish, write_json, write_jsonl, write_text_atomic  # noqa: F401  (re-exported)
+from clintune.guards import check_replaceable
 from clintune.labels import LABELS_FILE, LabelEncoder
 
 CONFIG_FILE = "clintune.yaml"
 METRICS_FILE = "metrics.json"
 TRAINING_LOG_FILE = "training_log.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "model.onnx")
+# Every name train, eval (decision rule, card) and export write into a model folder; tokenizers
+# differ in their files, hence the several vocabulary names.
+MODEL_FOLDER_FILES = frozenset({
+    *WEIGHT_FILES, "config.json", "generation_config.json", LABELS_FILE, CONFIG_FILE, METRICS_FILE, TRAINING_LOG_FILE,
+    "run.json", "README.md", "decision.json", "export.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+    "sentencepiece.bpe.model", "chat_template.jinja",
+})
+_SHARD = re.compile(r"^model-\d+-of-\d+\.safetensors$")
 
 
 def work_dir_for(output_dir: Path) -> Path:
@@ -30,15 +40,40 @@ def work_dir_for(output_dir: Path) -> Path:
     return output_dir.with_name(output_dir.name + ".work")
 
 
+def is_model_folder_file(name: str) -> bool:
+    """True for the names of files that clintune (train, eval, export) writes into a model folder."""
+    return name in MODEL_FOLDER_FILES or bool(_SHARD.match(name)) or _is_temporary(name)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp-" in name
+
+
+def _is_work_dir_entry(name: str) -> bool:
+    return name in (CONFIG_FILE, "checkpoints", "final") or _is_temporary(name)
+
+
+def has_checkpoints(output_dir: Path) -> bool:
+    """True when an interrupted run of ``output_dir`` left a checkpoint to resume from."""
+    return any((work_dir_for(output_dir) / "checkpoints").glob("checkpoint-*"))
+
+
 def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to overwrite a finished model, or to silently discard an interrupted run."""
-    if output_dir.exists() and not overwrite:
+    """Refuse to overwrite a finished model or anything clintune did not write, or to silently discard an interrupted run."""
+    if resume and not has_checkpoints(output_dir):
+        raise ClintuneError(
+            f"--resume: there is no checkpoint to resume in {work_dir_for(output_dir) / 'checkpoints'}\n"
+            "  fix: run without --resume to start training (add --overwrite to replace an existing model folder)"
+        )
+    if (output_dir.exists() or output_dir.is_symlink()) and not overwrite:
         raise ClintuneError(
             f"output.dir: {output_dir} already exists\n"
             "  fix: pass --overwrite to replace it, or choose another folder with --set output.dir=DIR"
         )
+    check_replaceable(output_dir, "output.dir", is_model_folder_file, (CONFIG_FILE, LABELS_FILE, "config.json"), "model folder")
     work = work_dir_for(output_dir)
-    if work.exists() and not resume and not overwrite and any((work / "checkpoints").glob("checkpoint-*")):
+    check_replaceable(work, "output.dir", _is_work_dir_entry, (), "run's work folder")
+    if work.exists() and not resume and not overwrite and has_checkpoints(output_dir):
         raise ClintuneError(
             f"an interrupted run left checkpoints in {work}\n"
             "  fix: pass --resume to continue it, or --overwrite to start again"
@@ -75,23 +110,6 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """One JSON object per line, written atomically."""
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def save_model_folder(
     staging: Path, model: Any, tokenizer: Any, encoder: LabelEncoder, config: Config, metrics: dict[str, Any],
     log_history: list[dict[str, Any]],
@@ -104,17 +122,6 @@ def save_model_folder(
     save_config(config, staging / CONFIG_FILE)
     write_json(staging / METRICS_FILE, metrics)
     write_json(staging / TRAINING_LOG_FILE, log_history)
-
-
-def publish(staging: Path, output_dir: Path) -> None:
-    """Move a complete staging folder to ``output_dir``, replacing an old one only now."""
-    if output_dir.exists():
-        retired = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.replace(output_dir, retired)
-        os.replace(staging, output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, output_dir)
 
 
 def read_folder_config(folder: Path) -> Config:

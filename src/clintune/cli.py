@@ -41,6 +41,22 @@ BatchOption = Annotated[
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from clintune import __version__
+
+        typer.echo(f"clintune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print clintune's version and exit.")] = False,
+) -> None:
+    """Fine-tune BERT-family models on clinical and biomedical text from a YAML config."""
+
+
 def _setup_logging() -> None:
     """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
     import os
@@ -72,7 +88,11 @@ def train(
     from clintune.reporting import format_metrics
 
     cfg = load_config(config, set_ or [])
-    result = train_model(cfg, overwrite=overwrite, resume=resume, command=_command_line())
+    try:
+        result = train_model(cfg, overwrite=overwrite, resume=resume, command=_command_line())
+    except KeyboardInterrupt:
+        typer.echo(_interrupted_message(Path(cfg.output.dir)), err=True)
+        raise SystemExit(130) from None
     if result.metrics:
         typer.echo(f"\nvalidation metrics ({result.output_dir}):")
         typer.echo(format_metrics(result.metrics["validation"]))
@@ -110,7 +130,7 @@ def baseline(
     from clintune.reporting import format_comparison
 
     cfg = load_config(config, set_ or [])
-    result, transformer = run_baseline(cfg)
+    result, transformer = run_baseline(cfg, output)
     for split, metrics in result.metrics.items():
         columns = {"baseline": metrics}
         if transformer and split in transformer:
@@ -120,10 +140,6 @@ def baseline(
     if not transformer:
         typer.echo(f"\n(no trained model at {cfg.output.dir} yet; train it to see both columns)")
     if output is not None:
-        from clintune.artifacts import write_json
-
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_json(output, {"baseline": result.name, "seconds": result.seconds, **result.metrics})
         typer.echo(f"baseline metrics written to {output}")
 
 
@@ -132,6 +148,7 @@ def eval_(
     model: ModelOption,
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier report at --output.")] = False,
     data_format: Annotated[str | None, typer.Option("--format", help="Override the saved data.format.")] = None,
     text_column: Annotated[str | None, typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Override the saved data.label_column.")] = None,
@@ -154,7 +171,7 @@ def eval_(
     from clintune.reporting import format_metrics
 
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed, threads)
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -180,11 +197,12 @@ def predict(
     threads: ThreadsOption = None,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
+    from clintune.api import check_prediction_paths, read_texts_for_prediction
     from clintune.api import predict as predict_texts
-    from clintune.api import read_texts_for_prediction
 
     if bool(text) == bool(input_path):
         raise ClintuneError("predict: give either --text (one or more) or --input FILE")
+    check_prediction_paths(model, input_path, output)
     source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
     texts = source.texts if source else list(text or [])
     results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
@@ -245,6 +263,24 @@ def _without_option(arguments: list[str], name: str) -> list[str]:
         elif not argument.startswith(name + "="):
             kept.append(argument)
     return kept
+
+
+def _interrupted_message(output_dir: Path) -> str:
+    """What an interrupted training run left behind and the two ways on."""
+    import shlex
+
+    from clintune.artifacts import work_dir_for
+
+    checkpoints = sorted((work_dir_for(output_dir) / "checkpoints").glob("checkpoint-*"),
+                         key=lambda p: int(p.name.rpartition("-")[2]) if p.name.rpartition("-")[2].isdigit() else -1)
+    if not checkpoints:
+        return ("\ninterrupted before the first checkpoint was written; nothing was kept and "
+                f"{output_dir} was not touched. Run the same command again to start over.")
+    arguments = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
+    again = "clintune " + " ".join(shlex.quote(a) for a in arguments)
+    return (f"\ninterrupted; the last checkpoint is kept in {checkpoints[-1]} and {output_dir} was not touched.\n"
+            f"  continue it:  {again} --resume\n"
+            f"  discard it:   {again} --overwrite")
 
 
 def _command_line() -> str:

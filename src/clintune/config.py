@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from clintune.errors import ConfigError
 
@@ -165,6 +165,12 @@ class Config(_Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     output: OutputSection
+    _source_files: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def source_files(self) -> tuple[str, ...]:
+        """The YAML files this config was read from: the file given, then each one it ``extends``."""
+        return self._source_files
 
     def data_format(self, path: str | None = None) -> str:
         """The reader format for ``path`` (default: the training file)."""
@@ -190,15 +196,18 @@ def resolve_format(declared: str, path: str, task_type: str) -> str:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, merge, override and validate a config file."""
-    raw = load_raw_config(Path(path))
+    sources: list[Path] = []
+    raw = load_raw_config(Path(path), _read=sources)
     for override in overrides or []:
         apply_override(raw, override)
     raw = interpolate_env(raw)
-    return validate_config(raw, source=str(path))
+    config = validate_config(raw, source=str(path))
+    config._source_files = tuple(str(p) for p in sources)
+    return config
 
 
-def load_raw_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The config at ``path`` merged over the configs it ``extends``."""
+def load_raw_config(path: Path, _seen: tuple[Path, ...] = (), _read: list[Path] | None = None) -> dict[str, Any]:
+    """The config at ``path`` merged over the configs it ``extends`` (each file read is appended to ``_read``)."""
     path = path.expanduser()
     if not path.is_file():
         raise ConfigError([f"config file not found: {path}"])
@@ -210,6 +219,8 @@ def load_raw_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
+    if _read is not None:
+        _read.append(path.absolute())
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
@@ -219,7 +230,7 @@ def load_raw_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return loaded
     if not isinstance(parent_ref, str):
         raise ConfigError(["extends: must be the path of one YAML file"], source=str(path))
-    parent = load_raw_config(path.parent / parent_ref, (*_seen, resolved))
+    parent = load_raw_config(path.parent / parent_ref, (*_seen, resolved), _read)
     return deep_merge(parent, loaded)
 
 

@@ -26,6 +26,28 @@ logger = logging.getLogger(__name__)
 MAX_LISTED = 5
 
 
+@dataclass(frozen=True)
+class FixHints:
+    """How a user changes each data setting in the command at hand; error messages name these.
+
+    ``train`` and ``validate`` read settings from the config; ``eval`` and
+    ``predict`` take them as options, and some settings have no option there
+    (an empty string leaves that part of the hint out).
+    """
+
+    path: str = "check the path in the config, or pass --set data.train=PATH"
+    columns: str = "set data.text_column / data.label_column to the right names"
+    on_empty: str = ", or set data.on_empty=drop"
+    invalid_bio: str = ", or set data.invalid_bio=repair to turn them into B- tags"
+
+
+CONFIG_HINTS = FixHints()
+EVAL_HINTS = FixHints(path="check the --data path", columns="pass --text-column / --label-column with the right names",
+                      on_empty="", invalid_bio="")
+PREDICT_HINTS = FixHints(path="check the --input path", columns="pass --text-column with the right name", on_empty="",
+                         invalid_bio="")
+
+
 @dataclass
 class TextExamples:
     """Texts with optional gold labels, and where each came from."""
@@ -104,25 +126,26 @@ def preprocess_text(text: str, steps: PreprocessingSection) -> str:
 # Reading
 
 
-def read_split(config: Config, path: str, require_labels: bool = True) -> Examples:
-    """Read one data file according to the config's format and columns."""
+def read_split(config: Config, path: str, require_labels: bool = True, hints: FixHints = CONFIG_HINTS) -> Examples:
+    """Read one data file according to the config's format and columns; ``hints`` word the fixes in errors."""
     fmt = config.data_format(path)
     file_path = Path(path)
-    _check_file(file_path)
+    check_file(file_path, hints)
     if config.task.type == "ner":
         if fmt == "conll":
             data = read_conll(file_path)
         else:
             data = read_ner_jsonl(file_path, config.data.tokens_column, config.data.tags_column, require_labels)
-        return check_tagged(data, config)
-    data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels)
+        return check_tagged(data, config, hints)
+    data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels, hints)
     data.texts = [preprocess_text(t, config.data.preprocessing) for t in data.texts]
-    return check_texts(data, config)
+    return check_texts(data, config, hints)
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path, hints: FixHints = CONFIG_HINTS) -> None:
+    """A data file exists, is a file and is not empty."""
     if not path.exists():
-        raise DataError(f"data file not found: {path}\n  fix: check the path in the config or pass --set data.train=PATH")
+        raise DataError(f"data file not found: {path}\n  fix: {hints.path}")
     if path.is_dir():
         raise DataError(f"{path} is a folder; a data file was expected")
     if path.stat().st_size == 0:
@@ -141,7 +164,9 @@ def _read_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text_table(path: Path, fmt: str, text_column: str, label_column: str, require_labels: bool) -> TextExamples:
+def read_text_table(
+    path: Path, fmt: str, text_column: str, label_column: str, require_labels: bool, hints: FixHints = CONFIG_HINTS,
+) -> TextExamples:
     """Read a csv/tsv/jsonl/parquet table into texts and (optional) labels."""
     frame = _read_frame(path, fmt)
     if len(frame) == 0:
@@ -150,7 +175,7 @@ def read_text_table(path: Path, fmt: str, text_column: str, label_column: str, r
     needed = [text_column] + ([label_column] if require_labels else [])
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(_missing_columns_message(path, missing, columns))
+        raise DataError(_missing_columns_message(path, missing, columns, hints))
     first_row = 1 if fmt == "jsonl" else 2
     row_kind = "line" if fmt == "jsonl" else "row"
     texts = [_cell(v) for v in frame[text_column].tolist()]
@@ -211,7 +236,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _missing_columns_message(path: Path, missing: list[str], columns: list[str]) -> str:
+def _missing_columns_message(path: Path, missing: list[str], columns: list[str], hints: FixHints) -> str:
     import difflib
 
     hints = []
@@ -220,7 +245,7 @@ def _missing_columns_message(path: Path, missing: list[str], columns: list[str])
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return (
         f"{path}: missing column {', '.join(hints)}; the file has columns {columns}\n"
-        "  fix: set data.text_column / data.label_column to the right names"
+        f"  fix: {hints.columns}"
     )
 
 
@@ -291,7 +316,7 @@ def describe_rows(data: Examples, indices: list[int]) -> str:
     return f"{data.row_kind}s {shown}{more}" if len(indices) > 1 else f"{data.row_kind} {shown}"
 
 
-def check_texts(data: TextExamples, config: Config) -> TextExamples:
+def check_texts(data: TextExamples, config: Config, hints: FixHints = CONFIG_HINTS) -> TextExamples:
     """Empty texts and labels: an error, or dropped with a count (data.on_empty)."""
     empty_text = [i for i, t in enumerate(data.texts) if not t.strip()]
     empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if not label.strip()]
@@ -305,7 +330,7 @@ def check_texts(data: TextExamples, config: Config) -> TextExamples:
         details.append(f"{len(empty_label)} empty label(s) in column {config.data.label_column!r} ({describe_rows(data, empty_label)})")
     if config.data.on_empty == "error":
         raise DataError(
-            f"{data.source}: " + "; ".join(details) + "\n  fix: fill or remove those rows, or set data.on_empty=drop"
+            f"{data.source}: " + "; ".join(details) + f"\n  fix: fill or remove those rows{hints.on_empty}"
         )
     logger.warning("%s: dropped %d row(s): %s", data.source, len(bad), "; ".join(details))
     keep = [i for i in range(len(data)) if i not in set(bad)]
@@ -317,7 +342,7 @@ def check_texts(data: TextExamples, config: Config) -> TextExamples:
 _TAG = re.compile(r"^(O|[BI]-.+)$")
 
 
-def check_tagged(data: TaggedSentences, config: Config) -> TaggedSentences:
+def check_tagged(data: TaggedSentences, config: Config, hints: FixHints = CONFIG_HINTS) -> TaggedSentences:
     """Token/tag counts, tag syntax, and BIO order (error or repair, data.invalid_bio)."""
     if data.tags is None:
         return data
@@ -344,7 +369,7 @@ def check_tagged(data: TaggedSentences, config: Config) -> TaggedSentences:
             raise DataError(
                 f"{data.source}: {len(invalid)} sentence(s) have an I- tag that does not continue an entity "
                 f"of the same type ({describe_rows(data, invalid)})\n"
-                "  fix: correct the tags, or set data.invalid_bio=repair to turn them into B- tags"
+                f"  fix: correct the tags{hints.invalid_bio}"
             )
         data.tags = [repair_bio(sentence) for sentence in data.tags]
         data.repaired = len(invalid)
@@ -379,9 +404,17 @@ def check_label_sets(train: Examples, others: dict[str, Examples], classes: list
             counts = Counter(label for label in split.labels or [] if label in set(unseen))
             listed = ", ".join(f"{label!r} ({counts[label]})" for label in unseen)
             raise DataError(
-                f"{split.source}: the {name} data holds labels that training never saw: {listed}\n"
+                f"{split.source}: the {name} data holds labels that training never saw: {listed} "
+                f"({describe_rows(split, _examples_with(split, set(unseen)))})\n"
                 "  fix: correct the spelling, add the labels to the training data, or drop those rows"
             )
+
+
+def _examples_with(data: Examples, labels: set[str]) -> list[int]:
+    """Indices of the examples (sentences, for NER) that hold any of ``labels``."""
+    if isinstance(data, TaggedSentences):
+        return [i for i, sentence in enumerate(data.tags or []) if labels & set(sentence)]
+    return [i for i, label in enumerate(data.labels or []) if label in labels]
 
 
 def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:

@@ -17,21 +17,37 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 from typing import Any
 
-from clintune.artifacts import publish, write_json, write_jsonl
+from clintune.errors import ClintuneError
 from clintune.evaluation import Evaluation
+from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
+from clintune.guards import check_replaceable
+
+# Every file a report folder may hold; a folder with any other file is not a report and is never replaced.
+REPORT_FILES = frozenset({
+    "metrics.json", "per_class.csv", "predictions.jsonl", "confusion_matrix.png", "confusion_matrix.csv", "roc.png",
+    "precision_recall.png", "reliability.png", "errors.jsonl",
+})
+
+
+def check_report_dir(output_dir: Path, overwrite: bool) -> None:
+    """An earlier report at ``output_dir`` is replaced only with ``overwrite``; any other non-empty folder never."""
+    check_replaceable(output_dir, "--output", lambda name: name in REPORT_FILES, ("metrics.json", "predictions.jsonl"),
+                      "report folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise ClintuneError(
+            f"--output: {output_dir} holds an earlier report\n  fix: pass --overwrite to replace it, or choose another folder"
+        )
 
 
 def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[str]:
     """Write every report file for ``evaluation``; returns the file names."""
     from clintune import plots
 
-    staging = output_dir.with_name(f".{output_dir.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = staging_dir_for(output_dir)
+    remove_stale(staging)
     staging.mkdir(parents=True)
     write_json(staging / "metrics.json", evaluation.metrics)
     (staging / "per_class.csv").write_text(per_class_csv(evaluation.metrics.get("per_class", {})), encoding="utf-8")
