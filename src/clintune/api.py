@@ -223,7 +223,7 @@ def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder
     model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
     settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
     inputs, labels = task.fingerprint_inputs(examples)
-    cache_dir = tokenization_cache_dir() if config.data.tokenization_cache else None
+    cache_dir = tokenization_cache_dir(config) if config.data.tokenization_cache else None
     encoded, from_cache = cached_encoding(
         cache_dir, encoding_key(tokenizer, settings, inputs, labels),
         lambda: task.encode(examples, tokenizer, encoder, config.model),
@@ -235,12 +235,37 @@ def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder
     return encoded
 
 
-def tokenization_cache_dir() -> Path:
-    """``$CLINTUNE_CACHE_DIR/tokenized``, by default ``~/.cache/clintune/tokenized``."""
+def tokenization_cache_dir(config: Config) -> Path:
+    """``$CLINTUNE_CACHE_DIR/tokenized`` when set, else ``.clintune-cache/tokenized`` beside ``output.dir``.
+
+    Token ids can be turned back into the clinical text they encode, so the
+    cache stays where the user keeps the run, never in a home-folder cache.
+    """
     import os
 
-    root = os.environ.get("CLINTUNE_CACHE_DIR") or Path.home() / ".cache" / "clintune"
-    return Path(root) / "tokenized"
+    root = os.environ.get("CLINTUNE_CACHE_DIR")
+    base = Path(root) if root else Path(config.output.dir).expanduser().absolute().parent / ".clintune-cache"
+    return base / "tokenized"
+
+
+def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
+    """Delete the cached tokenisations that runs of ``config`` use (no config: ``$CLINTUNE_CACHE_DIR``'s).
+
+    Returns the folder, the number of files removed and their bytes. Only
+    clintune's own entry files are removed; the folder goes once empty.
+    """
+    import os
+
+    from clintune.tokenization import remove_cache_entries
+
+    if config is None:
+        if not os.environ.get("CLINTUNE_CACHE_DIR"):
+            raise ClintuneError("cache clear: give the config whose runs' cache to clear (or set $CLINTUNE_CACHE_DIR)")
+        folder = Path(os.environ["CLINTUNE_CACHE_DIR"]) / "tokenized"
+    else:
+        folder = tokenization_cache_dir(config)
+    files, size = remove_cache_entries(folder)
+    return folder, files, size
 
 
 def _final_metrics(

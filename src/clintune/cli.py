@@ -241,6 +241,26 @@ def export(
                    f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
 
 
+cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs).",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    config: Annotated[Path | None, typer.Argument(help="Config whose runs' cache to clear (default: $CLINTUNE_CACHE_DIR).",
+                                                  show_default=False)] = None,
+    set_: SetOption = None,
+) -> None:
+    """Delete the cached tokenisations of a config's runs."""
+    from clintune.api import clear_tokenization_cache
+    from clintune.config import load_config
+
+    cfg = load_config(config, set_ or []) if config is not None else None
+    folder, files, size = clear_tokenization_cache(cfg)
+    typer.echo(f"removed {files} cached tokenisation(s), {size / 1e6:.1f} MB, from {folder}")
+
+
 def _launch_torchrun(nproc: int) -> None:
     """Re-run this command under torchrun with ``nproc`` processes, and exit with its status."""
     import subprocess

@@ -42,6 +42,7 @@ class FixHints:
 
 
 CONFIG_HINTS = FixHints()
+NER_COLUMN_HINTS = FixHints(columns="set data.tokens_column / data.tags_column to the right names")
 EVAL_HINTS = FixHints(path="check the --data path", columns="pass --text-column / --label-column with the right names",
                       on_empty="", invalid_bio="")
 PREDICT_HINTS = FixHints(path="check the --input path", columns="pass --text-column with the right name", on_empty="",
@@ -239,12 +240,12 @@ def _cell(value: Any) -> str:
 def _missing_columns_message(path: Path, missing: list[str], columns: list[str], hints: FixHints) -> str:
     import difflib
 
-    hints = []
+    named = []
     for name in missing:
         close = difflib.get_close_matches(name, columns, n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return (
-        f"{path}: missing column {', '.join(hints)}; the file has columns {columns}\n"
+        f"{path}: missing column {', '.join(named)}; the file has columns {columns}\n"
         f"  fix: {hints.columns}"
     )
 
@@ -293,7 +294,8 @@ def read_ner_jsonl(path: Path, tokens_column: str, tags_column: str, require_lab
         needed = [tokens_column] + ([tags_column] if require_labels else [])
         missing = [k for k in needed if k not in record]
         if missing:
-            raise DataError(_missing_columns_message(path, missing, list(record)).replace(path.name, f"{path.name} line {number}", 1))
+            message = _missing_columns_message(path, missing, list(record), NER_COLUMN_HINTS)
+            raise DataError(message.replace(path.name, f"{path.name} line {number}", 1))
         words = record[tokens_column]
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise DataError(f"{path} line {number}: {tokens_column!r} must be a list of strings")

@@ -179,13 +179,20 @@ def encoding_key(tokenizer: Any, settings: dict[str, Any], inputs: Any, labels: 
     return digest.hexdigest()[:40]
 
 
+CACHE_ENTRY = re.compile(r"^[0-9a-f]{40}\.json$")
+
+
 def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bool]:
-    """``compute()``'s encoding, stored under ``cache_dir/key.json``; True when it came from the cache."""
+    """``compute()``'s encoding, stored under ``cache_dir/key.json``; True when it came from the cache.
+
+    The folders clintune creates for the cache and every entry are readable by
+    their owner only: token ids can be decoded back into the clinical text.
+    """
     import json
     from dataclasses import asdict
     from pathlib import Path
 
-    from clintune.artifacts import write_text_atomic
+    from clintune.files import write_text_atomic
 
     if cache_dir is None:
         return compute(), False
@@ -196,5 +203,35 @@ def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bo
         except (ValueError, TypeError):
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
     encoded = compute()
-    write_text_atomic(path, json.dumps(asdict(encoded)))
+    _make_private_dirs(path.parent)
+    write_text_atomic(path, json.dumps(asdict(encoded)), mode=0o600)
     return encoded, False
+
+
+def _make_private_dirs(folder: Any) -> None:
+    """Create ``folder`` and any missing parents with owner-only permissions."""
+    import os
+
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(created, 0o700)  # mkdir's mode is masked by the umask
+
+
+def remove_cache_entries(folder: Any) -> tuple[int, int]:
+    """Delete the cache entries in ``folder`` (and the folder, once empty); returns files and bytes removed."""
+    files = size = 0
+    if not folder.is_dir():
+        return 0, 0
+    for entry in folder.iterdir():
+        if entry.is_file() and CACHE_ENTRY.match(entry.name):
+            size += entry.stat().st_size
+            entry.unlink()
+            files += 1
+    for empty in (folder, folder.parent):
+        if empty.name in ("tokenized", ".clintune-cache") and empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()
+    return files, size
