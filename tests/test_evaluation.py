@@ -141,3 +141,50 @@ def test_figures_are_labelled_pngs(tmp_path: Path) -> None:
         assert height > 300 and width > 300
     tick_labels = [t.get_text() for t in figures["cm"].axes[0].get_xticklabels()]
     assert tick_labels == ["invalid", "valid"]
+
+
+def _highest_threshold_reaching_recall(scores: np.ndarray, positive: np.ndarray, target: float) -> tuple[float, float]:
+    """By hand: walk the scores from the top; the first whose recall reaches the target, and that recall."""
+    for candidate in sorted(set(scores.tolist()), reverse=True):
+        recall = float(np.sum((scores >= candidate) & positive) / np.sum(positive))
+        if recall >= target:
+            return candidate, recall
+    raise AssertionError("unreachable target")
+
+
+def test_refitting_the_temperature_retunes_the_threshold_in_force(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from clintune.api import evaluate
+
+    folder = tmp_path / "diagnosis"
+    shutil.copytree(trained_models["diagnosis"], folder)
+    data = "data/diagnosis/validation.csv"
+    before = evaluate(folder, data, tune_thresholds=["recall=0.9"], resamples=0)
+    old = json.loads((folder / "decision.json").read_text())
+    after = evaluate(folder, data, fit_temperature=True, resamples=0)
+    rule = json.loads((folder / "decision.json").read_text())
+    assert rule["temperature"] != pytest.approx(1.0)
+    valid = BINARY.positive_id
+    scores, positive = after.probabilities[:, valid], after.gold_ids == valid
+    threshold, recall = _highest_threshold_reaching_recall(scores, positive, 0.9)
+    assert rule["threshold"] == pytest.approx(threshold) and rule["threshold"] != pytest.approx(old["threshold"])
+    assert rule["tuning"] == [old["tuning"][0] | {"threshold": rule["threshold"], "achieved": recall}]
+    assert after.predicted_ids.tolist() == before.predicted_ids.tolist(), "the same cut through the same ranking"
+    card = (folder / "README.md").read_text()
+    assert f"threshold {rule['threshold']:.4g} chosen for recall>=0.9" in card
+    assert "`transformers.pipeline` does not read `decision.json`" in card
+
+
+def test_refitting_the_temperature_drops_a_threshold_without_a_target(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from clintune.api import evaluate
+
+    folder = tmp_path / "seriousness"
+    shutil.copytree(trained_models["seriousness"], folder)
+    DecisionRule(class_thresholds={"D/LT": 0.3}).save(folder)  # set by hand: no recorded target
+    evaluate(folder, "data/seriousness/validation.jsonl", fit_temperature=True, resamples=0)
+    rule = DecisionRule.load(folder)
+    assert rule.class_thresholds == {} and rule.temperature != pytest.approx(1.0)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import TINY_MODEL, run_cli
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -42,3 +42,29 @@ def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_mode
         assert text[entity["start"] : entity["end"]] == entity["text"]
     again = run_cli("export", "--model", str(trained_models["ner"]), "--output", str(exported))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_an_encoder_without_token_types_exports_with_the_inputs_its_tokenizer_gives(tmp_path: Path) -> None:
+    """DistilBERT (like RoBERTa-style encoders) takes no token_type_ids: the ONNX graph asks only for what the tokenizer makes."""
+    import onnxruntime
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from clintune.api import evaluate, export
+
+    encoder = tmp_path / "tiny-distilbert"
+    tokenizer = AutoTokenizer.from_pretrained(str(TINY_MODEL), model_input_names=["input_ids", "attention_mask"])
+    tokenizer.save_pretrained(encoder)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=256,
+                              pad_token_id=tokenizer.pad_token_id)
+    DistilBertModel(config).save_pretrained(encoder)
+    model = tmp_path / "model"
+    trained = run_cli("train", "configs/tiny/seriousness.yaml", "--set", f"model.name_or_path={encoder}", "--set", "training.epochs=1",
+                      "--set", f"output.dir={model}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    export(model, tmp_path / "onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    original = evaluate(model, "data/seriousness/test.jsonl", resamples=0)
+    onnx = evaluate(tmp_path / "onnx", "data/seriousness/test.jsonl", resamples=0)
+    assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
+    assert abs(onnx.probabilities - original.probabilities).max() < 1e-4

@@ -23,6 +23,7 @@ from clintune.data import (
     check_label_sets,
     count_overlap,
     describe_rows,
+    preprocessed,
     read_split,
     stratified_split,
 )
@@ -112,7 +113,8 @@ def prepare_data(config: Config) -> PreparedData:
     others = {"validation": validation} | ({"test": test} if test is not None else {})
     check_label_sets(train, others, list(encoder.classes))
     if test is not None and isinstance(train, TextExamples) and isinstance(test, TextExamples):
-        overlap = count_overlap(train, test)
+        steps = config.data.preprocessing
+        overlap = count_overlap(preprocessed(train, steps), preprocessed(test, steps))  # type: ignore[arg-type]
         if overlap:
             notes.append(f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic")
     return PreparedData(train, validation, test, encoder, validation_source, notes)
@@ -216,10 +218,11 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
 
 
 def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
-    """Tokenise one split, reusing an identical earlier tokenisation from the cache."""
+    """Tokenise one split (texts preprocessed here, once), reusing an identical earlier tokenisation from the cache."""
     from clintune.prediction import long_text_note
     from clintune.tokenization import cached_encoding, encoding_key
 
+    examples = preprocessed(examples, config.data.preprocessing)
     model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
     settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
     inputs, labels = task.fingerprint_inputs(examples)
@@ -375,7 +378,7 @@ def evaluate(
     predictor = Predictor.from_folder(folder, batch_size=batch_size, show_progress=True, threads=threads)
     logits = None
     if tune_thresholds or fit_temperature:
-        logits = predictor.class_logits(data.texts)  # type: ignore[union-attr]
+        logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
         predictor.decision = _tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
         predictor.decision.save(folder)
         _refresh_model_card(folder)
@@ -389,18 +392,20 @@ def evaluate(
 
 
 def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
+    """The folder's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
     import numpy as np
 
-    from clintune.decision import fit_temperature as fit
-    from clintune.decision import tune
-    from clintune.metrics import softmax
+    from clintune.decision import parse_target, refit_temperature, restate_achieved, tune
 
-    gold = np.asarray(predictor.encoder.encode(data.labels))
+    encoder = predictor.encoder
+    gold = np.asarray(encoder.encode(data.labels))
     rule = predictor.decision
     if fit_temperature:
-        rule = rule.copy(temperature=fit(logits, gold))
+        replaced = {parse_target(target, encoder)[0] for target in targets}
+        rule = refit_temperature(rule, logits, gold, encoder, source, replaced)
     for target in targets:
-        rule = tune(rule, softmax(logits / rule.temperature), gold, predictor.encoder, target, source)
+        rule = tune(rule, logits.probabilities(rule.temperature), gold, encoder, target, source)
+    restate_achieved(rule, logits.probabilities(rule.temperature), gold, encoder, source)
     return rule
 
 

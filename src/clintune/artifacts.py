@@ -172,13 +172,14 @@ def load_model_folder(
     from transformers.utils import logging as hf_logging
 
     from clintune.decision import DecisionRule
-    from clintune.modeling import load_model, load_tokenizer
+    from clintune.modeling import load_tokenizer, load_trained_model
     from clintune.prediction import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
     from clintune.tasks import task_for
 
     encoder, config = check_model_folder(folder)
     hf_logging.disable_progress_bar()
-    tokenizer = load_tokenizer(str(folder))
+    trust_remote_code = config.model.trust_remote_code  # as the folder's clintune.yaml recorded it at training
+    tokenizer = load_tokenizer(str(folder), trust_remote_code)
     if (folder / "model.onnx").is_file():
         from clintune.onnx_export import OnnxModel
 
@@ -187,7 +188,7 @@ def load_model_folder(
     else:
         import torch
 
-        model = load_model(task_for(encoder.task_type), str(folder), encoder)
+        model = load_trained_model(task_for(encoder.task_type), str(folder), encoder, trust_remote_code)
         on_gpu = torch.cuda.is_available()
         if on_gpu:
             model = model.to("cuda")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from clintune.config import Config
-from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.data import Examples, TaggedSentences, TextExamples, preprocessed
 from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
 
@@ -28,8 +28,13 @@ class BaselineResult:
 
 
 def run_baseline(config: Config, train: Examples, evaluated: dict[str, Examples], encoder: LabelEncoder) -> BaselineResult:
-    """Fit on ``train`` and score every split in ``evaluated`` (name -> examples)."""
+    """Fit on ``train`` and score every split in ``evaluated`` (name -> examples), as read from their files.
+
+    Classification texts are preprocessed here, as the transformer's are.
+    """
     started = time.perf_counter()
+    train = preprocessed(train, config.data.preprocessing)
+    evaluated = {name: preprocessed(data, config.data.preprocessing) for name, data in evaluated.items()}
     if isinstance(train, TaggedSentences):
         gazetteer = fit_gazetteer(train)
         metrics = {name: ner_metrics(data.tags or [], [tag_with_gazetteer(s, gazetteer) for s in data.tokens])

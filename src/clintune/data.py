@@ -111,7 +111,13 @@ Examples = TextExamples | TaggedSentences
 
 
 def preprocess_text(text: str, steps: PreprocessingSection) -> str:
-    """Apply the configured normalisation steps, in a fixed order."""
+    """Apply the configured normalisation steps, in a fixed order.
+
+    Not idempotent (a speaker-tag pattern can match again once a tag is gone),
+    so it runs exactly once, where a text becomes model input: :func:`preprocessed`
+    before training tokenisation and the baseline, and ``Predictor`` before
+    inference. Data files are read as they are.
+    """
     if steps.unicode_nfkc:
         text = unicodedata.normalize("NFKC", text)
     for pattern in steps.remove_patterns:
@@ -123,12 +129,23 @@ def preprocess_text(text: str, steps: PreprocessingSection) -> str:
     return text
 
 
+def preprocessed(data: Examples, steps: PreprocessingSection) -> Examples:
+    """A copy of classification examples with their texts preprocessed (NER sentences unchanged)."""
+    if not isinstance(data, TextExamples):
+        return data
+    return TextExamples([preprocess_text(t, steps) for t in data.texts], data.labels, data.rows, data.source, data.row_kind)
+
+
 # --------------------------------------------------------------------------
 # Reading
 
 
 def read_split(config: Config, path: str, require_labels: bool = True, hints: FixHints = CONFIG_HINTS) -> Examples:
-    """Read one data file according to the config's format and columns; ``hints`` word the fixes in errors."""
+    """Read one data file according to the config's format and columns; ``hints`` word the fixes in errors.
+
+    Texts come back as the file holds them; preprocessing is applied later,
+    once, where they become model input (see :func:`preprocess_text`).
+    """
     fmt = config.data_format(path)
     file_path = Path(path)
     check_file(file_path, hints)
@@ -139,7 +156,6 @@ def read_split(config: Config, path: str, require_labels: bool = True, hints: Fi
             data = read_ner_jsonl(file_path, config.data.tokens_column, config.data.tags_column, require_labels)
         return check_tagged(data, config, hints)
     data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels, hints)
-    data.texts = [preprocess_text(t, config.data.preprocessing) for t in data.texts]
     return check_texts(data, config, hints)
 
 
@@ -319,8 +335,9 @@ def describe_rows(data: Examples, indices: list[int]) -> str:
 
 
 def check_texts(data: TextExamples, config: Config, hints: FixHints = CONFIG_HINTS) -> TextExamples:
-    """Empty texts and labels: an error, or dropped with a count (data.on_empty)."""
-    empty_text = [i for i, t in enumerate(data.texts) if not t.strip()]
+    """Empty texts (also: empty once preprocessed) and labels: an error, or dropped with a count (data.on_empty)."""
+    steps = config.data.preprocessing
+    empty_text = [i for i, t in enumerate(data.texts) if not preprocess_text(t, steps).strip()]
     empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if not label.strip()]
     bad = sorted(set(empty_text) | set(empty_label))
     if not bad:

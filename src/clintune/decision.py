@@ -9,6 +9,7 @@ most probable class. ``clintune eval --tune-threshold`` and
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +21,48 @@ from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 from clintune.metrics import binary_predictions
 
+logger = logging.getLogger(__name__)
+
 DECISION_FILE = "decision.json"
 _TARGET = re.compile(r"^(?:(?P<label>.+):)?(?P<metric>recall|precision)=(?P<value>[0-9.]+)$")
+
+
+@dataclass
+class WindowLogits:
+    """A classifier's logits for every window of every text, and the rule that turns them into probabilities.
+
+    A text's class probabilities are the mean over its windows of ``softmax(logits / T)``:
+    the temperature applies to each window before the average, and thresholds apply to
+    the averaged probabilities. A text read in one window (the usual case) simply gets
+    ``softmax(logits / T)``; one read in overlapping windows (``model.long_text: chunk``)
+    gets the average of what its windows say.
+    """
+
+    logits: np.ndarray  # (windows, classes)
+    example_index: np.ndarray  # (windows,): the text each window belongs to
+    n_examples: int
+
+    @classmethod
+    def one_per_example(cls, logits: np.ndarray) -> WindowLogits:
+        """Logits of texts read in one window each."""
+        logits = np.asarray(logits, dtype=float)
+        return cls(logits, np.arange(len(logits)), len(logits))
+
+    def log_probabilities(self, temperature: float = 1.0) -> np.ndarray:
+        """log of :meth:`probabilities`, computed stably (n_examples, classes)."""
+        scaled = self.logits / temperature
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        window_log = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        peak = np.full((self.n_examples, window_log.shape[1]), -np.inf)
+        np.maximum.at(peak, self.example_index, window_log)
+        sums = np.zeros_like(peak)
+        np.add.at(sums, self.example_index, np.exp(window_log - peak[self.example_index]))
+        counts = np.bincount(self.example_index, minlength=self.n_examples)[:, None]
+        return np.log(sums) + peak - np.log(counts)
+
+    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
+        """Class probabilities per text: the mean of its windows' ``softmax(logits / temperature)``."""
+        return np.exp(self.log_probabilities(temperature))
 
 
 @dataclass
@@ -134,6 +175,57 @@ def tune(rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encode
     raise ClintuneError(f"--tune-threshold {target}: no threshold reaches {metric} {value} for {label!r} on {source}")
 
 
+def refit_temperature(
+    rule: DecisionRule, logits: WindowLogits, gold: np.ndarray, encoder: LabelEncoder, source: str, replaced: set[str] = frozenset()
+) -> DecisionRule:
+    """A copy of ``rule`` with its temperature fitted on this data and every threshold in force re-tuned at it.
+
+    Thresholds are probabilities, and probabilities move with the temperature, so a
+    threshold tuned at the old temperature no longer does what its target says. Each
+    threshold with a recorded target is tuned again for that target, on this data;
+    one without a target (set by hand), or for a class in ``replaced`` (about to be
+    tuned afresh), is dropped. Both are logged.
+    """
+    temperature = fit_temperature(logits, gold)
+    fresh = rule.copy(temperature=temperature, threshold=0.5, class_thresholds={}, tuning=[])
+    targets = {entry["class"]: entry["target"] for entry in rule.tuning}
+    in_force = list(rule.class_thresholds)
+    if encoder.task_type == "binary" and (rule.threshold != 0.5 or encoder.positive in targets):
+        in_force = [encoder.positive]
+    probabilities = logits.probabilities(temperature)
+    for label in in_force:
+        old = rule.threshold if encoder.task_type == "binary" else rule.class_thresholds[label]
+        if label in replaced:
+            continue
+        if label not in targets:
+            logger.warning("the %r threshold %.4g has no recorded target, so it cannot be re-tuned at temperature %.4g; "
+                           "dropped (tune it again with --tune-threshold)", label, old, temperature)
+            continue
+        metric, value = targets[label].split(">=")
+        fresh = tune(fresh, probabilities, gold, encoder, f"{label}:{metric}={value}", source)
+        logger.info("re-tuned the %r threshold for %s at temperature %.4g on %s: %.4g (was %.4g)",
+                    label, targets[label], temperature, source, fresh.tuning[-1]["threshold"], old)
+    return fresh
+
+
+def restate_achieved(rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encoder: LabelEncoder, source: str) -> None:
+    """Record, for each threshold tuned on ``source``, what the final rule achieves there.
+
+    Tuning one class's threshold can move another's recall (a class checked earlier
+    takes the examples first), so the numbers are taken once every threshold is set;
+    a target the final rule misses is logged.
+    """
+    predicted = rule.predict(probabilities, encoder)
+    for entry in rule.tuning:
+        if entry["data"] != source or entry["n_examples"] != len(gold):
+            continue
+        metric, value = entry["target"].split(">=")
+        entry["achieved"] = _score(predicted, gold, encoder.classes.index(entry["class"]), metric)
+        if entry["achieved"] < float(value):
+            logger.warning("with every threshold set, %r reaches %s %.3f on %s, below its target %s",
+                           entry["class"], metric, entry["achieved"], source, value)
+
+
 def _set(rule: DecisionRule, encoder: LabelEncoder, label: str, value: float) -> None:
     if encoder.task_type == "binary":
         rule.threshold = value
@@ -147,14 +239,18 @@ def _score(predicted: np.ndarray, gold: np.ndarray, index: int, metric: str) -> 
     return float(hits / denominator) if denominator else 0.0
 
 
-def fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
-    """The temperature that minimises negative log-likelihood on held-out data."""
+def fit_temperature(logits: np.ndarray | WindowLogits, gold: np.ndarray) -> float:
+    """The temperature that minimises negative log-likelihood on held-out data.
+
+    ``logits`` is one row per example, or a ``WindowLogits`` whose texts may span
+    several windows; the likelihood is that of the probabilities ``predict`` reports.
+    """
     from scipy.optimize import minimize_scalar
 
+    scores = logits if isinstance(logits, WindowLogits) else WindowLogits.one_per_example(logits)
+
     def nll(log_t: float) -> float:
-        scaled = logits / np.exp(log_t)
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        log_probs = scores.log_probabilities(float(np.exp(log_t)))
         return float(-log_probs[np.arange(len(gold)), gold].mean())
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")

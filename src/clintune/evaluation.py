@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.decision import WindowLogits
 from clintune.metrics import (
     bootstrap_intervals,
     calibration_bins,
     classification_statistic,
     entity_statistic,
     ner_metrics,
-    softmax,
 )
 from clintune.prediction import Predictor
 from clintune.tasks import SequenceClassification
@@ -38,20 +38,22 @@ class Evaluation:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: np.ndarray | None = None) -> Evaluation:
-    """Score ``predictor`` on labelled ``data`` (``logits`` may be passed if already computed)."""
+def evaluate(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: WindowLogits | None = None) -> Evaluation:
+    """Score ``predictor`` on labelled ``data`` as read from its file (``logits`` may be passed if already computed)."""
     if isinstance(data, TaggedSentences):
         return evaluate_tagged(predictor, data, resamples, seed)
     return evaluate_texts(predictor, data, resamples, seed, logits)
 
 
-def evaluate_texts(predictor: Predictor, data: TextExamples, resamples: int, seed: int, logits: np.ndarray | None = None) -> Evaluation:
+def evaluate_texts(
+    predictor: Predictor, data: TextExamples, resamples: int, seed: int, logits: WindowLogits | None = None
+) -> Evaluation:
     task = predictor.task
     assert isinstance(task, SequenceClassification)
     encoder, rule = predictor.encoder, predictor.decision
     if logits is None:
-        logits = predictor.class_logits(data.texts)
-    probabilities = softmax(logits / rule.temperature)
+        logits = predictor.window_logits(data.texts)
+    probabilities = logits.probabilities(rule.temperature)
     gold = np.asarray(encoder.encode(data.labels or []))
     predicted = rule.predict(probabilities, encoder)
     metrics = task.metrics_from_probabilities(probabilities, gold, encoder, rule)

@@ -146,6 +146,7 @@ def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str,
         lines.append(f"Expected calibration error on validation data at training time: {ece:.4f}.")
     if rule.temperature != 1.0:
         lines.append(f"Probabilities are divided by a temperature of {rule.temperature:.4g}, fitted on held-out data.")
+    lines.append("`transformers.pipeline` does not read `decision.json`: it ignores this rule and predicts the most probable class.")
     return "\n".join(lines)
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clintune.errors import ClintuneError, HardwareError
-from clintune.labels import LabelEncoder
+from clintune.errors import ClintuneError, HardwareError, ModelFolderError
+from clintune.labels import LABELS_FILE, LabelEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -71,29 +71,83 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
 def load_model(
     task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool = False, pooling: str = "cls"
 ) -> Any:
-    """A pretrained encoder with a fresh (or matching) head whose labels are the real class names.
+    """A pretrained encoder to start training from, with a new head whose labels are the real class names.
 
     ``pooling="mean"`` puts clintune's mean-pooling head on the encoder (sequence
-    tasks only); a folder saved with that head is recognised from its config.json
-    whatever ``pooling`` says.
+    tasks only); a clintune folder saved with that head is recognised whatever
+    ``pooling`` says. A head already in the checkpoint is kept when its size fits
+    the labels and replaced (logged) when it does not; the weights that start
+    random are logged. For loading a trained folder, see :func:`load_trained_model`.
     """
+    model, info = _from_pretrained(task, name_or_path, encoder, trust_remote_code, pooling)
+    _log_fresh_weights(name_or_path, info)
+    return model
+
+
+def load_trained_model(task: Any, folder: str, encoder: LabelEncoder, trust_remote_code: bool = False) -> Any:
+    """A model folder written by ``clintune train``, with every weight read from the folder.
+
+    A head whose size disagrees with ``labels.json``, and any weight missing from
+    (or left over in) the folder, is a ``ModelFolderError``: loading on with random
+    weights would give confident, meaningless predictions.
+    """
+    model, info = _from_pretrained(task, folder, encoder, trust_remote_code, "cls")
+    _require_every_weight(folder, info, encoder)
+    return model
+
+
+def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool, pooling: str) -> tuple[Any, dict]:
+    """The model and transformers' loading info (missing, unexpected and mismatched keys); raises nothing for those."""
     import transformers
+
+    from clintune import heads
 
     labels = {"num_labels": len(encoder.classes), "id2label": encoder.id2label, "label2id": encoder.label2id}
     try:
+        if heads.is_mean_pooled_folder(name_or_path):
+            config = heads.backbone_config(name_or_path, trust_remote_code, **labels)
+            return heads.load_mean_pooled(name_or_path, config, trust_remote_code)
         config = transformers.AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **labels)
-        from clintune import heads
-
-        if heads.is_mean_pooled(config):
-            return heads.load_mean_pooled(name_or_path, config)
         if pooling == "mean":
             return heads.new_mean_pooled(name_or_path, config, trust_remote_code)
         auto_class = getattr(transformers, task.auto_model_name)
         return auto_class.from_pretrained(
-            name_or_path, config=config, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
+            name_or_path, config=config, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True
         )
     except (OSError, ValueError) as exc:
         raise ClintuneError(_load_failure(name_or_path, "model", exc)) from None
+
+
+def _log_fresh_weights(name_or_path: str, info: dict) -> None:
+    """Say which weights start random at the beginning of training (the new head, normally)."""
+    for key, before, after in sorted(info.get("mismatched_keys", ())):
+        logger.info("%s: %s has shape %s there; replaced by a new, randomly initialised %s for these labels",
+                    name_or_path, key, tuple(before), tuple(after))
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        logger.info("%s: newly initialised (not in the checkpoint): %s", name_or_path, _listed(missing))
+
+
+def _require_every_weight(folder: str, info: dict, encoder: LabelEncoder) -> None:
+    problems = []
+    for key, stored, expected in sorted(info.get("mismatched_keys", ())):
+        if len(stored) and len(expected) and stored[0] != expected[0] and stored[1:] == expected[1:]:
+            problems.append(f"its classification head has {stored[0]} outputs ({key}), but {LABELS_FILE} lists "
+                            f"{expected[0]} classes {list(encoder.classes)}")
+        else:
+            problems.append(f"{key} has shape {tuple(stored)} in the weights, {tuple(expected)} in config.json")
+    for kind, keys in (("missing from", info.get("missing_keys")), ("not expected in", info.get("unexpected_keys"))):
+        if keys:
+            problems.append(f"{len(keys)} weight(s) {kind} the weights file: {_listed(sorted(keys))}")
+    if problems:
+        raise ModelFolderError(
+            f"{folder}: the weights do not fit the model the folder describes: " + "; ".join(problems) + "\n"
+            "  fix: the folder was edited or mixed from two runs; retrain it or restore its original files"
+        )
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _load_failure(name_or_path: str, what: str, exc: Exception) -> str:

@@ -54,14 +54,16 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
     import torch
 
     from clintune.artifacts import check_model_folder, publish, write_json
-    from clintune.modeling import load_model
+    from clintune.modeling import load_tokenizer, load_trained_model
     from clintune.tasks import task_for
 
     _require("onnxscript")
     encoder, config = check_model_folder(model_dir)
     if (model_dir / ONNX_FILE).is_file():
         raise ClintuneError(f"{model_dir} is already an ONNX folder; export the PyTorch folder it came from")
-    model = load_model(task_for(encoder.task_type), str(model_dir), encoder).eval()
+    trust_remote_code = config.model.trust_remote_code
+    model = load_trained_model(task_for(encoder.task_type), str(model_dir), encoder, trust_remote_code).eval()
+    names = model_input_names(load_tokenizer(str(model_dir), trust_remote_code))
     staging = output_dir.with_name(f".{output_dir.name}.partial")
     if staging.exists():
         shutil.rmtree(staging)
@@ -69,13 +71,12 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
     for name in COPIED:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, staging / name)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    example = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
+    example = {name: (torch.zeros if name == "token_type_ids" else torch.ones)((2, 8), dtype=torch.long) for name in names}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     float_path = staging / ("model-fp32.onnx" if quantize else ONNX_FILE)
     with torch.inference_mode():
         torch.onnx.export(
-            _logits_only(model), tuple(example[n] for n in names), str(float_path), input_names=names,
+            _logits_only(model, names).eval(), tuple(example[n] for n in names), str(float_path), input_names=names,
             output_names=["logits"], dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
             dynamo=True, external_data=False, verbose=False,
         )
@@ -102,8 +103,14 @@ def _drop_intermediate_shapes(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _logits_only(model: Any) -> Any:
-    """``model`` wrapped so that the exported graph returns the logits tensor alone."""
+def model_input_names(tokenizer: Any) -> list[str]:
+    """The inputs the tokenizer gives the model (``token_type_ids`` only for encoders that have them)."""
+    produced = tokenizer("a")
+    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in produced]
+
+
+def _logits_only(model: Any, names: list[str]) -> Any:
+    """``model`` wrapped so that the exported graph takes ``names`` as inputs and returns the logits tensor alone."""
     import torch
 
     class LogitsOnly(torch.nn.Module):
@@ -111,8 +118,9 @@ def _logits_only(model: Any) -> Any:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(**{name: inputs[name] for name in names}).logits
 
     return LogitsOnly(model)
 

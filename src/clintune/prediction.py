@@ -17,9 +17,8 @@ import numpy as np
 
 from clintune.config import Config
 from clintune.data import preprocess_text
-from clintune.decision import DecisionRule
+from clintune.decision import DecisionRule, WindowLogits
 from clintune.labels import LabelEncoder
-from clintune.metrics import softmax
 from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
 from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
@@ -94,22 +93,23 @@ class Predictor:
 
     # -- classification ----------------------------------------------------
 
-    def class_logits(self, texts: list[str]) -> np.ndarray:
-        """One row of logits per text; the windows of a chunked long text are averaged."""
+    def window_logits(self, texts: list[str]) -> WindowLogits:
+        """Logits of every window of every raw text (one window each unless ``model.long_text: chunk``).
+
+        The texts are preprocessed here, with the model's ``data.preprocessing``, exactly
+        once: callers pass texts as the user or the data file gives them.
+        """
         settings = self.config.model
         texts = [preprocess_text(text, self.config.data.preprocessing) for text in texts]
         encoded = encode_texts(self.tokenizer, texts, settings.max_length, long_text=settings.long_text, stride=settings.stride)
         self._report_long(encoded)
-        sums = np.zeros((len(texts), len(self.encoder.classes)))
-        counts = np.zeros(len(texts))
-        for example, row in zip(encoded.example_index, self.logits(encoded.features)):
-            sums[example] += row
-            counts[example] += 1
-        return sums / counts[:, None]
+        rows = self.logits(encoded.features)
+        logits = np.stack(rows) if rows else np.zeros((0, len(self.encoder.classes)))
+        return WindowLogits(logits.astype(float), np.asarray(encoded.example_index, dtype=int), len(texts))
 
     def class_probabilities(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities per text, after the model's temperature."""
-        return softmax(self.class_logits(texts) / self.decision.temperature)
+        """Class probabilities per raw text, after the model's temperature (windows averaged, see ``WindowLogits``)."""
+        return self.window_logits(texts).probabilities(self.decision.temperature)
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Label, confidence and class probabilities for each text, by the model's decision rule."""

@@ -1,0 +1,89 @@
+"""What the model sees at prediction time: text preprocessed once, long texts' windows averaged as probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, write
+
+# The speaker-tag pattern of configs/section_header.yaml removes "Doctor:" once, leaving
+# "Documented: yes"; a second pass would also remove "Documented:" and leave "yes".
+TAGGED = "Doctor: Documented: yes"
+ONCE = "Documented: yes"
+
+
+def _model_probabilities(predictor, text: str | list[int], temperature: float = 1.0) -> np.ndarray:
+    """The folder's model run by hand on one already-preprocessed text or token id list (no Predictor logic)."""
+    if isinstance(text, str):
+        inputs = predictor.tokenizer([text], return_tensors="pt")
+    else:
+        inputs = {"input_ids": torch.tensor([text]), "attention_mask": torch.ones(1, len(text), dtype=torch.long)}
+    with torch.inference_mode():
+        logits = predictor.model.eval()(**inputs).logits[0].double()
+    return torch.softmax(logits / temperature, dim=-1).numpy()
+
+
+def test_eval_and_predict_preprocess_the_text_exactly_once(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    from clintune.api import evaluate, predict
+    from clintune.prediction import Predictor
+
+    folder = trained_models["section_header"]
+    expected = _model_probabilities(Predictor.from_folder(folder), ONCE)
+    assert np.abs(expected - _model_probabilities(Predictor.from_folder(folder), "yes")).max() > 1e-3, "the test needs texts that differ"
+    data = write(tmp_path / "tagged.csv", f'dialogue,section_header\n"{TAGGED}",ALLERGY\n')
+    evaluated = evaluate(folder, data, resamples=0)
+    assert list(evaluated.records[0]["probabilities"].values()) == pytest.approx(expected, abs=1e-5)
+    predicted = predict(folder, [TAGGED])[0]
+    assert list(predicted.probabilities.values()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clintune import api, baseline
+    from clintune.config import load_config
+    from clintune.modeling import load_tokenizer
+    from clintune.tasks import task_for
+
+    rows = [f'"{TAGGED}",ALLERGY', '"Patient: No allergies",ALLERGY', '"Doctor: Any fever?",ROS', '"Doctor: Any chills?",ROS']
+    train = write(tmp_path / "train.csv", "dialogue,section_header\n" + "\n".join(rows) + "\n")
+    config = api.resolve_paths(load_config(REPO / "configs/tiny/section_header.yaml",
+                                           [f"data.train={train}", f"data.validation={train}", "data.test=null"]))
+    data = api.prepare_data(config)
+    assert data.train.texts[0] == TAGGED, "data is read as the file holds it"
+    tokenizer = load_tokenizer(config.model.name_or_path)
+    encoded = api._encode(task_for("multiclass"), data.train, tokenizer, data.encoder, config, "train")
+    assert encoded.features[0]["input_ids"] == tokenizer(ONCE)["input_ids"]
+
+    seen: list[list[str]] = []
+    fit = baseline.fit_tfidf_logistic_regression
+    monkeypatch.setattr(baseline, "fit_tfidf_logistic_regression", lambda train, *a, **k: seen.append(train.texts) or fit(train, *a, **k))
+    baseline.run_baseline(config, data.train, {"validation": data.validation}, data.encoder)
+    assert seen[0][0] == ONCE
+
+
+def test_window_probabilities_are_averaged_by_hand() -> None:
+    from clintune.decision import WindowLogits
+
+    # text 0 has two windows, text 1 one. softmax([2, 0]) = (0.880797, 0.119203), softmax([0, 0]) = (0.5, 0.5);
+    # at temperature 2, softmax([1, 0]) = (0.731059, 0.268941).
+    scores = WindowLogits(np.array([[2.0, 0.0], [0.0, 0.0], [1.0, 1.0]]), np.array([0, 0, 1]), 2)
+    assert scores.probabilities() == pytest.approx(np.array([[0.690399, 0.309601], [0.5, 0.5]]), abs=1e-6)
+    assert scores.probabilities(2.0) == pytest.approx(np.array([[0.615529, 0.384471], [0.5, 0.5]]), abs=1e-6)
+    # averaging the logits instead would give softmax([1, 0]) = 0.731 for text 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_chunked_text_gets_the_mean_of_its_windows_probabilities(trained_models: dict[str, Path], temperature: float) -> None:
+    from clintune.decision import DecisionRule
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(trained_models["section_header"])
+    predictor.config.model.long_text, predictor.config.model.max_length, predictor.config.model.stride = "chunk", 16, 4
+    predictor.decision = DecisionRule(temperature=temperature)
+    text = "Any chest pain or shortness of breath? No allergies to penicillin. Any fever or chills at night? " * 3
+    windows = predictor.tokenizer(text, truncation=True, max_length=16, stride=4, return_overflowing_tokens=True)["input_ids"]
+    assert len(windows) >= 3
+    by_hand = np.mean([_model_probabilities(predictor, window, temperature) for window in windows], axis=0)
+    assert predictor.classify([text])[0].probabilities == pytest.approx(dict(zip(predictor.encoder.classes, by_hand)), abs=1e-5)
