@@ -247,3 +247,19 @@ def test_no_command_changes_a_file_outside_its_documented_outputs(trained_models
             assert all(p.stat().st_mode & 0o777 == 0o700 for p in (cache, cache.parent))
     assert not cache.parent.exists()  # cleared
     assert (s / "bystander.txt").read_text() == "keep me\n" and (s / "runs" / "notes.md").is_file()
+
+
+def test_a_model_folder_with_its_remote_code_is_replaceable_but_not_with_a_stray_script(tmp_path: Path) -> None:
+    from clintune.artifacts import check_output_dir
+
+    folder = tmp_path / "model"
+    for name in ("clintune.yaml", "labels.json", "model.safetensors", "tokenizer.json"):
+        write(folder / name, "x")
+    write(folder / "config.json", '{"auto_map": {"AutoConfig": "configuration_tiny.TinyConfig", '
+          '"AutoModel": "hub-org/repo--modeling_tiny.TinyModel"}}')
+    write(folder / "configuration_tiny.py", "")
+    write(folder / "modeling_tiny.py", "")
+    check_output_dir(folder, overwrite=True, resume=False)
+    write(folder / "analysis.py", "")
+    with pytest.raises(ClintuneError, match="it holds analysis.py"):
+        check_output_dir(folder, overwrite=True, resume=False)

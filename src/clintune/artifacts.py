@@ -45,6 +45,20 @@ def is_model_folder_file(name: str) -> bool:
     return name in MODEL_FOLDER_FILES or bool(_SHARD.match(name)) or _is_temporary(name)
 
 
+def _model_folder_files(folder: Path) -> Any:
+    """The test for names clintune writes into ``folder``, plus the remote-code modules its config.json names."""
+    modules: set[str] = set()
+    try:
+        auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auto_map") or {}
+        for reference in auto_map.values():
+            for entry in reference if isinstance(reference, list) else [reference]:
+                if isinstance(entry, str) and "." in entry:
+                    modules.add(entry.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return lambda name: is_model_folder_file(name) or name in modules
+
+
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and ".tmp-" in name
 
@@ -70,7 +84,8 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
             f"output.dir: {output_dir} already exists\n"
             "  fix: pass --overwrite to replace it, or choose another folder with --set output.dir=DIR"
         )
-    check_replaceable(output_dir, "output.dir", is_model_folder_file, (CONFIG_FILE, LABELS_FILE, "config.json"), "model folder")
+    check_replaceable(output_dir, "output.dir", _model_folder_files(output_dir), (CONFIG_FILE, LABELS_FILE, "config.json"),
+                      "model folder")
     work = work_dir_for(output_dir)
     check_replaceable(work, "output.dir", _is_work_dir_entry, (), "run's work folder")
     if work.exists() and not resume and not overwrite and has_checkpoints(output_dir):
