@@ -272,7 +272,7 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
         "versions": {"clintune": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     })
-    write_model_card(folder)
+    write_model_card(folder, published=Path(config.output.dir))
 
 
 def _describe_data(data: PreparedData) -> list[str]:
@@ -412,6 +412,7 @@ def export(
             "difference": exported.metrics[key] - original.metrics[key],
         }
         write_json(target / EXPORT_FILE, info)
+    _refresh_model_card(target)
     return {"output": str(target), **info}
 
 
