@@ -59,6 +59,10 @@ class TrainResult:
     output_dir: Path
     metrics: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: the model folder and its ``metrics.json`` content."""
+        return {"output_dir": str(self.output_dir), "metrics": self.metrics}
+
 
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a torchrun / accelerate launch."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -199,8 +198,9 @@ def predict(
     elif as_json:
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        for record in records:
-            typer.echo(_human_line(record))
+        names = [f"{source.row_kind} {row}" for row in source.rows] if source else [f"text {i}" for i in range(1, len(records) + 1)]
+        for name, record in zip(names, records):
+            typer.echo(_human_line(name, record))
 
 
 @app.command()
@@ -255,21 +255,23 @@ def _command_line() -> str:
 
 def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
     if isinstance(result, list):
-        return {"entities": [asdict(entity) for entity in result]}
-    record = {"label": result.label, "score": result.score}
-    if probabilities:
-        record["probabilities"] = result.probabilities
+        return {"entities": [entity.to_dict() for entity in result]}
+    record = result.to_dict()
+    if not probabilities:
+        del record["probabilities"]
     return record
 
 
-def _human_line(record: dict[str, Any]) -> str:
+def _human_line(name: str, record: dict[str, Any]) -> str:
+    """One tab-separated line per result (NER: per entity), each starting with the input it answers
+    (``text 2``, ``line 14``, ``row 5``), so results stay matched to inputs when read or grepped."""
     if "entities" in record:
         if not record["entities"]:
-            return "(no entities)"
+            return f"{name}\tno entities"
         return "\n".join(
-            f"{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
+            f"{name}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
         )
-    line = f"{record['label']}\t{record['score']:.3f}"
+    line = f"{name}\t{record['label']}\t{record['score']:.3f}"
     if "probabilities" in record:
         line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
     return line
