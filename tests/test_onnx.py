@@ -40,6 +40,8 @@ def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_mode
     check = json.loads((exported / "export.json").read_text())["check"]
     assert 0 <= check["agreement"] <= 1 and check["metric"] == "f1"
     assert "agree with PyTorch" in result.stdout
+    for chatter in ("Warning: ", "torchvision is not installed", "WARNING:root:", "Loading weights"):  # torch.onnx, onnxruntime
+        assert chatter not in result.stderr
     card = (exported / "README.md").read_text()
     assert card.splitlines()[0].endswith(", ONNX export") and "dynamic int8 weights" in card
     assert (f"Checked at export (`--check-data`) on `{check['data']}`: {check['agreement']:.2%} of word tags agree "

@@ -40,19 +40,60 @@ BatchOption = Annotated[
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
-def _setup_logging() -> None:
+LIBRARY_VERBS = ("train", "eval", "predict", "export")  # the verbs that load transformers
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Also show everything the libraries print (Trainer log dictionaries, load reports, warnings, progress bars).",
+    )] = False,
+) -> None:
+    _setup_logging(verbose)
+    if not verbose:
+        _quiet_libraries(load_transformers=ctx.invoked_subcommand in LIBRARY_VERBS)
+
+
+def _setup_logging(verbose: bool = False) -> None:
     """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
     import os
 
     rank = int(os.environ.get("RANK", "0"))
-    if rank:
+    if rank and not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("clintune: %(message)s" if rank == 0 else f"clintune[rank {rank}]: %(message)s"))
     root = logging.getLogger("clintune")
     root.handlers = [handler]
-    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING)
     root.propagate = False
+
+
+def _quiet_libraries(load_transformers: bool) -> None:
+    """Keep what libraries print on their own off the console; clintune's own messages are untouched.
+
+    Hidden: transformers' notices and load reports (errors still show), its weight
+    loading/saving progress bars, the ONNX exporter's and quantiser's warnings, other
+    libraries' log warnings, and deprecation and internal warnings raised in library
+    code. An environment variable the user set wins.
+    """
+    import os
+    import warnings
+
+    logging.getLogger().setLevel(logging.ERROR)  # libraries logging through the root logger (onnxruntime's quantiser)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TORCH_LOGS", "-onnx")  # torch.onnx's logger at ERROR ('torchvision is not installed')
+    outside_clintune = r"(?!clintune(\.|$))"
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=outside_clintune)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|onnxscript|onnx|onnxruntime)(\.|$)")
+    if load_transformers:
+        from huggingface_hub.utils import enable_progress_bars
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"; this also ...
+        enable_progress_bars()  # ... switches off the Hub's download bars, which stay
 
 
 @app.command()
@@ -279,7 +320,6 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
 
 def main() -> None:
     """Console entry point: run the app, turning user errors into messages."""
-    _setup_logging()
     try:
         app()
     except ClintuneError as exc:

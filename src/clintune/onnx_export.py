@@ -75,7 +75,7 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
     float_path = staging / ("model-fp32.onnx" if quantize else ONNX_FILE)
     with torch.inference_mode():
         torch.onnx.export(
-            _logits_only(model), tuple(example[n] for n in names), str(float_path), input_names=names,
+            _logits_only(model).eval(), tuple(example[n] for n in names), str(float_path), input_names=names,
             output_names=["logits"], dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
             dynamo=True, external_data=False, verbose=False,
         )
