@@ -1,8 +1,9 @@
 """The model card (``README.md``) of a model folder, rendered from the folder's own files.
 
-It is written by ``train`` and rewritten whenever ``eval`` changes the
-folder's decision rule, so its numbers are always those of ``metrics.json``
-and ``decision.json``.
+It is written by ``train``, rewritten whenever ``eval`` changes the
+folder's decision rule, and rewritten by ``export`` for the ONNX folder, so its
+numbers are always those of ``metrics.json``, ``decision.json`` and
+``export.json``.
 """
 
 from __future__ import annotations
