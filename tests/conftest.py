@@ -34,13 +34,18 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, tim
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every tiny config trained once through the real CLI; task name -> model folder."""
+    """Every tiny config trained once through the real CLI; task name -> model folder.
+
+    What each run printed is kept beside its folder as ``TASK.stdout`` and ``TASK.stderr``.
+    """
     root = tmp_path_factory.mktemp("models")
     folders = {}
     for task in TASKS:
         folder = root / task
         result = run_cli("train", f"configs/tiny/{task}.yaml", "--set", f"output.dir={folder}")
         assert result.returncode == 0, f"training {task} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        (root / f"{task}.stdout").write_text(result.stdout, encoding="utf-8")
+        (root / f"{task}.stderr").write_text(result.stderr, encoding="utf-8")
         folders[task] = folder
     return folders
 

@@ -88,6 +88,27 @@ def test_predict_ner_entities_have_offsets(trained_models: dict[str, Path]) -> N
     assert "cystic fibrosis" in [e["text"] for e in entities]
 
 
+def test_plain_predict_output_names_the_input_of_every_line(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    texts = ["Screening for  cystic fibrosis is recommended; Huntington disease was not observed.", "The patient slept well ."]
+    arguments = ["predict", "--model", str(trained_models["ner"]), "--text", texts[0], "--text", texts[1]]
+    plain, as_json = run_cli(*arguments), run_cli(*arguments, "--json")
+    assert plain.returncode == 0 and as_json.returncode == 0, plain.stderr
+    expected = []
+    for number, record in enumerate(json.loads(as_json.stdout), start=1):
+        expected += [f"text {number}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]]
+        expected += [] if record["entities"] else [f"text {number}\tno entities"]
+    assert plain.stdout.splitlines() == expected
+    assert expected[0].startswith("text 1\tDisease\t") and expected[-1] == "text 2\tno entities"
+
+    source = write(tmp_path / "texts.txt", "Doctor: Any allergies?\nPatient: Penicillin.\n\nDoctor: Do you smoke?\n")
+    result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(source))
+    assert result.returncode == 0, result.stderr
+    classes = json.loads((trained_models["section_header"] / "labels.json").read_text())["classes"]
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["line 1", "line 2", "line 4"]
+    assert all(row[1] in classes and 0 <= float(row[2]) <= 1 for row in rows)
+
+
 def test_predict_file_to_file(trained_models: dict[str, Path], tmp_path: Path) -> None:
     source = write(tmp_path / "texts.txt", "Doctor: Any allergies?\nPatient: Penicillin.\n\nDoctor: Do you smoke?\n")
     output = tmp_path / "out" / "predictions.jsonl"

@@ -25,6 +25,11 @@ def test_onnx_gives_the_same_labels_as_pytorch(trained_models: dict[str, Path], 
     assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
     if original.probabilities is not None:
         assert abs(onnx.probabilities - original.probabilities).max() < 1e-4
+    card = (exported / "README.md").read_text()
+    assert card.splitlines()[0].endswith(", ONNX export")
+    assert f"ONNX export (`model.onnx`, float32 weights) of the PyTorch model folder `{trained_models[task]}`" in card
+    assert "Not checked: exported without `--check-data`" in card
+    assert f"clintune train {exported.absolute()}/clintune.yaml" in card
 
 
 def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_models: dict[str, Path], tmp_path: Path) -> None:
@@ -35,6 +40,13 @@ def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_mode
     check = json.loads((exported / "export.json").read_text())["check"]
     assert 0 <= check["agreement"] <= 1 and check["metric"] == "f1"
     assert "agree with PyTorch" in result.stdout
+    for chatter in ("Warning: ", "torchvision is not installed", "WARNING:root:", "Loading weights"):  # torch.onnx, onnxruntime
+        assert chatter not in result.stderr
+    card = (exported / "README.md").read_text()
+    assert card.splitlines()[0].endswith(", ONNX export") and "dynamic int8 weights" in card
+    assert (f"Checked at export (`--check-data`) on `{check['data']}`: {check['agreement']:.2%} of word tags agree "
+            f"with the PyTorch model; f1 {check['pytorch']:.4f} (PyTorch) and {check['exported']:.4f} (ONNX)") in card
+    assert "--quantize int8 --output NEW_DIR-onnx" in card
     text = "Patients with cystic fibrosis were enrolled ."
     onnx = run_cli("predict", "--model", str(exported), "--text", text, "--json", "--threads", "1")
     assert onnx.returncode == 0, onnx.stderr

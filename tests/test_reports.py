@@ -120,3 +120,8 @@ def test_model_card_renders_with_the_metrics(trained_models: dict[str, Path]) ->
         run = json.loads((folder / "run.json").read_text())
         assert run["data"]["train"]["sha256"] in card
         assert "clintune train" in card and "Intended use" in card
+        # The command names the folder where it was published, not the staging folder it was written in.
+        assert f"clintune train {folder.absolute()}/clintune.yaml --set output.dir=NEW_DIR" in card
+        assert "final/clintune.yaml" not in card
+        # The card holds no figures, so it must not send the reader to any.
+        assert "figure" not in card.lower() and "![" not in card

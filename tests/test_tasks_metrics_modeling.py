@@ -36,6 +36,19 @@ def test_entities_carry_character_offsets() -> None:
     assert entities[0].score == pytest.approx(0.7)
 
 
+def test_results_are_json_serialisable() -> None:
+    import json
+
+    from clintune.tasks import Entity, Prediction
+
+    entity = Entity(text="cystic fibrosis", label="Disease", start=np.int64(13), end=np.int64(28), score=np.float32(0.75))
+    assert json.loads(json.dumps(entity.to_dict())) == {"text": "cystic fibrosis", "label": "Disease", "start": 13, "end": 28,
+                                                        "score": 0.75}
+    prediction = Prediction(label="valid", score=np.float64(0.5), probabilities={"invalid": np.float32(0.5), "valid": 0.5})
+    assert json.loads(json.dumps(prediction.to_dict())) == {"label": "valid", "score": 0.5,
+                                                            "probabilities": {"invalid": 0.5, "valid": 0.5}}
+
+
 def test_word_tags_read_first_subword() -> None:
     encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
     logits = np.full((6, 3), -5.0)

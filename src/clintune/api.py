@@ -62,6 +62,10 @@ class TrainResult:
     output_dir: Path
     metrics: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: the model folder and its ``metrics.json`` content."""
+        return {"output_dir": str(self.output_dir), "metrics": self.metrics}
+
 
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a torchrun / accelerate launch."""
@@ -317,7 +321,7 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
         "versions": {"clintune": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     })
-    write_model_card(folder)
+    write_model_card(folder, published=Path(config.output.dir))
 
 
 def _describe_data(data: PreparedData) -> list[str]:
@@ -468,6 +472,7 @@ def export(
             "difference": exported.metrics[key] - original.metrics[key],
         }
         write_json(target / EXPORT_FILE, info)
+    _refresh_model_card(target)
     return {"output": str(target), **info}
 
 

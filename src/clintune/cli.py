@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +40,9 @@ BatchOption = Annotated[
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
+LIBRARY_VERBS = ("train", "eval", "predict", "export")  # the verbs that load transformers
+
+
 def _print_version(value: bool) -> None:
     if value:
         from clintune import __version__
@@ -50,26 +52,59 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _options(
+def _global_options(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Also show everything the libraries print (Trainer log dictionaries, load reports, warnings, progress bars).",
+    )] = False,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print clintune's version and exit.")] = False,
 ) -> None:
     """Fine-tune BERT-family models on clinical and biomedical text from a YAML config."""
+    _setup_logging(verbose)
+    if not verbose:
+        _quiet_libraries(load_transformers=ctx.invoked_subcommand in LIBRARY_VERBS)
 
 
-def _setup_logging() -> None:
+def _setup_logging(verbose: bool = False) -> None:
     """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
     import os
 
     rank = int(os.environ.get("RANK", "0"))
-    if rank:
+    if rank and not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("clintune: %(message)s" if rank == 0 else f"clintune[rank {rank}]: %(message)s"))
     root = logging.getLogger("clintune")
     root.handlers = [handler]
-    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING)
     root.propagate = False
+
+
+def _quiet_libraries(load_transformers: bool) -> None:
+    """Keep what libraries print on their own off the console; clintune's own messages are untouched.
+
+    Hidden: transformers' notices and load reports (errors still show), its weight
+    loading/saving progress bars, the ONNX exporter's and quantiser's warnings, other
+    libraries' log warnings, and deprecation and internal warnings raised in library
+    code. An environment variable the user set wins.
+    """
+    import os
+    import warnings
+
+    logging.getLogger().setLevel(logging.ERROR)  # libraries logging through the root logger (onnxruntime's quantiser)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TORCH_LOGS", "-onnx")  # torch.onnx's logger at ERROR ('torchvision is not installed')
+    outside_clintune = r"(?!clintune(\.|$))"
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=outside_clintune)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|onnxscript|onnx|onnxruntime)(\.|$)")
+    if load_transformers:
+        from huggingface_hub.utils import enable_progress_bars
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"; this also ...
+        enable_progress_bars()  # ... switches off the Hub's download bars, which stay
 
 
 @app.command()
@@ -217,8 +252,9 @@ def predict(
     elif as_json:
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        for record in records:
-            typer.echo(_human_line(record))
+        names = [f"{source.row_kind} {row}" for row in source.rows] if source else [f"text {i}" for i in range(1, len(records) + 1)]
+        for name, record in zip(names, records):
+            typer.echo(_human_line(name, record))
 
 
 @app.command()
@@ -311,21 +347,23 @@ def _command_line() -> str:
 
 def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
     if isinstance(result, list):
-        return {"entities": [asdict(entity) for entity in result]}
-    record = {"label": result.label, "score": result.score}
-    if probabilities:
-        record["probabilities"] = result.probabilities
+        return {"entities": [entity.to_dict() for entity in result]}
+    record = result.to_dict()
+    if not probabilities:
+        del record["probabilities"]
     return record
 
 
-def _human_line(record: dict[str, Any]) -> str:
+def _human_line(name: str, record: dict[str, Any]) -> str:
+    """One tab-separated line per result (NER: per entity), each starting with the input it answers
+    (``text 2``, ``line 14``, ``row 5``), so results stay matched to inputs when read or grepped."""
     if "entities" in record:
         if not record["entities"]:
-            return "(no entities)"
+            return f"{name}\tno entities"
         return "\n".join(
-            f"{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
+            f"{name}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
         )
-    line = f"{record['label']}\t{record['score']:.3f}"
+    line = f"{name}\t{record['label']}\t{record['score']:.3f}"
     if "probabilities" in record:
         line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
     return line
@@ -333,7 +371,6 @@ def _human_line(record: dict[str, Any]) -> str:
 
 def main() -> None:
     """Console entry point: run the app, turning user errors into messages."""
-    _setup_logging()
     try:
         app()
     except ClintuneError as exc:

@@ -37,6 +37,10 @@ class Evaluation:
     positive_id: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: what the report folder's metrics.json, predictions.jsonl and errors.jsonl hold."""
+        return {"metrics": self.metrics, "records": self.records, "errors": self.errors}
+
 
 def evaluate(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: WindowLogits | None = None) -> Evaluation:
     """Score ``predictor`` on labelled ``data`` as read from its file (``logits`` may be passed if already computed)."""

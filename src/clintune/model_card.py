@@ -1,8 +1,9 @@
 """The model card (``README.md``) of a model folder, rendered from the folder's own files.
 
-It is written by ``train`` and rewritten whenever ``eval`` changes the
-folder's decision rule, so its numbers are always those of ``metrics.json``
-and ``decision.json``.
+It is written by ``train``, rewritten whenever ``eval`` changes the
+folder's decision rule, and rewritten by ``export`` for the ONNX folder, so its
+numbers are always those of ``metrics.json``, ``decision.json`` and
+``export.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from clintune.decision import DecisionRule
 from clintune.labels import LabelEncoder
+from clintune.onnx_export import EXPORT_FILE, ONNX_FILE
 
 CARD_FILE = "README.md"
 RUN_FILE = "run.json"
@@ -40,8 +42,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def render_model_card(folder: Path) -> str:
-    """Markdown describing the model in ``folder``: task, data, config, metrics, use, reproduction."""
+def render_model_card(folder: Path, published: Path | None = None) -> str:
+    """Markdown describing the model in ``folder``: task, data, config, metrics, use, reproduction.
+
+    ``published`` is where the folder will be found when the card is written
+    in a staging folder (default: ``folder`` itself); the card's commands name it.
+    An ONNX folder's card says so and reports the check made at export.
+    """
+    published = (published or folder).absolute()
+    export = _export_info(folder)
     config = yaml.safe_load((folder / "clintune.yaml").read_text(encoding="utf-8"))
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")) if (folder / RUN_FILE).is_file() else {}
@@ -51,11 +60,15 @@ def render_model_card(folder: Path) -> str:
     entity_types = sorted({c[2:] for c in encoder.classes if c != "O"})
     shown = entity_types if task_type == "ner" else list(encoder.classes)
     lines = [
-        f"# {config['task']['name']} ({task_type})",
+        f"# {config['task']['name']} ({task_type})" + (", ONNX export" if export is not None else ""),
         "",
         PURPOSE[task_type].format(labels=", ".join(f"`{c}`" for c in shown), n=len(shown)),
         f"Fine-tuned by clintune from `{config['model']['name_or_path']}`.",
         "",
+    ]
+    if export is not None:
+        lines += [_export_text(export), "", "## Export check", "", _export_check_text(export), ""]
+    lines += [
         "## Labels",
         "",
         _labels_table(encoder, metrics),
@@ -80,14 +93,45 @@ def render_model_card(folder: Path) -> str:
     lines += ["## Reproduce", "", "```bash"]
     if run.get("command"):
         lines.append(f"# as run ({run.get('created', 'unknown date')}):\n{run['command']}")
-    lines += [f"# from this folder's resolved config:\nclintune train {folder.name}/clintune.yaml --set output.dir=NEW_DIR", "```"]
+    lines += [f"# from this folder's resolved config:\nclintune train {published}/clintune.yaml --set output.dir=NEW_DIR"]
+    if export is not None:
+        quantize = " --quantize int8" if export.get("quantize") == "int8" else ""
+        lines.append(f"clintune export --model NEW_DIR{quantize} --output NEW_DIR-onnx")
+    lines.append("```")
     if run.get("versions"):
         lines += ["", "Software: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(folder: Path) -> None:
-    (folder / CARD_FILE).write_text(render_model_card(folder), encoding="utf-8")
+def write_model_card(folder: Path, published: Path | None = None) -> None:
+    (folder / CARD_FILE).write_text(render_model_card(folder, published), encoding="utf-8")
+
+
+def _export_info(folder: Path) -> dict[str, Any] | None:
+    """``export.json`` of an ONNX folder; None for a PyTorch folder."""
+    if not (folder / ONNX_FILE).is_file():
+        return None
+    path = folder / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _export_text(export: dict[str, Any]) -> str:
+    weights = "dynamic int8 weights, one scale per output channel" if export.get("quantize") == "int8" else "float32 weights"
+    source = f" of the PyTorch model folder `{export['source']}`" if export.get("source") else ""
+    return (f"This folder is the ONNX export (`{ONNX_FILE}`, {weights}){source}; `clintune predict` and "
+            "`clintune eval` run it on ONNX Runtime. The metrics below were measured on the PyTorch model at "
+            "training time; the export check says how closely this export follows it.")
+
+
+def _export_check_text(export: dict[str, Any]) -> str:
+    check = export.get("check")
+    if not check:
+        return ("Not checked: exported without `--check-data`. To compare it with the PyTorch model, export again "
+                "(to another `--output`) with `--check-data FILE` (a labelled file), or run `clintune eval` on both "
+                "folders with the same file.")
+    return (f"Checked at export (`--check-data`) on `{check['data']}`: {check['agreement']:.2%} of {check['agreement_unit']} "
+            f"agree with the PyTorch model; {check['metric']} {check['pytorch']:.4f} (PyTorch) and {check['exported']:.4f} "
+            f"(ONNX), a difference of {check['difference']:+.4f}.")
 
 
 def _labels_table(encoder: LabelEncoder, metrics: dict[str, Any]) -> str:
@@ -159,8 +203,15 @@ def _limitations(config: dict[str, Any]) -> str:
         + ("read in overlapping windows." if config["task"]["type"] == "ner" or config["model"].get("long_text") == "chunk"
            else "truncated: later text is not seen."),
         "- Rare classes with few training examples have wide confidence intervals; check the per-class table.",
-        "- Probabilities are calibrated only as far as the reliability figures above show.",
+        _calibration_limitation(config["task"]["type"]),
     ])
+
+
+def _calibration_limitation(task_type: str) -> str:
+    if task_type == "ner":
+        return "- Entity scores are the mean probability of their words' tags; their calibration is not measured."
+    return ("- Probabilities are calibrated only as far as the expected calibration error above says; "
+            "`clintune eval --output DIR` draws the reliability diagram (`reliability.png`).")
 
 
 def _number(value: Any) -> str:

@@ -20,7 +20,7 @@ from clintune.errors import ClintuneError
 ONNX_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
 COPIED = ("config.json", "labels.json", "clintune.yaml", "decision.json", "tokenizer.json", "tokenizer_config.json",
-          "special_tokens_map.json", "vocab.txt", "README.md", "run.json")
+          "special_tokens_map.json", "vocab.txt", "README.md", "run.json", "metrics.json")
 
 
 def _require(module: str) -> Any:

@@ -21,27 +21,61 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def confusion_matrix_figure(gold: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], title: str) -> Any:
-    """Counts of gold (rows) against predicted (columns) classes, with class names."""
+def confusion_matrix_figure(
+    gold: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], title: str, positive: int | None = None
+) -> Any:
+    """Counts of gold (rows) against predicted (columns) classes, with class names.
+
+    The colour scale starts at zero, every cell shows its count (zeros too) in
+    black or white, whichever contrasts more with the cell. For a binary model
+    (``positive`` given) the cells are also named: missed positives, false
+    alarms, true positives and negatives.
+    """
     from sklearn.metrics import confusion_matrix
 
     matrix = confusion_matrix(gold, predicted, labels=list(range(len(classes))))
     size = max(4.0, 0.45 * len(classes) + 2.5)
     figure = _figure(size + 1, size)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max(initial=0)), 1))
     figure.colorbar(image, ax=axes, shrink=0.8, label="examples")
     axes.set_xticks(range(len(classes)), labels=classes, rotation=60, ha="right", fontsize=8)
     axes.set_yticks(range(len(classes)), labels=classes, fontsize=8)
-    axes.set_xlabel("predicted class")
+    named = positive is not None and len(classes) == 2
+    axes.set_xlabel(f"predicted class (positive: {classes[positive]})" if named else "predicted class")
     axes.set_ylabel("gold class")
     axes.set_title(title)
-    threshold = matrix.max() / 2 if matrix.size else 0
+    names = binary_cell_names(positive) if named else {}
+    fontsize = 11 if len(classes) <= 4 else 9 if len(classes) <= 10 else 7
     for (row, column), count in np.ndenumerate(matrix):
-        if count:
-            axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
-                      color="white" if count > threshold else "black")
+        label = str(count) + (f"\n{names[row, column]}" if names else "")
+        axes.text(column, row, label, ha="center", va="center", fontsize=fontsize,
+                  color=readable_text_colour(image.to_rgba(count)))
     return figure
+
+
+def binary_cell_names(positive: int) -> dict[tuple[int, int], str]:
+    """(gold, predicted) cell -> what its examples are, for a binary model with class ``positive``."""
+    negative = 1 - positive
+    return {
+        (positive, positive): "true positives",
+        (positive, negative): "missed positives",
+        (negative, positive): "false alarms",
+        (negative, negative): "true negatives",
+    }
+
+
+def readable_text_colour(background: tuple[float, ...]) -> str:
+    """Black or white, whichever has the higher WCAG contrast ratio against ``background`` (RGB(A), 0-1)."""
+    background_luminance = _relative_luminance(background[:3])
+    on_black = (background_luminance + 0.05) / 0.05
+    on_white = 1.05 / (background_luminance + 0.05)
+    return "black" if on_black >= on_white else "white"
+
+
+def _relative_luminance(rgb: tuple[float, ...]) -> float:
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
 def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> Any:
@@ -88,21 +122,27 @@ def _operating_point(thresholds: np.ndarray, threshold: float, descending: bool 
 
 
 def reliability_figure(calibration: dict[str, Any]) -> Any:
-    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    figure = _figure(5, 4.5)
-    axes = figure.add_subplot()
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), and below it
+    how many examples each bin holds, so that a bar of three examples is not read like one of three hundred."""
+    figure = _figure(5, 5.5)
+    axes, counts_axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     bins = calibration["bins"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    width = 1.0 / calibration["n_bins"]
-    axes.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, alpha=0.7, label="accuracy in bin")
+    width = 0.9 / calibration["n_bins"]
+    axes.bar(centres, [b["accuracy"] for b in bins], width=width, alpha=0.7, label="accuracy in bin")
     axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", label="mean confidence")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
     axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("confidence (probability of the predicted class)")
+    axes.set_ylim(0, 1.02)
     axes.set_ylabel("accuracy")
     axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}")
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
+    counts = [b["count"] for b in bins]
+    bars = counts_axes.bar(centres, counts, width=width, color="grey")
+    counts_axes.bar_label(bars, labels=[str(c) for c in counts], fontsize=8, padding=2)
+    counts_axes.set_ylim(0, max(counts, default=1) * 1.35)
+    counts_axes.set_ylabel("examples")
+    counts_axes.set_xlabel("confidence (probability of the predicted class)")
     return figure
 
 

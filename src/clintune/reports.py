@@ -5,9 +5,9 @@
 | metrics.json | headline metrics, per-class table, intervals, calibration, decision rule |
 | per_class.csv | precision, recall, F1 and support per class (per entity type for NER) |
 | predictions.jsonl | each row's gold label, prediction and class probabilities (NER: tags) |
-| confusion_matrix.png, .csv | gold (rows) against predicted (columns) classes (NER: word tags) |
+| confusion_matrix.png, .csv | gold (rows) against predicted (columns) classes (NER: word tags); binary cells named |
 | roc.png, precision_recall.png | binary models: curves with the decision threshold marked |
-| reliability.png | classification: calibration diagram with the ECE |
+| reliability.png | classification: calibration diagram with the ECE and the examples in each bin |
 | errors.jsonl | NER: missed, false-positive, boundary and type errors with their sentence |
 
 The folder is assembled beside its destination and renamed into place whole.
@@ -55,8 +55,9 @@ def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[s
     (staging / "confusion_matrix.csv").write_text(
         confusion_csv(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes), encoding="utf-8"
     )
-    plots.save(plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes, title),
-               staging / "confusion_matrix.png")
+    figure = plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes, title,
+                                           evaluation.positive_id)
+    plots.save(figure, staging / "confusion_matrix.png")
     if evaluation.positive_id is not None and evaluation.probabilities is not None:
         is_positive = (evaluation.gold_ids == evaluation.positive_id).astype(int)
         if 0 < is_positive.sum() < len(is_positive):

@@ -29,6 +29,10 @@ class Prediction:
     score: float
     probabilities: dict[str, float]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: ``{"label", "score", "probabilities"}``."""
+        return {"label": self.label, "score": float(self.score), "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
+
 
 @dataclass
 class Entity:
@@ -39,6 +43,10 @@ class Entity:
     start: int
     end: int
     score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: ``{"text", "label", "start", "end", "score"}``."""
+        return {"text": self.text, "label": self.label, "start": int(self.start), "end": int(self.end), "score": float(self.score)}
 
 
 class Task(Protocol):

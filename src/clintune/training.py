@@ -97,7 +97,7 @@ def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has
         remove_unused_columns=False,
         dataloader_pin_memory=precision != "fp32",
         use_cpu=device == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name; the old one warns
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_find_unused_parameters=t.ddp_find_unused_parameters,
         deepspeed=t.deepspeed,
@@ -155,13 +155,83 @@ def run_trainer(
         compute_metrics=metrics_function(task, encoder),
         callbacks=callbacks,
     )
+    _report_progress(trainer, config.training.metric_for_best_model or default_metric(config.task.type))
     checkpoint = _last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume: no checkpoint found in %s; starting from the beginning", checkpoint_dir)
     elif checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[logging.getLogger("clintune")]):  # progress lines above the bar, not through it
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return trainer
+
+
+def _report_progress(trainer: Any, metric: str) -> None:
+    """clintune's own progress: the training bar and one line per evaluation, instead of the Trainer's
+    raw log dictionaries on stdout and an evaluation bar each epoch. With ``--verbose`` (clintune's
+    logger at DEBUG) the Trainer's own reporting stays as well."""
+    from transformers.trainer_callback import ProgressCallback
+
+    if not logger.isEnabledFor(logging.DEBUG):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_training_bar_class()())
+    trainer.add_callback(_evaluation_report_class()(metric))
+
+
+def _training_bar_class() -> Any:
+    from transformers.trainer_callback import ProgressCallback
+
+    class TrainingBar(ProgressCallback):
+        """The Trainer's step progress bar alone: no log dictionaries, no evaluation bars."""
+
+        def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any) -> None:
+            pass
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            pass
+
+    return TrainingBar
+
+
+def _evaluation_report_class() -> Any:
+    from transformers import TrainerCallback
+
+    class EvaluationReport(TrainerCallback):
+        """One ``clintune:`` line per evaluation (losses and the model-selection metric) and one at the end."""
+
+        def __init__(self, metric: str) -> None:
+            self.metric = metric
+            self.train_loss: float | None = None
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            if "loss" in logs:
+                self.train_loss = logs["loss"]
+            if "eval_loss" in logs:
+                logger.info(describe_evaluation(logs, self.train_loss, self.metric, state.global_step, args.num_train_epochs))
+                self.train_loss = None
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero and state.best_metric is not None:
+                step = (state.best_model_checkpoint or "").rpartition("-")[2]
+                logger.info("best validation %s %.4f%s%s", self.metric, state.best_metric, f" at step {step}" if step.isdigit() else "",
+                            "" if state.global_step >= state.max_steps else f" (stopped early at step {state.global_step})")
+
+    return EvaluationReport
+
+
+def describe_evaluation(logs: dict[str, Any], train_loss: float | None, metric: str, step: int, epochs: float) -> str:
+    """``epoch 2/4: train loss 0.6298, validation loss 0.3783, f1 0.9643`` from the Trainer's evaluation log."""
+    epoch = float(logs.get("epoch", 0.0))
+    when = f"epoch {round(epoch)}/{epochs:g}" if abs(epoch - round(epoch)) < 1e-6 else f"step {step} (epoch {epoch:.2f}/{epochs:g})"
+    parts = [] if train_loss is None else [f"train loss {train_loss:.4g}"]
+    parts.append(f"validation loss {logs['eval_loss']:.4g}")
+    if metric != "loss" and f"eval_{metric}" in logs:
+        parts.append(f"{metric} {logs[f'eval_{metric}']:.4f}")
+    return f"{when}: " + ", ".join(parts)
 
 
 def _trainer_class() -> Any:
