@@ -9,7 +9,7 @@ from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
 from clintune.modeling import Hardware, resolve_precision
 from clintune.tasks import SequenceClassification, TokenClassification, bio_spans, entities_from_words
-from clintune.tokenization import IGNORE_INDEX, split_words
+from clintune.tokenization import split_words
 
 CPU = Hardware(cuda=False, bf16=False, mps=False)
 GPU = Hardware(cuda=True, bf16=False, mps=False)
@@ -88,14 +88,6 @@ def test_ner_metrics_entity_level() -> None:
     assert metrics["precision"] == pytest.approx(0.5)
     assert metrics["recall"] == pytest.approx(0.5)
     assert metrics["per_class"]["Disease"]["support"] == 2
-
-
-def test_token_metrics_ignore_special_positions() -> None:
-    encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
-    logits = np.zeros((4, 3))
-    logits[1, 1] = logits[2, 0] = 9.0
-    labels = np.array([IGNORE_INDEX, 1, 0, IGNORE_INDEX])
-    assert TokenClassification().metrics([logits], [labels], encoder)["f1"] == 1.0
 
 
 def test_classification_decode_respects_threshold() -> None:
