@@ -50,6 +50,18 @@ def test_chunked_classification_checkpoint_is_chosen_by_document(tmp_path: Path)
     check_kept_checkpoint_is_scored_like_eval(folder, "data/seriousness/validation.jsonl", "f1_macro")
 
 
+def test_early_stopping_follows_the_evaluator(tmp_path: Path) -> None:
+    """Patience counts evaluations by eval's metric: training stops ``patience`` evaluations after the best."""
+    folder = tmp_path / "ner"
+    result = run_cli("train", "configs/tiny/ner.yaml", "--set", f"output.dir={folder}", "--set", "training.epochs=8",
+                     "--set", "training.early_stopping_patience=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    scored = [entry["eval_f1"] for entry in evaluations(folder, "f1")]
+    best = scored.index(max(scored))
+    assert len(scored) == best + 2 < 8, f"should stop one evaluation after the best: {scored}"
+    assert json.loads((folder / "metrics.json").read_text())["selection"]["evaluations"] == len(scored)
+
+
 def test_selection_summary_names_the_kept_and_the_last_evaluation() -> None:
     from clintune.training import selection_summary
 
