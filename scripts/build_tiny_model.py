@@ -4,6 +4,8 @@
 A real BERT architecture, just small: 2 layers, width 32, 2 heads, and an
 uncased WordPiece vocabulary made of the words in the synthetic sample data
 plus every single character (so any text tokenises without [UNK] floods).
+The NER validation and test files are left out of the vocabulary: their
+disease names are meant to be unseen, so they reach the model as word pieces.
 It is saved with ``save_pretrained`` and loaded by clintune through the same
 ``from_pretrained`` path as Bio_ClinicalBERT. Random weights, seeded: it is a
 smoke-test encoder, not a pretrained one.
@@ -22,13 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SEED = 0
+HELD_OUT = ("ner/validation.conll", "ner/test.conll")
 
 
 def build_vocab(data_dir: Path, max_words: int = 900) -> list[str]:
     """Special tokens, characters, ##characters, then frequent sample-data words (sorted, stable)."""
     counts: Counter[str] = Counter()
     for path in sorted(data_dir.rglob("*")):
-        if path.suffix in (".csv", ".jsonl", ".conll"):
+        if path.suffix in (".csv", ".jsonl", ".conll") and path.relative_to(data_dir).as_posix() not in HELD_OUT:
             counts.update(re.findall(r"[a-z0-9]+", path.read_text(encoding="utf-8").lower()))
     characters = list(string.ascii_lowercase + string.digits + string.punctuation)
     words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1][:max_words]

@@ -147,6 +147,10 @@ def seriousness_rows(rng: random.Random, n: int, start_id: int) -> list[dict[str
 
 # -- NER (NCBI-disease shape) ----------------------------------------------------------
 
+# Validation and test sentences name diseases that training never shows: new
+# combinations of training words and names with unseen words (which the tiny
+# model's vocabulary lacks, so they reach it as word pieces). A tagger cannot
+# score by remembering the training strings.
 DISEASES = [
     ["breast", "cancer"],
     ["cystic", "fibrosis"],
@@ -159,6 +163,22 @@ DISEASES = [
     ["myotonic", "dystrophy"],
     ["adrenoleukodystrophy"],
 ]
+VALIDATION_DISEASES = [
+    ["colorectal", "cancer"],
+    ["breast", "carcinoma"],
+    ["hemophilia", "b"],
+    ["type", "1", "diabetes"],
+    ["lung", "cancer"],
+    ["marfan", "syndrome"],
+]
+TEST_DISEASES = [
+    ["ovarian", "carcinoma"],
+    ["muscular", "dystrophy"],
+    ["pancreatic", "cancer"],
+    ["myotonic", "cataract"],
+    ["polycystic", "kidney", "disease"],
+    ["fragile", "x", "syndrome"],
+]
 NER_TEMPLATES = [
     "Mutations in the gene cause {d} in affected families .",
     "Patients with {d} were enrolled in the study .",
@@ -169,7 +189,7 @@ NER_TEMPLATES = [
 ]
 
 
-def ner_sentences(rng: random.Random, n: int) -> list[tuple[list[str], list[str]]]:
+def ner_sentences(rng: random.Random, n: int, diseases: list[list[str]]) -> list[tuple[list[str], list[str]]]:
     sentences = []
     for _ in range(n):
         template = rng.choice(NER_TEMPLATES)
@@ -177,7 +197,7 @@ def ner_sentences(rng: random.Random, n: int) -> list[tuple[list[str], list[str]
         tags: list[str] = []
         for word in template.split():
             if word == "{d}":
-                disease = rng.choice(DISEASES)
+                disease = rng.choice(diseases)
                 tokens.extend(w.capitalize() if rng.random() < 0.3 else w for w in disease)
                 tags.extend(["B-Disease"] + ["I-Disease"] * (len(disease) - 1))
             else:
@@ -219,8 +239,8 @@ def main() -> None:
     write_csv(data / "section_header" / "test.csv", section_rows(rng, 40, 190))
     for split, n, start in (("train", 150, 0), ("validation", 40, 150), ("test", 40, 190)):
         write_jsonl(data / "seriousness" / f"{split}.jsonl", seriousness_rows(rng, n, start))
-    for split, n in (("train", 200), ("validation", 50), ("test", 50)):
-        write_conll(data / "ner" / f"{split}.conll", ner_sentences(rng, n))
+    for split, n, diseases in (("train", 200, DISEASES), ("validation", 50, VALIDATION_DISEASES), ("test", 50, TEST_DISEASES)):
+        write_conll(data / "ner" / f"{split}.conll", ner_sentences(rng, n, diseases))
     print(f"synthetic sample data written to {data}")
 
 

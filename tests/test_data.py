@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import REPO, write
 
 from clintune.config import PreprocessingSection, validate_config
 from clintune.data import (
@@ -156,3 +156,20 @@ def test_stratified_split_keeps_every_class() -> None:
     assert not set(train.texts) & set(val.texts)
     again, _ = stratified_split(data, 0.2, seed=1)
     assert again.texts == train.texts
+
+
+def test_sample_ner_evaluation_entities_never_occur_in_training() -> None:
+    """The synthetic validation and test sentences name diseases training never shows, so the tiny
+    model's scores measure tagging, not recall of memorised strings."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    def entity_strings(split: str) -> set[str]:
+        config = make_config(REPO / "data/ner/train.conll", "ner", format="conll")
+        data = read_split(config, str(REPO / f"data/ner/{split}.conll"))
+        return {" ".join(words[first : last + 1]).lower() for words, tags in zip(data.tokens, data.tags)
+                for _, first, last in get_entities(tags)}
+
+    train = entity_strings("train")
+    for split in ("validation", "test"):
+        held_out = entity_strings(split)
+        assert len(held_out) >= 5 and not held_out & train, split

@@ -30,6 +30,8 @@ def test_torchrun_two_processes_write_one_folder(tmp_path: Path) -> None:
     for key in ("precision", "recall", "f1", "accuracy", "n_entities", "n_sentences"):
         assert again[key] == pytest.approx(metrics[key]), key
     assert metrics["n_sentences"] == 50, "metrics cover the whole validation set, not one shard"
+    selection = json.loads((out / "ner" / "metrics.json").read_text())["selection"]
+    assert selection["kept_value"] == pytest.approx(again["f1"]), "the checkpoint is chosen by what eval prints"
 
     log = json.loads((out / "ner" / "training_log.json").read_text())
     # 200 sentences, batch 16 per process, 2 processes, 4 epochs: ceil(200 / 32) * 4 steps

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, run_cli
+from conftest import TINY_MODEL, require_module, run_cli
 
 
 def _encoder():
@@ -59,7 +59,8 @@ def test_trained_mean_pooled_folder_reloads_and_predicts(mean_pooled_model: Path
 
 
 def test_mean_pooled_onnx_export_gives_the_same_labels(mean_pooled_model: Path, tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript")
+    require_module("onnxruntime")
+    require_module("onnxscript")
     from clintune.api import evaluate, export
 
     export(mean_pooled_model, tmp_path / "onnx")

@@ -8,8 +8,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, run_cli
+from scipy import stats
 
 
 def copy_model(trained_models: dict[str, Path], task: str, tmp_path: Path) -> Path:
@@ -22,6 +24,39 @@ def read_confusion(path: Path) -> dict[str, dict[str, int]]:
     rows = list(csv.reader(path.open()))
     header = rows[0][1:]
     return {row[0]: dict(zip(header, map(int, row[1:]))) for row in rows[1:]}
+
+
+def expected_calibration_error(predictions: list[dict], n_bins: int = 10) -> float:
+    """Top-label ECE over equal-width confidence bins (low, high], from the report's own rows."""
+    confidence = np.array([max(p["probabilities"].values()) for p in predictions])
+    correct = np.array([p["correct"] for p in predictions], dtype=float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    return sum(abs(confidence[bins == b].mean() - correct[bins == b].mean()) * np.sum(bins == b)
+               for b in range(n_bins) if np.any(bins == b)) / len(predictions)
+
+
+def seqeval_f1(predictions_file: Path) -> float:
+    from seqeval.metrics import f1_score
+
+    rows = [json.loads(line) for line in predictions_file.read_text().splitlines()]
+    return f1_score([r["gold"] for r in rows], [r["predicted"] for r in rows])
+
+
+def entity_counts(predictions_file: Path) -> np.ndarray:
+    """Per sentence: exactly matched, predicted and gold entities."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    counts = []
+    for line in predictions_file.read_text().splitlines():
+        row = json.loads(line)
+        gold, predicted = set(get_entities(row["gold"])), set(get_entities(row["predicted"]))
+        counts.append((len(gold & predicted), len(predicted), len(gold)))
+    return np.array(counts, dtype=float)
+
+
+def micro_f1(counts: np.ndarray) -> float:
+    hits, predicted, gold = counts.sum(axis=0)
+    return 2 * hits / (predicted + gold) if predicted + gold else 0.0
 
 
 def test_multiclass_report_is_consistent(trained_models: dict[str, Path], tmp_path: Path) -> None:
@@ -43,10 +78,12 @@ def test_multiclass_report_is_consistent(trained_models: dict[str, Path], tmp_pa
     for label in confusion:
         assert sum(row[label] for row in confusion.values()) == predicted_counts[label]
     assert metrics["accuracy"] == pytest.approx(sum(p["correct"] for p in predictions) / len(predictions))
-    for key in ("accuracy", "f1_macro"):
-        interval = metrics["confidence_intervals"][key]
-        assert interval["low"] <= metrics[key] <= interval["high"]
-    assert 0 <= metrics["ece"] <= 1
+    correct = np.array([p["correct"] for p in predictions], dtype=float)
+    expected = stats.bootstrap((correct,), np.mean, method="percentile", n_resamples=1000, random_state=0).confidence_interval
+    interval = metrics["confidence_intervals"]["accuracy"]
+    # 40 examples: accuracy moves in steps of 0.025; two bootstraps of 1000 resamples agree to about one step
+    assert (interval["low"], interval["high"]) == pytest.approx((expected.low, expected.high), abs=0.03)
+    assert metrics["ece"] == pytest.approx(expected_calibration_error(predictions), abs=1e-9)
     assert all(sum(p["probabilities"].values()) == pytest.approx(1.0) for p in predictions)
     assert "95% CI" in result.stdout
 
@@ -100,8 +137,12 @@ def test_ner_report_lists_errors(trained_models: dict[str, Path], tmp_path: Path
     errors = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
     assert Counter(e["kind"] for e in errors) == {k: v for k, v in metrics["errors"].items() if v}
     assert set(metrics["per_class"]) == {"Disease"}
+    assert metrics["f1"] == pytest.approx(seqeval_f1(report / "predictions.jsonl"))
+    counts = entity_counts(report / "predictions.jsonl")
+    expected = stats.bootstrap((np.arange(len(counts)),), lambda rows: micro_f1(counts[rows.astype(int)]), vectorized=False,
+                               method="percentile", n_resamples=1000, random_state=0).confidence_interval
     interval = metrics["confidence_intervals"]["f1"]
-    assert interval["low"] <= metrics["f1"] <= interval["high"]
+    assert (interval["low"], interval["high"]) == pytest.approx((expected.low, expected.high), abs=0.03)
 
 
 def test_model_card_renders_with_the_metrics(trained_models: dict[str, Path]) -> None:

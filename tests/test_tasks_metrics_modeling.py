@@ -9,7 +9,7 @@ from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
 from clintune.modeling import Hardware, resolve_precision
 from clintune.tasks import SequenceClassification, TokenClassification, bio_spans, entities_from_words
-from clintune.tokenization import IGNORE_INDEX, split_words
+from clintune.tokenization import split_words
 
 CPU = Hardware(cuda=False, bf16=False, mps=False)
 GPU = Hardware(cuda=True, bf16=False, mps=False)
@@ -103,14 +103,6 @@ def test_ner_metrics_entity_level() -> None:
     assert metrics["per_class"]["Disease"]["support"] == 2
 
 
-def test_token_metrics_ignore_special_positions() -> None:
-    encoder = LabelEncoder(("O", "B-D", "I-D"), "ner")
-    logits = np.zeros((4, 3))
-    logits[1, 1] = logits[2, 0] = 9.0
-    labels = np.array([IGNORE_INDEX, 1, 0, IGNORE_INDEX])
-    assert TokenClassification().metrics([logits], [labels], encoder)["f1"] == 1.0
-
-
 def test_classification_decode_respects_threshold() -> None:
     encoder = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
     probabilities = np.array([0.7, 0.3])
@@ -135,7 +127,9 @@ def test_precision_the_hardware_cannot_honour(requested: str, hardware: Hardware
         resolve_precision(requested, hardware)
 
 
-def test_weighted_loss_matches_torch_weighted_mean() -> None:
+def test_weighted_loss_against_torch_weighted_cross_entropy() -> None:
+    """torch's weighted mean divides by the summed weights of the labelled items; ours divides by their
+    count (comparable under gradient accumulation), so the two differ by exactly that ratio."""
     import torch
 
     from clintune.training import WeightedCrossEntropy
@@ -144,13 +138,14 @@ def test_weighted_loss_matches_torch_weighted_mean() -> None:
     logits = torch.randn(2, 5, 3)
     labels = torch.tensor([[0, 1, -100, 2, 0], [2, -100, 1, 1, 0]])
     weights = [0.5, 2.0, 1.0]
+    torch_mean = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights))(logits.reshape(-1, 3), labels.reshape(-1))
+    kept = labels[labels != -100]
+    weight_sum, count = sum(weights[i] for i in kept.tolist()), len(kept)  # 0.5*3 + 2*3 + 1*2 = 9.5 over 8 items
+    assert (weight_sum, count) == (9.5, 8)
     loss = WeightedCrossEntropy(weights)({"logits": logits}, labels)
-    keep = labels.reshape(-1) != -100
-    per_item = torch.nn.functional.cross_entropy(logits.reshape(-1, 3)[keep], labels.reshape(-1)[keep], reduction="none")
-    expected = (per_item * torch.tensor(weights)[labels.reshape(-1)[keep]]).sum() / keep.sum()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    unweighted = WeightedCrossEntropy(None)({"logits": logits}, labels)
-    assert unweighted.item() == pytest.approx(per_item.mean().item(), rel=1e-6)
-    assert WeightedCrossEntropy(None)({"logits": logits}, labels, num_items_in_batch=16).item() == pytest.approx(
-        per_item.sum().item() / 16, rel=1e-6
+    assert loss.item() == pytest.approx(torch_mean.item() * weight_sum / count, rel=1e-6)
+    assert WeightedCrossEntropy(weights)({"logits": logits}, labels, num_items_in_batch=16).item() == pytest.approx(
+        torch_mean.item() * weight_sum / 16, rel=1e-6
     )
+    plain = torch.nn.CrossEntropyLoss()(logits.reshape(-1, 3), labels.reshape(-1))
+    assert WeightedCrossEntropy(None)({"logits": logits}, labels).item() == pytest.approx(plain.item(), rel=1e-6)

@@ -168,20 +168,52 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     for line in _describe_data(data):
         logger.info(line)
     trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
+    staging = work / "final"
+    _save_weights(trainer, staging)
     if not trainer.is_world_process_zero():
         _leave_process_group()
         return TrainResult(output_dir, {})
-    metrics = _final_metrics(config, data, trainer.model, tokenizer, precision, weights)
-    staging = work / "final"
-    if staging.exists():
-        shutil.rmtree(staging)
-    artifacts.save_model_folder(staging, trainer.model, tokenizer, data.encoder, config, metrics, trainer.state.log_history)
+    artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
+    metrics = _final_metrics(config, data, staging, precision, weights)
+    metrics["selection"] = _selection(config, trainer)
+    artifacts.save_training_record(staging, metrics, trainer.state.log_history)
     _write_provenance(staging, config, data, precision, command)
     artifacts.publish(staging, output_dir)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("model folder written to %s", output_dir)
     _leave_process_group()
     return TrainResult(output_dir, metrics)
+
+
+def _save_weights(trainer: Any, staging: Path) -> None:
+    """The best model's weights, through ``Trainer.save_model`` on every rank: under DeepSpeed ZeRO-3 or
+    FSDP the weights are spread over the processes and only a collective call gathers them; rank 0 writes."""
+    import torch.distributed as dist
+
+    from clintune.artifacts import WEIGHT_FILES
+
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)
+    trainer.save_model(str(staging))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    if not trainer.is_world_process_zero():
+        return
+    (staging / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickled arguments; no pickle in a model folder
+    if not any((staging / name).is_file() for name in WEIGHT_FILES):
+        raise ClintuneError(
+            f"training.deepspeed: the trained weights were not written as one model ({staging} has no model.safetensors)\n"
+            '  fix: set "stage3_gather_16bit_weights_on_model_save": true under zero_optimization in the DeepSpeed config'
+        )
+
+
+def _selection(config: Config, trainer: Any) -> dict[str, Any] | None:
+    """The evaluation that chose the kept checkpoint, and the last one, as the training log records them."""
+    from clintune.config import default_metric
+    from clintune.training import selection_summary
+
+    metric = config.training.metric_for_best_model or default_metric(config.task.type)
+    return selection_summary(trainer.state.log_history, metric, trainer.state.best_global_step)
 
 
 def _leave_process_group() -> None:
@@ -201,7 +233,7 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     from clintune.labels import class_weights_from_config
     from clintune.modeling import detect_hardware, load_model, load_tokenizer
     from clintune.tasks import label_counts, task_for
-    from clintune.training import run_trainer, training_arguments
+    from clintune.training import run_trainer, training_arguments, validation_scorer
 
     task = task_for(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
@@ -217,7 +249,8 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code, config.model.pooling)
     logger.info("training on %s in %s", _device_of(model), precision)
-    trainer = run_trainer(args, config, task, model, tokenizer, data.encoder, train_encoded, validation_encoded, weights, resume)
+    score = validation_scorer(tokenizer, data.encoder, config, data.validation)
+    trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume)
     return trainer, tokenizer, weights
 
 
@@ -275,14 +308,13 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     return folder, files, size
 
 
-def _final_metrics(
-    config: Config, data: PreparedData, model: Any, tokenizer: Any, precision: str, weights: list[float] | None
-) -> dict[str, Any]:
-    """Validation (and test) metrics of the best model, scored as ``clintune eval`` scores them."""
+def _final_metrics(config: Config, data: PreparedData, folder: Path, precision: str, weights: list[float] | None) -> dict[str, Any]:
+    """Validation (and test) metrics of the saved best model, loaded from its folder and scored as
+    ``clintune eval`` scores it."""
     from clintune.evaluation import evaluate as score
     from clintune.prediction import Predictor
 
-    predictor = Predictor(model, tokenizer, data.encoder, config, config.training.eval_batch_size)
+    predictor = Predictor.from_folder(folder, batch_size=config.training.eval_batch_size)
     resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
     metrics: dict[str, Any] = {"validation": score(predictor, data.validation, resamples, seed).metrics}
     if data.test is not None:

@@ -125,16 +125,16 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def save_model_folder(
-    staging: Path, model: Any, tokenizer: Any, encoder: LabelEncoder, config: Config, metrics: dict[str, Any],
-    log_history: list[dict[str, Any]],
-) -> None:
-    """Write every file of a model folder into ``staging``."""
+def save_model_folder(staging: Path, tokenizer: Any, encoder: LabelEncoder, config: Config) -> None:
+    """Complete the weights in ``staging`` (written by ``Trainer.save_model``) into a loadable model folder."""
     staging.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     encoder.save(staging)
     save_config(config, staging / CONFIG_FILE)
+
+
+def save_training_record(staging: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]]) -> None:
+    """``metrics.json`` and the Trainer's log."""
     write_json(staging / METRICS_FILE, metrics)
     write_json(staging / TRAINING_LOG_FILE, log_history)
 

@@ -87,6 +87,8 @@ def render_model_card(folder: Path, published: Path | None = None) -> str:
         if split in metrics:
             lines += [f"### {split.capitalize()}", "", _headline_table(metrics[split], HEADLINES[task_type]), "",
                       _per_class_table(metrics[split].get("per_class", {})), ""]
+    if metrics.get("selection"):
+        lines += ["## Checkpoint selection", "", _selection_text(metrics["selection"]), ""]
     lines += ["## Decision rule and calibration", "", _decision_text(rule, encoder, metrics), ""]
     lines += ["## Intended use and limitations", "", _limitations(config), ""]
     lines += ["## Training configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
@@ -192,6 +194,18 @@ def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str,
         lines.append(f"Probabilities are divided by a temperature of {rule.temperature:.4g}, fitted on held-out data.")
     lines.append("`transformers.pipeline` does not read `decision.json`: it ignores this rule and predicts the most probable class.")
     return "\n".join(lines)
+
+
+def _selection_text(selection: dict[str, Any]) -> str:
+    def when(prefix: str) -> str:
+        epoch = selection[f"{prefix}_epoch"]
+        return (f"epoch {epoch:g} " if epoch is not None else "") + f"(step {selection[f'{prefix}_step']})"
+
+    return (
+        f"The weights are those of {when('kept')}, the best of {selection['evaluations']} evaluations by {selection['split']} "
+        f"`{selection['metric']}` = {selection['kept_value']:.4f}, scored as `clintune eval` scores it. "
+        f"The last evaluation, {when('last')}, scored {selection['last_value']:.4f}."
+    )
 
 
 def _limitations(config: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """What differs between sequence and token classification, behind one interface.
 
 The pipeline asks a ``Task`` for its model class, how to encode examples,
-how to pad a batch, how to score logits and how to turn logits into
-predictions; it never asks which task it is running.
+how to pad a batch and how to turn logits into predictions (scores come from
+``clintune.evaluation``); it never asks which task it is running.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.decision import DecisionRule
 from clintune.labels import LabelEncoder
-from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics, softmax
+from clintune.metrics import binary_metrics, multiclass_metrics, softmax
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
 
@@ -62,8 +62,6 @@ class Task(Protocol):
 
     def collator(self, tokenizer: Any) -> Any: ...
 
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]: ...
-
 
 class SequenceClassification:
     """Binary and multiclass text classification."""
@@ -86,9 +84,6 @@ class SequenceClassification:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)
-
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
-        return self.metrics_from_probabilities(softmax(np.stack(logits)), label_ids, encoder, DecisionRule())
 
     def metrics_from_probabilities(
         self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, rule: DecisionRule
@@ -133,15 +128,6 @@ class TokenClassification:
         from transformers import DataCollatorForTokenClassification
 
         return DataCollatorForTokenClassification(tokenizer)
-
-    def metrics(self, logits: list[np.ndarray], label_ids: list[Any], encoder: LabelEncoder) -> dict[str, Any]:
-        gold, predicted = [], []
-        for example_logits, example_labels in zip(logits, label_ids):
-            labels = np.asarray(example_labels)
-            keep = labels != IGNORE_INDEX
-            gold.append(encoder.decode(labels[keep].tolist()))
-            predicted.append(encoder.decode(example_logits[: len(labels)][keep].argmax(axis=-1).tolist()))
-        return ner_metrics(gold, predicted)
 
     def word_tags(
         self, window_logits: list[np.ndarray], window_word_ids: list[list[int | None]], window_starts: list[list[bool]],

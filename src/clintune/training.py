@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clintune.config import Config, default_metric
+from clintune.data import Examples
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 from clintune.tokenization import IGNORE_INDEX, Encoded
@@ -110,18 +110,54 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def metrics_function(task: Any, encoder: LabelEncoder) -> Any:
-    """``compute_metrics`` for the Trainer, scoring logits with the task's own metrics."""
+def validation_scorer(tokenizer: Any, encoder: LabelEncoder, config: Config, validation: Examples) -> Callable[[Any], dict[str, float]]:
+    """A function scoring a model on the validation examples exactly as ``clintune eval`` scores a folder.
 
-    def compute_metrics(prediction: Any) -> dict[str, float]:
-        logits, labels = prediction.predictions, prediction.label_ids
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        rows = [np.asarray(row) for row in logits]
-        gold = [row for row in labels] if np.ndim(labels) > 1 else list(labels)
-        return scalar_metrics(task.metrics(rows, gold, encoder))
+    Checkpoint selection and early stopping use it, so the epoch kept is the best by
+    the metric that ``metrics.json`` reports (words and entities for NER, whole
+    documents for chunked classification), not by a per-window or per-subword proxy.
+    """
+    from clintune.evaluation import evaluate
+    from clintune.prediction import Predictor
 
-    return compute_metrics
+    def score(model: Any) -> dict[str, float]:
+        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size)
+        return scalar_metrics(evaluate(predictor, validation, resamples=0).metrics)
+
+    return score
+
+
+def same_on_every_rank(values: dict[str, float]) -> dict[str, float]:
+    """Rank 0's values on every process of a distributed run, so that every rank keeps the
+    same checkpoint and stops at the same epoch even where GPU kernels differ in the last bit."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    box = [values]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def selection_summary(log_history: list[dict[str, Any]], metric: str, best_step: int | None) -> dict[str, Any] | None:
+    """Which evaluation chose the kept checkpoint and what the last evaluation scored, from the Trainer's log."""
+    key = f"eval_{metric}"
+    evaluations = [entry for entry in log_history if key in entry]
+    kept = [entry for entry in evaluations if entry.get("step") == best_step]
+    if not evaluations or not kept:
+        return None
+    last = evaluations[-1]
+    return {
+        "metric": metric,
+        "split": "validation",
+        "kept_step": kept[-1]["step"],
+        "kept_epoch": kept[-1].get("epoch"),
+        "kept_value": kept[-1][key],
+        "last_step": last["step"],
+        "last_epoch": last.get("epoch"),
+        "last_value": last[key],
+        "evaluations": len(evaluations),
+    }
 
 
 def run_trainer(
@@ -130,13 +166,17 @@ def run_trainer(
     task: Any,
     model: Any,
     tokenizer: Any,
-    encoder: LabelEncoder,
     train: Encoded,
     validation: Encoded | None,
+    score_validation: Callable[[Any], dict[str, float]] | None,
     class_weights: list[float] | None,
     resume: bool,
 ) -> Any:
-    """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer."""
+    """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer.
+
+    ``score_validation`` (see ``validation_scorer``) adds its metrics to every evaluation,
+    beside the Trainer's own validation loss.
+    """
     from transformers import EarlyStoppingCallback
 
     checkpoint_dir = Path(args.output_dir)
@@ -145,6 +185,7 @@ def run_trainer(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
     trainer = _trainer_class()(
         head_learning_rate=config.training.head_learning_rate,
+        score_validation=score_validation,
         model=model,
         args=args,
         data_collator=task.collator(tokenizer),
@@ -152,7 +193,6 @@ def run_trainer(
         eval_dataset=_ListDataset(validation.features) if validation is not None else None,
         processing_class=tokenizer,
         compute_loss_func=WeightedCrossEntropy(class_weights),
-        compute_metrics=metrics_function(task, encoder),
         callbacks=callbacks,
     )
     _report_progress(trainer, config.training.metric_for_best_model or default_metric(config.task.type))
@@ -235,13 +275,28 @@ def describe_evaluation(logs: dict[str, Any], train_loss: float | None, metric: 
 
 
 def _trainer_class() -> Any:
-    """The Hugging Face Trainer, with an optional separate learning rate for the task head."""
+    """The Hugging Face Trainer, with an optional separate learning rate for the task head and
+    evaluations scored by clintune's evaluator."""
     from transformers import Trainer
 
     class HeadAwareTrainer(Trainer):
-        def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, head_learning_rate: float | None = None,
+            score_validation: Callable[[Any], dict[str, float]] | None = None, **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.head_learning_rate = head_learning_rate
+            self.score_validation = score_validation
+
+        def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+            output = super().evaluation_loop(*args, **kwargs)
+            if self.score_validation is not None:
+                # Every rank scores the whole validation set (a sharded model needs every rank in its
+                # forward passes); rank 0's numbers are then used everywhere.
+                prefix = kwargs.get("metric_key_prefix", "eval")
+                scores = same_on_every_rank(self.score_validation(self.model))
+                output.metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
+            return output
 
         def create_optimizer(self, model: Any = None) -> Any:
             if self.optimizer is None and self.head_learning_rate is not None:
