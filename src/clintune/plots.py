@@ -135,8 +135,8 @@ def reliability_figure(calibration: dict[str, Any]) -> Any:
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}")
-    axes.legend(loc="best")
+    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}", pad=20)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)  # above the bars, never on them
     counts = [b["count"] for b in bins]
     bars = counts_axes.bar(centres, counts, width=width, color="grey")
     counts_axes.bar_label(bars, labels=[str(c) for c in counts], fontsize=8, padding=2)
