@@ -167,6 +167,12 @@ class Config(_Section):
     output: OutputSection
     _source_files: tuple[str, ...] = PrivateAttr(default=())
 
+    def __eq__(self, other: object) -> bool:
+        """Equal settings make equal configs, whichever files they were read from."""
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def source_files(self) -> tuple[str, ...]:
         """The YAML files this config was read from: the file given, then each one it ``extends``."""
