@@ -45,14 +45,23 @@ def test_a_module_outside_every_layer_breaks_the_layers(tmp_path: Path) -> None:
     assert "clintune.service" in result.stdout
 
 
-def test_help_imports_neither_torch_nor_transformers() -> None:
+def heavy_modules_after(*argv: str) -> str:
+    """What ``clintune ARGV`` printed, and which heavy modules it had imported, in one process."""
     code = (
         "import sys\n"
         "from clintune.cli import app\n"
-        "sys.argv = ['clintune', '--help']\n"
+        f"sys.argv = ['clintune', *{list(argv)!r}]\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert "train" in done.stdout and "validate" in done.stdout, done.stdout + done.stderr
-    assert "HEAVY []" in done.stdout, done.stdout
+    return done.stdout + done.stderr
+
+
+def test_help_and_validate_import_neither_torch_nor_transformers_nor_numpy() -> None:
+    """The API gathers every workflow, so importing it must stay light: a model folder's decision rule
+    (numpy) is read only when a folder is loaded."""
+    shown = heavy_modules_after("--help")
+    assert "train" in shown and "validate" in shown and "HEAVY []" in shown, shown
+    checked = heavy_modules_after("validate", "configs/tiny/ner.yaml")
+    assert "config and data are valid" in checked and "HEAVY []" in checked, checked

@@ -13,14 +13,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clintune.config import Config, save_config, validate_config
-from clintune.decision import DecisionRule
 from clintune.errors import ClintuneError, ModelFolderError
 from clintune.files import write_json
 from clintune.guards import check_replaceable
 from clintune.labels import LABELS_FILE, LabelEncoder
+
+if TYPE_CHECKING:
+    from clintune.decision import DecisionRule
 
 CONFIG_FILE = "clintune.yaml"
 METRICS_FILE = "metrics.json"
@@ -197,6 +199,8 @@ class ModelFolder:
 
 def read_model_folder(folder: Path) -> ModelFolder:
     """Check ``folder`` (see ``check_model_folder``) and read what the verbs need from it."""
+    from clintune.decision import DecisionRule  # numpy: not for the verbs that only check a config
+
     encoder, config = check_model_folder(folder)
     return ModelFolder(folder, encoder, config, DecisionRule.load(folder))
 
