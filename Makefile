@@ -32,9 +32,11 @@ smoke: install
 	$(BIN)/clintune predict --model runs/tiny/section_header \
 	  --text "Doctor: Are you allergic to any medications? Patient: Penicillin gives me a rash."
 
-# Style rules live in pyproject.toml ([tool.ruff]); `make test` checks them first.
+# Style rules live in pyproject.toml ([tool.ruff]), the import layers in [tool.importlinter];
+# `make test` checks both first.
 lint: install
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q

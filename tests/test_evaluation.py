@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clintune.decision import DecisionRule, fit_temperature, parse_target, tune
+from clintune.decision import DecisionRule, softmax
 from clintune.errors import ClintuneError
 from clintune.evaluation import entity_errors
 from clintune.labels import LabelEncoder
-from clintune.metrics import bootstrap_intervals, calibration_bins, classification_statistic, softmax
+from clintune.metrics import bootstrap_intervals, calibration_bins, classification_statistic
+from clintune.thresholds import fit_temperature, parse_target, tune
 
 BINARY = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
 SERIOUSNESS = LabelEncoder(("D/LT", "Serious", "Non-serious"), "multiclass")
@@ -56,6 +57,31 @@ def test_precision_target() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.65])
     rule = tune(DecisionRule(), np.stack([1 - scores, scores], 1), gold, BINARY, "precision=0.75", "v")
     assert rule.threshold == pytest.approx(0.4)  # 4 of the 5 scores >= 0.4 are positive; at 0.3 only 4 of 6
+
+
+def test_binary_thresholds_match_a_search_over_every_distinct_score() -> None:
+    """Recall: the highest score whose ">= score" rule reaches the target; precision: the lowest. Ties included."""
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        n = int(rng.integers(2, 30))
+        scores = np.round(rng.random(n), int(rng.integers(1, 3)))
+        gold = (rng.random(n) < rng.random()).astype(int)
+        metric, value = str(rng.choice(["recall", "precision"])), float(np.round(rng.uniform(0.05, 1.0), 2))
+        expected = None
+        for threshold in sorted(set(scores.tolist()), reverse=metric == "recall"):
+            hits = sum(1 for s, g in zip(scores, gold) if s >= threshold and g == 1)
+            denominator = int(gold.sum()) if metric == "recall" else sum(1 for s in scores if s >= threshold)
+            achieved = hits / denominator if denominator else 0.0
+            if achieved >= value:
+                expected = (threshold, achieved)
+                break
+        probabilities = np.stack([1 - scores, scores], 1)
+        if expected is None:
+            with pytest.raises(ClintuneError, match="no threshold reaches"):
+                tune(DecisionRule(), probabilities, gold, BINARY, f"{metric}={value}", "v")
+            continue
+        rule = tune(DecisionRule(), probabilities, gold, BINARY, f"{metric}={value}", "v")
+        assert (rule.threshold, rule.tuning[0]["achieved"]) == expected, (case, scores, gold, metric, value)
 
 
 def test_must_not_miss_class_in_multiclass() -> None:

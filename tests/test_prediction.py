@@ -45,6 +45,7 @@ def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monk
     from clintune.config import load_config
     from clintune.modeling import load_tokenizer
     from clintune.tasks import task_for
+    from clintune.workflows.train import _encode
 
     rows = [f'"{TAGGED}",ALLERGY', '"Patient: No allergies",ALLERGY', '"Doctor: Any fever?",ROS', '"Doctor: Any chills?",ROS']
     train = write(tmp_path / "train.csv", "dialogue,section_header\n" + "\n".join(rows) + "\n")
@@ -53,7 +54,7 @@ def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monk
     data = api.prepare_data(config)
     assert data.train.texts[0] == TAGGED, "data is read as the file holds it"
     tokenizer = load_tokenizer(config.model.name_or_path)
-    encoded = api._encode(task_for("multiclass"), data.train, tokenizer, data.encoder, config, "train")
+    encoded = _encode(task_for("multiclass"), data.train, tokenizer, data.encoder, config, "train")
     assert encoded.features[0]["input_ids"] == tokenizer(ONCE)["input_ids"]
 
     seen: list[list[str]] = []

@@ -23,6 +23,27 @@ def test_bio_spans() -> None:
     assert bio_spans(["B-X", "I-X"]) == [("X", 0, 2)]
 
 
+def test_bio_spans_match_a_hand_written_bio_reader_on_random_sequences() -> None:
+    """Every sequence of valid and invalid BIO tags decodes as a plain left-to-right reader does it."""
+    import random
+
+    def reference(tags: list[str]) -> list[tuple[str, int, int]]:
+        spans: list[tuple[str, int, int]] = []
+        for index, tag in enumerate(tags):
+            prefix, _, kind = tag.partition("-")
+            if prefix == "I" and spans and spans[-1][0] == kind and spans[-1][2] == index:
+                spans[-1] = (kind, spans[-1][1], index + 1)
+            elif prefix in ("B", "I"):
+                spans.append((kind, index, index + 1))
+        return spans
+
+    rng = random.Random(0)
+    choices = ["O", "B-X", "I-X", "B-Y", "I-Y", "B-Adverse-event", "I-Adverse-event"]
+    for _ in range(2000):
+        tags = [rng.choice(choices) for _ in range(rng.randint(0, 10))]
+        assert bio_spans(tags) == reference(tags), tags
+
+
 def test_entities_carry_character_offsets() -> None:
     text = "Carriers of  cystic fibrosis, and breast cancer."
     words = split_words(text)

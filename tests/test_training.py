@@ -99,7 +99,7 @@ class FakeTrainer:
 
 
 def test_every_rank_saves_through_the_trainer(tmp_path: Path) -> None:
-    from clintune.api import _save_weights
+    from clintune.workflows.train import _save_weights
 
     for rank in (1, 0):
         trainer = FakeTrainer(rank, writes_weights=True)
@@ -109,8 +109,8 @@ def test_every_rank_saves_through_the_trainer(tmp_path: Path) -> None:
 
 
 def test_a_save_without_weights_is_an_error(tmp_path: Path) -> None:
-    from clintune.api import _save_weights
     from clintune.errors import ClintuneError
+    from clintune.workflows.train import _save_weights
 
     with pytest.raises(ClintuneError, match="stage3_gather_16bit_weights_on_model_save"):
         _save_weights(FakeTrainer(0, writes_weights=False), tmp_path / "final")

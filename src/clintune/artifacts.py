@@ -1,4 +1,4 @@
-"""The model folder: what ``train`` writes, atomically, and what the other verbs load.
+"""The model folder: what ``train`` writes, atomically, and what the other verbs read back.
 
 A model folder holds the weights (safetensors), the tokenizer, ``config.json``
 with the real label names, ``labels.json``, the resolved ``clintune.yaml`` and
@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clintune.config import Config, save_config, validate_config
 from clintune.errors import ClintuneError, ModelFolderError
-from clintune.files import publish, write_json, write_jsonl, write_text_atomic  # noqa: F401  (re-exported)
+from clintune.files import write_json
 from clintune.guards import check_replaceable
 from clintune.labels import LABELS_FILE, LabelEncoder
+
+if TYPE_CHECKING:
+    from clintune.decision import DecisionRule
 
 CONFIG_FILE = "clintune.yaml"
 METRICS_FILE = "metrics.json"
 TRAINING_LOG_FILE = "training_log.json"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "model.onnx")
+ONNX_FILE = "model.onnx"
+EXPORT_FILE = "export.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", ONNX_FILE)
 # Every name train, eval (decision rule, card) and export write into a model folder; tokenizers
 # differ in their files, hence the several vocabulary names.
 MODEL_FOLDER_FILES = frozenset({
     *WEIGHT_FILES, "config.json", "generation_config.json", LABELS_FILE, CONFIG_FILE, METRICS_FILE, TRAINING_LOG_FILE,
-    "run.json", "README.md", "decision.json", "export.json", "tokenizer.json", "tokenizer_config.json",
+    "run.json", "README.md", "decision.json", EXPORT_FILE, "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
     "sentencepiece.bpe.model", "chat_template.jinja",
 })
@@ -176,36 +182,30 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
     return encoder, read_folder_config(folder)
 
 
-def load_model_folder(
-    folder: Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None
-) -> Any:
-    """A ``Predictor`` for a checked model folder (PyTorch, or ONNX when it holds ``model.onnx``).
+@dataclass
+class ModelFolder:
+    """A checked model folder, read once: its labels, training config and decision rule."""
 
-    A PyTorch model goes to the GPU when there is one. ``batch_size`` defaults to
-    what suits the device: small batches on CPU, wide ones on a GPU.
-    """
-    from transformers.utils import logging as hf_logging
+    path: Path
+    encoder: LabelEncoder
+    config: Config
+    decision: DecisionRule
 
-    from clintune.decision import DecisionRule
-    from clintune.modeling import load_tokenizer, load_trained_model
-    from clintune.prediction import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
-    from clintune.tasks import task_for
+    @property
+    def is_onnx(self) -> bool:
+        """True for a folder written by ``clintune export`` (``model.onnx`` in place of the PyTorch weights)."""
+        return (self.path / ONNX_FILE).is_file()
+
+
+def read_model_folder(folder: Path) -> ModelFolder:
+    """Check ``folder`` (see ``check_model_folder``) and read what the verbs need from it."""
+    from clintune.decision import DecisionRule  # numpy: not for the verbs that only check a config
 
     encoder, config = check_model_folder(folder)
-    hf_logging.disable_progress_bar()
-    trust_remote_code = config.model.trust_remote_code  # as the folder's clintune.yaml recorded it at training
-    tokenizer = load_tokenizer(str(folder), trust_remote_code)
-    if (folder / "model.onnx").is_file():
-        from clintune.onnx_export import OnnxModel
+    return ModelFolder(folder, encoder, config, DecisionRule.load(folder))
 
-        model: Any = OnnxModel(folder / "model.onnx", threads)
-        on_gpu = False
-    else:
-        import torch
 
-        model = load_trained_model(task_for(encoder.task_type), str(folder), encoder, trust_remote_code)
-        on_gpu = torch.cuda.is_available()
-        if on_gpu:
-            model = model.to("cuda")
-    batch_size = batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
-    return Predictor(model, tokenizer, encoder, config, batch_size, DecisionRule.load(folder), show_progress)
+def read_export_info(folder: Path) -> dict[str, Any]:
+    """``export.json`` of an exported folder (what it was exported from, how, and its check); empty if none."""
+    path = folder / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

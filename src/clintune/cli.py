@@ -120,7 +120,7 @@ def train(
         _launch_torchrun(nproc)
     from clintune.api import train as train_model
     from clintune.config import load_config
-    from clintune.reporting import format_metrics
+    from clintune.console import format_metrics
 
     cfg = load_config(config, set_ or [])
     try:
@@ -162,7 +162,7 @@ def baseline(
     """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
     from clintune.api import baseline as run_baseline
     from clintune.config import load_config
-    from clintune.reporting import format_comparison
+    from clintune.console import format_comparison
 
     cfg = load_config(config, set_ or [])
     result, transformer = run_baseline(cfg, output)
@@ -203,7 +203,7 @@ def eval_(
 ) -> None:
     """Score a model folder on a labelled data file; optionally tune its decision threshold."""
     from clintune.api import evaluate
-    from clintune.reporting import format_metrics
+    from clintune.console import format_metrics
 
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
                           tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite)
@@ -245,7 +245,7 @@ def predict(
     if source is not None:
         records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
     if output is not None:
-        from clintune.artifacts import write_jsonl
+        from clintune.files import write_jsonl
 
         write_jsonl(output, records)
         typer.echo(f"{len(records)} prediction(s) written to {output}")

@@ -169,7 +169,8 @@ def check_file(path: Path, hints: FixHints = CONFIG_HINTS) -> None:
         raise DataError(f"{path} is empty (0 bytes)")
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (a byte-order mark dropped, line ends made \\n); a clear error if it is not UTF-8."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -208,7 +209,7 @@ def _read_frame(path: Path, fmt: str) -> Any:
 
     try:
         if fmt in ("csv", "tsv"):
-            text = _read_text(path)
+            text = read_text(path)
             from io import StringIO
 
             return pd.read_csv(
@@ -226,7 +227,7 @@ def _read_frame(path: Path, fmt: str) -> Any:
 
 def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     records = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -274,7 +275,7 @@ def read_conll(path: Path) -> TaggedSentences:
     current_tokens: list[str] = []
     current_tags: list[str] = []
     start = 0
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             if current_tokens:
                 tokens.append(current_tokens)

@@ -1,7 +1,9 @@
-"""Scoring a model on labelled data: metrics, intervals, calibration and error lists.
+"""Scoring predictions on labelled data: metrics, intervals, calibration and error lists.
 
-Used at the end of training (validation and test metrics) and by
-``clintune eval``; both therefore report the same numbers for the same data.
+Functions of arrays (class probabilities or word tags) and the labelled data
+they answer; no model in sight. Checkpoint selection, the end of training and
+``clintune eval`` all score through these (see ``clintune.workflows.scoring``),
+so they report the same numbers for the same data.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from clintune.data import Examples, TaggedSentences, TextExamples
-from clintune.decision import WindowLogits
+from clintune.data import TaggedSentences, TextExamples
+from clintune.decision import DecisionRule
+from clintune.labels import LabelEncoder
 from clintune.metrics import (
+    binary_metrics,
     bootstrap_intervals,
     calibration_bins,
     classification_statistic,
     entity_statistic,
+    multiclass_metrics,
     ner_metrics,
 )
-from clintune.prediction import Predictor
-from clintune.tasks import SequenceClassification
 
 
 @dataclass
@@ -42,25 +45,13 @@ class Evaluation:
         return {"metrics": self.metrics, "records": self.records, "errors": self.errors}
 
 
-def evaluate(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: WindowLogits | None = None) -> Evaluation:
-    """Score ``predictor`` on labelled ``data`` as read from its file (``logits`` may be passed if already computed)."""
-    if isinstance(data, TaggedSentences):
-        return evaluate_tagged(predictor, data, resamples, seed)
-    return evaluate_texts(predictor, data, resamples, seed, logits)
-
-
 def evaluate_texts(
-    predictor: Predictor, data: TextExamples, resamples: int, seed: int, logits: WindowLogits | None = None
+    data: TextExamples, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule, resamples: int = 1000, seed: int = 0
 ) -> Evaluation:
-    task = predictor.task
-    assert isinstance(task, SequenceClassification)
-    encoder, rule = predictor.encoder, predictor.decision
-    if logits is None:
-        logits = predictor.window_logits(data.texts)
-    probabilities = logits.probabilities(rule.temperature)
+    """Score a classifier's class ``probabilities`` (one row per text of ``data``) under the decision ``rule``."""
     gold = np.asarray(encoder.encode(data.labels or []))
     predicted = rule.predict(probabilities, encoder)
-    metrics = task.metrics_from_probabilities(probabilities, gold, encoder, rule)
+    metrics = classification_metrics(probabilities, gold, encoder, rule)
     calibration = calibration_bins(probabilities, gold)
     metrics["ece"] = calibration["ece"]
     metrics["calibration"] = calibration
@@ -84,10 +75,20 @@ def evaluate_texts(
     return Evaluation(metrics, records, encoder.classes, gold, predicted, probabilities, positive)
 
 
-def evaluate_tagged(predictor: Predictor, data: TaggedSentences, resamples: int, seed: int) -> Evaluation:
+def classification_metrics(probabilities: np.ndarray, gold: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> dict[str, Any]:
+    """Headline and per-class metrics of class probabilities under ``rule`` (binary: at its threshold)."""
+    if encoder.task_type == "binary":
+        positive = encoder.positive_id
+        return binary_metrics(gold, probabilities[:, positive], positive, encoder.classes, rule.threshold)
+    return multiclass_metrics(gold, rule.predict(probabilities, encoder), encoder.classes)
+
+
+def evaluate_tagged(
+    data: TaggedSentences, predicted: list[list[str]], classes: tuple[str, ...], resamples: int = 1000, seed: int = 0
+) -> Evaluation:
+    """Score ``predicted`` word tags (one list per sentence of ``data``): entity metrics, intervals and error taxonomy."""
     from seqeval.metrics.sequence_labeling import get_entities
 
-    predicted, _ = predictor.tag_sentences(data.tokens)
     gold = data.tags or []
     metrics = ner_metrics(gold, predicted)
     gold_entities = [set(get_entities(tags)) for tags in gold]
@@ -105,7 +106,6 @@ def evaluate_tagged(predictor: Predictor, data: TaggedSentences, resamples: int,
         {data.row_kind: row, "tokens": tokens, "gold": g, "predicted": p}
         for row, tokens, g, p in zip(data.rows, data.tokens, gold, predicted)
     ]
-    classes = predictor.encoder.classes
     index = {label: i for i, label in enumerate(classes)}
     gold_ids = np.array([index[t] for tags in gold for t in tags])
     predicted_ids = np.array([index[t] for tags in predicted for t in tags])

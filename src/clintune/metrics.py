@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from clintune.decision import binary_predictions
+
 
 def binary_metrics(
     y_true: np.ndarray, positive_scores: np.ndarray, positive_id: int, classes: tuple[str, ...], threshold: float = 0.5
@@ -34,12 +36,6 @@ def binary_metrics(
         "n_examples": int(len(y_true)),
         "per_class": multiclass_metrics(y_true, binary_predictions(positive_scores, positive_id, threshold), classes)["per_class"],
     }
-
-
-def binary_predictions(positive_scores: np.ndarray, positive_id: int, threshold: float) -> np.ndarray:
-    """Class ids of a two-class task: the positive id where its score reaches ``threshold``."""
-    negative_id = 1 - positive_id
-    return np.where(np.asarray(positive_scores) >= threshold, positive_id, negative_id)
 
 
 def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -95,12 +91,6 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, 
         "n_sentences": len(gold),
         "per_class": per_type,
     }
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:

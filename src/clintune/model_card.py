@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from clintune.artifacts import EXPORT_FILE, ONNX_FILE
 from clintune.decision import DecisionRule
 from clintune.labels import LabelEncoder
-from clintune.onnx_export import EXPORT_FILE, ONNX_FILE
 
 CARD_FILE = "README.md"
 RUN_FILE = "run.json"

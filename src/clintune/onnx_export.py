@@ -1,4 +1,4 @@
-"""Export a model folder to ONNX (optionally int8-quantised) and run it with ONNX Runtime.
+"""Export a model folder to ONNX (optionally int8-quantised); ``clintune.prediction`` runs it with ONNX Runtime.
 
 An exported folder holds ``model.onnx`` beside the tokenizer, ``labels.json``,
 ``clintune.yaml``, ``config.json`` and any ``decision.json``, so ``clintune
@@ -8,56 +8,26 @@ Needs the ``onnx`` extra: ``pip install 'clintune[onnx]'``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from clintune.artifacts import EXPORT_FILE, ONNX_FILE, check_model_folder
 from clintune.errors import ClintuneError
+from clintune.files import publish, write_json
+from clintune.modeling import load_tokenizer, load_trained_model
+from clintune.prediction import require_onnx
+from clintune.tasks import task_for
 
-ONNX_FILE = "model.onnx"
-EXPORT_FILE = "export.json"
 COPIED = ("config.json", "labels.json", "clintune.yaml", "decision.json", "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "vocab.txt", "README.md", "run.json", "metrics.json")
-
-
-def _require(module: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ClintuneError(f"ONNX support needs {module}: pip install 'clintune[onnx]'") from None
-
-
-class OnnxModel:
-    """An ONNX Runtime session that answers like the PyTorch model's logits."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        shape = batch["input_ids"].shape
-        feeds = {name: batch.get(name, np.zeros(shape, dtype=np.int64)).astype(np.int64) for name in self.input_names}
-        return self.session.run(None, feeds)[0]
 
 
 def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Path:
     """Write an ONNX model folder for ``model_dir``; ``quantize="int8"`` adds dynamic int8 weights."""
     import torch
 
-    from clintune.artifacts import check_model_folder, publish, write_json
-    from clintune.modeling import load_tokenizer, load_trained_model
-    from clintune.tasks import task_for
-
-    _require("onnxscript")
+    require_onnx("onnxscript")
     encoder, config = check_model_folder(model_dir)
     if (model_dir / ONNX_FILE).is_file():
         raise ClintuneError(f"{model_dir} is already an ONNX folder; export the PyTorch folder it came from")
@@ -81,7 +51,7 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
             dynamo=True, external_data=False, verbose=False,
         )
     if quantize == "int8":
-        quantization = _require("onnxruntime.quantization")
+        quantization = require_onnx("onnxruntime.quantization")
         _drop_intermediate_shapes(float_path)
         quantization.quantize_dynamic(
             str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8, per_channel=True
@@ -123,8 +93,3 @@ def _logits_only(model: Any, names: list[str]) -> Any:
             return self.inner(**{name: inputs[name] for name in names}).logits
 
     return LogitsOnly(model)
-
-
-def read_export_info(folder: Path) -> dict[str, Any]:
-    path = folder / EXPORT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -1,9 +1,12 @@
-"""Batched inference over a trained model: predictions, entities and metrics.
+"""Batched inference over a trained model: logits, labels and entities.
 
 Features are sorted by length, padded per batch and run under
-``torch.inference_mode()``; results come back in input order, with the
-windows of a long text merged back into one result. Training,
-``clintune eval`` and ``clintune predict`` all go through this one path.
+``torch.inference_mode()`` on one of two backends, the PyTorch model or an
+ONNX Runtime session (``OnnxModel``), both reached through one forward
+function (a padded batch in, a numpy array of logits out). Results come back
+in input order, with the windows of a long text merged back into one result.
+Checkpoint selection, ``clintune eval`` and ``clintune predict`` all go
+through this one path.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from clintune.artifacts import ONNX_FILE, ModelFolder, read_model_folder
 from clintune.config import Config
 from clintune.data import preprocess_text
 from clintune.decision import DecisionRule, WindowLogits
+from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
+from clintune.modeling import load_tokenizer, load_trained_model
 from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
 from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
@@ -53,16 +59,28 @@ class Predictor:
     ) -> Predictor:
         """Load a model folder written by ``clintune train`` or ``clintune export``.
 
-        ``threads`` caps the CPU threads used for inference (PyTorch and ONNX Runtime);
-        ``batch_size`` defaults to 8 on CPU and 64 on a GPU.
+        A PyTorch model goes to the GPU when there is one; an exported folder runs on
+        ONNX Runtime. ``threads`` caps the CPU threads used for inference (PyTorch and
+        ONNX Runtime); ``batch_size`` defaults to 8 on CPU and 64 on a GPU.
         """
-        from clintune.artifacts import load_model_folder
+        return cls.from_model_folder(read_model_folder(Path(folder)), batch_size, show_progress, threads)
+
+    @classmethod
+    def from_model_folder(
+        cls, folder: ModelFolder, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
+    ) -> Predictor:
+        """``from_folder`` for a folder already read (see ``clintune.artifacts.read_model_folder``)."""
+        from transformers.utils import logging as hf_logging
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        return load_model_folder(Path(folder), batch_size=batch_size, show_progress=show_progress, threads=threads)
+        hf_logging.disable_progress_bar()
+        tokenizer = load_tokenizer(str(folder.path), folder.config.model.trust_remote_code)  # as its clintune.yaml recorded
+        model, on_gpu = load_backend(folder, threads)
+        batch_size = batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+        return cls(model, tokenizer, folder.encoder, folder.config, batch_size, folder.decision.copy(), show_progress)
 
     # -- raw model outputs -------------------------------------------------
 
@@ -73,7 +91,7 @@ class Predictor:
         collate = self.task.collator(self.tokenizer)
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         results: list[np.ndarray | None] = [None] * len(features)
-        forward = self._onnx_forward if hasattr(self.model, "session") else self._torch_forward
+        forward = forward_function(self.model)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         with torch.inference_mode():
             for batch_indices in _progress(batches, self.show_progress):
@@ -82,14 +100,6 @@ class Predictor:
                     length = len(features[index]["input_ids"])
                     results[index] = output[row, :length] if output.ndim == 3 else output[row]
         return results  # type: ignore[return-value]
-
-    def _torch_forward(self, batch: dict[str, Any]) -> np.ndarray:
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        return self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-
-    def _onnx_forward(self, batch: dict[str, Any]) -> np.ndarray:
-        return self.model.logits({k: v.numpy() for k, v in batch.items()})
 
     # -- classification ----------------------------------------------------
 
@@ -171,3 +181,58 @@ def _progress(batches: list[Any], show: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(batches, desc="predicting", unit="batch", leave=False)
+
+
+# -- backends ---------------------------------------------------------------
+
+
+def require_onnx(module: str) -> Any:
+    """Import one of the ``onnx`` extra's modules, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ClintuneError(f"ONNX support needs {module}: pip install 'clintune[onnx]'") from None
+
+
+class OnnxModel:
+    """An ONNX Runtime session that answers like the PyTorch model's logits."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        ort = require_onnx("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        shape = batch["input_ids"].shape
+        feeds = {name: batch.get(name, np.zeros(shape, dtype=np.int64)).astype(np.int64) for name in self.input_names}
+        return self.session.run(None, feeds)[0]
+
+
+def load_backend(folder: ModelFolder, threads: int | None = None) -> tuple[Any, bool]:
+    """The folder's model (an ``OnnxModel`` for an exported folder, else the PyTorch model, on the GPU
+    when there is one) and whether it runs on a GPU."""
+    if folder.is_onnx:
+        return OnnxModel(folder.path / ONNX_FILE, threads), False
+    import torch
+
+    model = load_trained_model(task_for(folder.encoder.task_type), str(folder.path), folder.encoder, folder.config.model.trust_remote_code)
+    on_gpu = torch.cuda.is_available()
+    return (model.to("cuda") if on_gpu else model), on_gpu
+
+
+def forward_function(model: Any) -> Any:
+    """The backend's forward pass: a collated batch of tensors in, a numpy array of logits out."""
+    if isinstance(model, OnnxModel):
+        return lambda batch: model.logits({k: v.numpy() for k, v in batch.items()})
+
+    def torch_forward(batch: dict[str, Any]) -> np.ndarray:
+        model.eval()
+        device = next(model.parameters()).device
+        return model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+
+    return torch_forward

@@ -15,9 +15,8 @@ import numpy as np
 
 from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
-from clintune.decision import DecisionRule
+from clintune.decision import DecisionRule, softmax
 from clintune.labels import LabelEncoder
-from clintune.metrics import binary_metrics, multiclass_metrics, softmax
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
 
@@ -84,15 +83,6 @@ class SequenceClassification:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)
-
-    def metrics_from_probabilities(
-        self, probabilities: np.ndarray, label_ids: list[Any], encoder: LabelEncoder, rule: DecisionRule
-    ) -> dict[str, Any]:
-        y_true = np.asarray(label_ids)
-        if encoder.task_type == "binary":
-            positive = encoder.positive_id
-            return binary_metrics(y_true, probabilities[:, positive], positive, encoder.classes, rule.threshold)
-        return multiclass_metrics(y_true, rule.predict(probabilities, encoder), encoder.classes)
 
     def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Label, confidence and all class probabilities for one example."""
@@ -161,27 +151,14 @@ class TokenClassification:
 
 
 def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
-    """Entities in a BIO sequence as ``(type, first_word, last_word + 1)``.
+    """Entities in a BIO sequence as ``(type, first_word, last_word + 1)``, decoded by seqeval.
 
-    An ``I-X`` that does not continue an ``X`` entity starts a new one, as
-    seqeval's default mode reads it.
+    An ``I-X`` that does not continue an ``X`` entity starts a new one (seqeval's
+    default mode), so the entities predicted are those the entity metrics count.
     """
-    spans = []
-    current: list[Any] | None = None
-    for index, tag in enumerate(tags):
-        prefix, _, kind = tag.partition("-")
-        continues = current is not None and prefix == "I" and kind == current[0]
-        if continues:
-            current[2] = index + 1
-            continue
-        if current is not None:
-            spans.append(tuple(current))
-            current = None
-        if prefix in ("B", "I") and kind:
-            current = [kind, index, index + 1]
-    if current is not None:
-        spans.append(tuple(current))
-    return spans
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [(kind, first, last + 1) for kind, first, last in get_entities(tags)]
 
 
 def entities_from_words(text: str, words: list[tuple[str, int, int]], tags: list[str], scores: list[float]) -> list[Entity]:

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config import Config, default_metric
-from clintune.data import Examples
 from clintune.errors import ClintuneError
-from clintune.labels import LabelEncoder
 from clintune.tokenization import IGNORE_INDEX, Encoded
 
 logger = logging.getLogger(__name__)
@@ -110,23 +108,6 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def validation_scorer(tokenizer: Any, encoder: LabelEncoder, config: Config, validation: Examples) -> Callable[[Any], dict[str, float]]:
-    """A function scoring a model on the validation examples exactly as ``clintune eval`` scores a folder.
-
-    Checkpoint selection and early stopping use it, so the epoch kept is the best by
-    the metric that ``metrics.json`` reports (words and entities for NER, whole
-    documents for chunked classification), not by a per-window or per-subword proxy.
-    """
-    from clintune.evaluation import evaluate
-    from clintune.prediction import Predictor
-
-    def score(model: Any) -> dict[str, float]:
-        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size)
-        return scalar_metrics(evaluate(predictor, validation, resamples=0).metrics)
-
-    return score
-
-
 def same_on_every_rank(values: dict[str, float]) -> dict[str, float]:
     """Rank 0's values on every process of a distributed run, so that every rank keeps the
     same checkpoint and stops at the same epoch even where GPU kernels differ in the last bit."""
@@ -174,8 +155,8 @@ def run_trainer(
 ) -> Any:
     """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer.
 
-    ``score_validation`` (see ``validation_scorer``) adds its metrics to every evaluation,
-    beside the Trainer's own validation loss.
+    ``score_validation`` (the train workflow passes ``clintune.workflows.scoring.validation_scorer``)
+    adds its metrics to every evaluation, beside the Trainer's own validation loss.
     """
     from transformers import EarlyStoppingCallback
 

@@ -1,0 +1,36 @@
+"""``clintune baseline``: the cheap baseline on the config's splits, beside the transformer's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clintune import guards
+from clintune.config import Config
+from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
+
+
+def baseline(config: Config, output: str | Path | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists.
+
+    With ``output``, the baseline's metrics are written there as JSON.
+    """
+    import json
+
+    from clintune.baseline import run_baseline
+    from clintune.files import write_json
+
+    config = resolve_paths(config)
+    metrics_file = Path(config.output.dir) / "metrics.json"
+    if output is not None:
+        guards.check_outputs("baseline", [*training_inputs(config), guards.Input("output.dir", Path(config.output.dir), whole=True)],
+                             [guards.Output("--output", Path(output))])
+    data = prepare_data(config)
+    evaluated = {"validation": data.validation} | ({"test": data.test} if data.test is not None else {})
+    result = run_baseline(config, data.train, evaluated, data.encoder)
+    transformer = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    if output is not None:
+        write_json(Path(output), {"baseline": result.name, "seconds": result.seconds, **result.metrics})
+    return result, transformer
+
+

@@ -1,0 +1,116 @@
+"""``clintune eval``: score a model folder on a labelled file, optionally tuning and storing its decision rule."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from clintune import guards
+from clintune.artifacts import read_model_folder
+from clintune.config import Config
+from clintune.data import EVAL_HINTS, TextExamples, check_label_sets, read_split
+from clintune.errors import ClintuneError
+from clintune.labels import LabelEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_path: str | Path,
+    output_dir: str | Path | None = None,
+    data_format: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int | None = None,
+    tune_thresholds: list[str] | None = None,
+    fit_temperature: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Score a model folder on a labelled file, read with the folder's own data settings.
+
+    ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
+    and ``fit_temperature`` choose a decision rule on this data and store it in
+    the model folder, where ``predict`` uses it from then on. With
+    ``output_dir``, writes the report folder (see ``clintune.reports``); an
+    earlier report there is replaced only with ``overwrite``, and a folder that
+    is not a clintune report never. Returns an ``Evaluation``.
+    """
+    from clintune.prediction import Predictor
+    from clintune.reports import check_report_dir, write_report
+    from clintune.workflows.scoring import score
+
+    folder = Path(model_dir)
+    if output_dir is not None:
+        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True), guards.Input("--data", Path(data_path))],
+                             [guards.Output("--output", Path(output_dir))])
+        check_report_dir(Path(output_dir), overwrite)
+    found = read_model_folder(folder)
+    encoder = found.encoder
+    config = _with_data_overrides(found.config, data_format, text_column, label_column)
+    data = read_split(config, str(data_path), hints=EVAL_HINTS)
+    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
+    if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
+        raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
+    predictor = Predictor.from_model_folder(found, batch_size=batch_size, show_progress=True, threads=threads)
+    logits = None
+    if tune_thresholds or fit_temperature:
+        logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
+        predictor.decision = _tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
+        predictor.decision.save(folder)
+        refresh_model_card(folder)
+        logger.info("decision rule stored in %s: %s", folder, predictor.decision.describe(encoder))
+    evaluation = score(predictor, data, resamples, seed, logits)
+    evaluation.metrics["data"] = str(Path(data_path).absolute())
+    evaluation.metrics["model"] = str(folder.absolute())
+    if output_dir is not None:
+        write_report(Path(output_dir), evaluation, f"{config.task.name} on {Path(data_path).name}")
+    return evaluation
+
+
+def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
+    """The folder's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
+    import numpy as np
+
+    from clintune.thresholds import parse_target, refit_temperature, restate_achieved, tune
+
+    encoder = predictor.encoder
+    gold = np.asarray(encoder.encode(data.labels))
+    rule = predictor.decision
+    if fit_temperature:
+        replaced = {parse_target(target, encoder)[0] for target in targets}
+        rule = refit_temperature(rule, logits, gold, encoder, source, replaced)
+    for target in targets:
+        rule = tune(rule, logits.probabilities(rule.temperature), gold, encoder, target, source)
+    restate_achieved(rule, logits.probabilities(rule.temperature), gold, encoder, source)
+    return rule
+
+
+def refresh_model_card(folder: Path) -> None:
+    """Rewrite the model card of a folder that has one to describe (a folder without ``metrics.json`` has none)."""
+    from clintune.model_card import write_model_card
+
+    if (folder / "metrics.json").is_file():
+        write_model_card(folder)
+
+
+def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
+    """The model's classes in the shape of training data, for the unseen-label check."""
+    return TextExamples(texts=list(encoder.classes), labels=list(encoder.classes), rows=[], source="model")
+
+
+def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
+    config = config.model_copy(deep=True)
+    if data_format is not None:
+        config.data.format = data_format  # type: ignore[assignment]
+    if text_column is not None:
+        config.data.text_column = text_column
+    if label_column is not None:
+        config.data.label_column = label_column
+    return config
+
+

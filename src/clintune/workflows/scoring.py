@@ -1,0 +1,41 @@
+"""A predictor's outputs on labelled data, scored: the one path that checkpoint selection,
+the end of training and ``clintune eval`` share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clintune.config import Config
+from clintune.data import Examples, TaggedSentences
+from clintune.decision import WindowLogits
+from clintune.evaluation import Evaluation, evaluate_tagged, evaluate_texts
+from clintune.labels import LabelEncoder
+from clintune.prediction import Predictor
+from clintune.training import scalar_metrics
+
+
+def score(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: WindowLogits | None = None) -> Evaluation:
+    """Score ``predictor`` on labelled ``data`` as read from its file (``logits`` may be passed if already computed)."""
+    if isinstance(data, TaggedSentences):
+        predicted, _ = predictor.tag_sentences(data.tokens)
+        return evaluate_tagged(data, predicted, predictor.encoder.classes, resamples, seed)
+    if logits is None:
+        logits = predictor.window_logits(data.texts)
+    probabilities = logits.probabilities(predictor.decision.temperature)
+    return evaluate_texts(data, probabilities, predictor.encoder, predictor.decision, resamples, seed)
+
+
+def validation_scorer(tokenizer: Any, encoder: LabelEncoder, config: Config, validation: Examples) -> Callable[[Any], dict[str, float]]:
+    """A function scoring a model on the validation examples exactly as ``clintune eval`` scores a folder.
+
+    Checkpoint selection and early stopping use it, so the epoch kept is the best by
+    the metric that ``metrics.json`` reports (words and entities for NER, whole
+    documents for chunked classification), not by a per-window or per-subword proxy.
+    """
+
+    def scorer(model: Any) -> dict[str, float]:
+        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size)
+        return scalar_metrics(score(predictor, validation, resamples=0).metrics)
+
+    return scorer

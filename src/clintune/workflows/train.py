@@ -1,0 +1,264 @@
+"""``clintune train``: fine-tune the configured model and publish a complete model folder."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clintune import artifacts, guards
+from clintune.config import Config
+from clintune.data import Examples, preprocessed
+from clintune.errors import ClintuneError
+from clintune.files import publish, write_json
+from clintune.labels import LabelEncoder
+from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: the model folder and its ``metrics.json`` content."""
+        return {"output_dir": str(self.output_dir), "metrics": self.metrics}
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a torchrun / accelerate launch."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Fine-tune the configured model and write a complete model folder to ``output.dir``.
+
+    ``command`` (the CLI line, when there is one) is recorded in the model card.
+    """
+    from clintune.modeling import detect_hardware, resolve_precision
+
+    config = resolve_paths(config)
+    output_dir = Path(config.output.dir)
+    guards.check_outputs("train", training_inputs(config), [
+        guards.Output("output.dir", output_dir), guards.Output("output.dir's work folder", artifacts.work_dir_for(output_dir)),
+    ])
+    artifacts.check_output_dir(output_dir, overwrite, resume)
+    data = prepare_data(config)
+    if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
+        raise ClintuneError(f"training.deepspeed: config file not found: {config.training.deepspeed}")
+    precision = resolve_precision(config.training.precision, detect_hardware())
+    work = artifacts.work_dir_for(output_dir)
+    if is_main_process():
+        if overwrite and not resume and work.exists():
+            shutil.rmtree(work)
+        artifacts.record_run_config(work, config, resume)
+    for line in _describe_data(data):
+        logger.info(line)
+    trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
+    staging = work / "final"
+    _save_weights(trainer, staging)
+    if not trainer.is_world_process_zero():
+        _leave_process_group()
+        return TrainResult(output_dir, {})
+    artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
+    metrics = _final_metrics(config, data, staging, precision, weights)
+    metrics["selection"] = _selection(config, trainer)
+    artifacts.save_training_record(staging, metrics, trainer.state.log_history)
+    _write_provenance(staging, config, data, precision, command)
+    publish(staging, output_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("model folder written to %s", output_dir)
+    _leave_process_group()
+    return TrainResult(output_dir, metrics)
+
+
+def _save_weights(trainer: Any, staging: Path) -> None:
+    """The best model's weights, through ``Trainer.save_model`` on every rank: under DeepSpeed ZeRO-3 or
+    FSDP the weights are spread over the processes and only a collective call gathers them; rank 0 writes."""
+    import torch.distributed as dist
+
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)
+    trainer.save_model(str(staging))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    if not trainer.is_world_process_zero():
+        return
+    (staging / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickled arguments; no pickle in a model folder
+    if not any((staging / name).is_file() for name in artifacts.WEIGHT_FILES):
+        raise ClintuneError(
+            f"training.deepspeed: the trained weights were not written as one model ({staging} has no model.safetensors)\n"
+            '  fix: set "stage3_gather_16bit_weights_on_model_save": true under zero_optimization in the DeepSpeed config'
+        )
+
+
+def _selection(config: Config, trainer: Any) -> dict[str, Any] | None:
+    """The evaluation that chose the kept checkpoint, and the last one, as the training log records them."""
+    from clintune.config import default_metric
+    from clintune.training import selection_summary
+
+    metric = config.training.metric_for_best_model or default_metric(config.task.type)
+    return selection_summary(trainer.state.log_history, metric, trainer.state.best_global_step)
+
+
+def _leave_process_group() -> None:
+    """Close a torchrun process group once this process is done with it. A rank that exits with
+    the group still open can abort at interpreter shutdown ("terminate called without an active
+    exception", seen with gloo on CPU) and torchrun then reports the whole run as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
+    """Tokenise (once, cached), build the model and run the Trainer; returns it, the tokenizer and the class weights."""
+    from transformers import set_seed
+
+    from clintune.labels import class_weights_from_config
+    from clintune.modeling import detect_hardware, load_model, load_tokenizer
+    from clintune.tasks import label_counts, task_for
+    from clintune.training import run_trainer, training_arguments
+    from clintune.workflows.scoring import validation_scorer
+
+    task = task_for(config.task.type)
+    tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
+    args = training_arguments(config, work / "checkpoints", precision, True, detect_hardware().device)
+    with args.main_process_first(desc="tokenising"):
+        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
+        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
+    weights = class_weights_from_config(
+        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power
+    )
+    if weights is not None:
+        logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
+    set_seed(config.training.seed)  # the new classification head is drawn from this seed
+    model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code, config.model.pooling)
+    logger.info("training on %s in %s", _device_of(model), precision)
+    score = validation_scorer(tokenizer, data.encoder, config, data.validation)
+    trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume)
+    return trainer, tokenizer, weights
+
+
+def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
+    """Tokenise one split (texts preprocessed here, once), reusing an identical earlier tokenisation from the cache."""
+    from clintune.prediction import long_text_note
+    from clintune.tokenization import cached_encoding, encoding_key
+
+    examples = preprocessed(examples, config.data.preprocessing)
+    model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
+    settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
+    inputs, labels = task.fingerprint_inputs(examples)
+    cache_dir = tokenization_cache_dir(config) if config.data.tokenization_cache else None
+    encoded, from_cache = cached_encoding(
+        cache_dir, encoding_key(tokenizer, settings, inputs, labels),
+        lambda: task.encode(examples, tokenizer, encoder, config.model),
+    )
+    logger.info("%s: %d examples -> %d features%s", name, encoded.n_examples, len(encoded), " (tokenisation cache)" if from_cache else "")
+    note = long_text_note(encoded, config)
+    if note:
+        logger.warning("%s: %s", name, note)
+    return encoded
+
+
+def tokenization_cache_dir(config: Config) -> Path:
+    """``$CLINTUNE_CACHE_DIR/tokenized`` when set, else ``.clintune-cache/tokenized`` beside ``output.dir``.
+
+    Token ids can be turned back into the clinical text they encode, so the
+    cache stays where the user keeps the run, never in a home-folder cache.
+    """
+    import os
+
+    root = os.environ.get("CLINTUNE_CACHE_DIR")
+    base = Path(root) if root else Path(config.output.dir).expanduser().absolute().parent / ".clintune-cache"
+    return base / "tokenized"
+
+
+def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
+    """Delete the cached tokenisations that runs of ``config`` use (no config: ``$CLINTUNE_CACHE_DIR``'s).
+
+    Returns the folder, the number of files removed and their bytes. Only
+    clintune's own entry files are removed; the folder goes once empty.
+    """
+    import os
+
+    from clintune.tokenization import remove_cache_entries
+
+    if config is None:
+        if not os.environ.get("CLINTUNE_CACHE_DIR"):
+            raise ClintuneError("cache clear: give the config whose runs' cache to clear (or set $CLINTUNE_CACHE_DIR)")
+        folder = Path(os.environ["CLINTUNE_CACHE_DIR"]) / "tokenized"
+    else:
+        folder = tokenization_cache_dir(config)
+    files, size = remove_cache_entries(folder)
+    return folder, files, size
+
+
+def _final_metrics(config: Config, data: PreparedData, folder: Path, precision: str, weights: list[float] | None) -> dict[str, Any]:
+    """Validation (and test) metrics of the saved best model, loaded from its folder and scored as
+    ``clintune eval`` scores it."""
+    from clintune.prediction import Predictor
+    from clintune.workflows.scoring import score
+
+    predictor = Predictor.from_folder(folder, batch_size=config.training.eval_batch_size)
+    resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
+    metrics: dict[str, Any] = {"validation": score(predictor, data.validation, resamples, seed).metrics}
+    if data.test is not None:
+        metrics["test"] = score(predictor, data.test, resamples, seed).metrics
+    metrics |= {"data": data.summary(), "precision": precision}
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(data.encoder.classes, weights))
+    return metrics
+
+
+def _write_provenance(folder: Path, config: Config, data: PreparedData, precision: str, command: str | None) -> None:
+    """``run.json`` (data hashes, versions, command) and the model card."""
+    import datetime
+    import platform
+
+    import torch
+    import transformers
+
+    from clintune import __version__
+    from clintune.model_card import RUN_FILE, sha256_of, write_model_card
+
+    splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
+              "test": (config.data.test, data.test)}
+    files = {
+        split: {"path": path, "examples": len(examples), "sha256": sha256_of(Path(path))}
+        for split, (path, examples) in splits.items() if path is not None and examples is not None
+    }
+    if config.data.validation is None:
+        files["validation"] = {"path": data.validation_source, "examples": len(data.validation), "sha256": files["train"]["sha256"]}
+    write_json(folder / RUN_FILE, {
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": files,
+        "precision": precision,
+        "versions": {"clintune": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    })
+    write_model_card(folder, published=Path(config.output.dir))
+
+
+def _describe_data(data: PreparedData) -> list[str]:
+    summary = data.summary()
+    lines = [
+        f"data: {summary['train_examples']} train, {summary['validation_examples']} validation"
+        + (f", {summary['test_examples']} test" if summary["test_examples"] is not None else "")
+    ]
+    counts = summary["train_label_counts"]
+    lines.append("train labels: " + ", ".join(f"{label}={n}" for label, n in counts.items()))
+    return lines + [f"note: {note}" for note in data.notes]
+
+
+def _device_of(model: Any) -> str:
+    return str(next(model.parameters()).device)
+
+
