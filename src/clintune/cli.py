@@ -325,16 +325,17 @@ def _interrupted_message(output_dir: Path) -> str:
     """What an interrupted training run left behind and the two ways on."""
     import shlex
 
-    from clintune.artifacts import work_dir_for
+    from transformers.trainer_utils import get_last_checkpoint
 
-    checkpoints = sorted((work_dir_for(output_dir) / "checkpoints").glob("checkpoint-*"),
-                         key=lambda p: int(p.name.rpartition("-")[2]) if p.name.rpartition("-")[2].isdigit() else -1)
-    if not checkpoints:
+    from clintune.artifacts import has_checkpoints, work_dir_for
+
+    if not has_checkpoints(output_dir):
         return ("\ninterrupted before the first checkpoint was written; nothing was kept and "
                 f"{output_dir} was not touched. Run the same command again to start over.")
+    last = get_last_checkpoint(str(work_dir_for(output_dir) / "checkpoints"))  # the one --resume continues from
     arguments = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
     again = "clintune " + " ".join(shlex.quote(a) for a in arguments)
-    return (f"\ninterrupted; the last checkpoint is kept in {checkpoints[-1]} and {output_dir} was not touched.\n"
+    return (f"\ninterrupted; the last checkpoint is kept in {last} and {output_dir} was not touched.\n"
             f"  continue it:  {again} --resume\n"
             f"  discard it:   {again} --overwrite")
 

@@ -78,9 +78,12 @@ def _shown(path: Path) -> str:
 
 def describe_entries(folder: Path, limit: int = 5) -> str:
     """'a.txt, b/ and 3 more': what a folder holds, for messages."""
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return _listed(sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()), limit)
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    """'a, b and 3 more': the first ``limit`` names and how many others."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def check_replaceable(path: Path, option: str, owned: Callable[[str], bool], required: Iterable[str], kind: str) -> None:
@@ -102,7 +105,7 @@ def check_replaceable(path: Path, option: str, owned: Callable[[str], bool], req
     missing = sorted(set(required) - names)
     foreign = sorted(name for name in names if not owned(name))
     if foreign:
-        reason = f"it holds {', '.join(foreign[:5])}" + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        reason = f"it holds {_listed(foreign)}"
     elif missing:
         reason = f"it lacks {', '.join(missing)}; it holds {describe_entries(path)}"
     else:

@@ -14,7 +14,7 @@ from typing import Any
 
 from clintune.artifacts import EXPORT_FILE, ONNX_FILE, check_model_folder
 from clintune.errors import ClintuneError
-from clintune.files import publish, write_json
+from clintune.files import publish, remove_stale, staging_dir_for, write_json
 from clintune.modeling import load_tokenizer, load_trained_model
 from clintune.prediction import require_onnx
 from clintune.tasks import task_for
@@ -34,9 +34,8 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
     trust_remote_code = config.model.trust_remote_code
     model = load_trained_model(task_for(encoder.task_type), str(model_dir), encoder, trust_remote_code).eval()
     names = model_input_names(load_tokenizer(str(model_dir), trust_remote_code))
-    staging = output_dir.with_name(f".{output_dir.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = staging_dir_for(output_dir)
+    remove_stale(staging)
     staging.mkdir(parents=True)
     for name in COPIED:
         if (model_dir / name).is_file():
