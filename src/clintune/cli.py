@@ -232,7 +232,7 @@ def predict(
     threads: ThreadsOption = None,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
-    from clintune.api import check_prediction_paths, read_texts_for_prediction
+    from clintune.api import check_prediction_paths, read_texts_for_prediction, result_record
     from clintune.api import predict as predict_texts
 
     if bool(text) == bool(input_path):
@@ -241,7 +241,7 @@ def predict(
     source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
     texts = source.texts if source else list(text or [])
     results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
-    records = [_result_record(r, probabilities) for r in results]
+    records = [result_record(r, probabilities) for r in results]
     if source is not None:
         records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
     if output is not None:
@@ -344,15 +344,6 @@ def _command_line() -> str:
     import shlex
 
     return "clintune " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-
-
-def _result_record(result: Any, probabilities: bool) -> dict[str, Any]:
-    if isinstance(result, list):
-        return {"entities": [entity.to_dict() for entity in result]}
-    record = result.to_dict()
-    if not probabilities:
-        del record["probabilities"]
-    return record
 
 
 def _human_line(name: str, record: dict[str, Any]) -> str:

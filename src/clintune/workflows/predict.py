@@ -29,6 +29,17 @@ def predict(
     return predictor.classify(texts)
 
 
+def result_record(result: Any, probabilities: bool = False) -> dict[str, Any]:
+    """The JSON object ``clintune predict --json`` prints for one result: label, score (and every class's
+    probability when asked), or the entities with their offsets."""
+    if isinstance(result, list):
+        return {"entities": [entity.to_dict() for entity in result]}
+    record = result.to_dict()
+    if not probabilities:
+        del record["probabilities"]
+    return record
+
+
 def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
     """Texts from a file (csv/tsv/jsonl/parquet, or plain text with one text per line)."""
     from clintune.artifacts import check_model_folder
