@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write
+from conftest import invoke_cli, run_cli, write
 
 GOOD_CSV = "text,label\nchest pain and fever,valid\nheadache with aura,invalid\nrash,valid\ncough,invalid\n"
 GOOD_CONLL = "Cystic\tB-Disease\nfibrosis\tI-Disease\n\nNo\tO\ncases\tO\n"
@@ -95,7 +95,7 @@ def test_bad_input(name: str, tmp_path: Path) -> None:
             path.write_bytes(content)
         else:
             write(path, content)
-    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in case.args])
+    result = invoke_cli(*[a.replace("{tmp}", str(tmp_path)) for a in case.args])
     assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-2000:]}"
     assert "Traceback" not in result.stderr
     for word in case.words:
@@ -107,7 +107,7 @@ def test_bad_input(name: str, tmp_path: Path) -> None:
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_bytes(("\ufeff" + GOOD_CSV.replace("\n", "\r\n")).encode())
-    result = run_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.validation=null",
+    result = invoke_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.validation=null",
                      "--set", "data.test=null", "--set", "data.validation_fraction=0.5")
     assert result.returncode == 0, result.stderr
     assert "train: 2, validation: 2" in result.stdout
@@ -115,13 +115,13 @@ def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
 
 def test_empty_rows_dropped_with_a_count(tmp_path: Path) -> None:
     path = write(tmp_path / "t.csv", GOOD_CSV + ",valid\n\t,invalid\n")
-    result = run_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.on_empty=drop")
+    result = invoke_cli("validate", "configs/tiny/diagnosis.yaml", "--set", f"data.train={path}", "--set", "data.on_empty=drop")
     assert result.returncode == 0, result.stderr
     assert "dropped 2 row(s)" in result.stderr
 
 
 def test_train_test_duplicates_are_counted() -> None:
-    result = run_cli("validate", "configs/tiny/section_header.yaml")
+    result = invoke_cli("validate", "configs/tiny/section_header.yaml")
     assert result.returncode == 0
     assert "test text(s) also appear in the training data" in result.stdout
 
@@ -129,7 +129,7 @@ def test_train_test_duplicates_are_counted() -> None:
 def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
     secret = "Jane Doe MRN 12345"
     write(tmp_path / "t.conll", f"{secret}\tNN\tO\n")
-    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in ner("t.conll")])
+    result = invoke_cli(*[a.replace("{tmp}", str(tmp_path)) for a in ner("t.conll")])
     assert result.returncode == 2
     assert "Jane" not in result.stderr and "12345" not in result.stderr
 

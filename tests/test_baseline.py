@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import invoke_cli, run_cli
 
 from clintune.baseline import fit_gazetteer, tag_with_gazetteer
 from clintune.data import TaggedSentences
@@ -34,6 +34,6 @@ def test_baseline_command_beside_the_transformer(trained_models: dict[str, Path]
 
 
 def test_ner_baseline(tmp_path: Path) -> None:
-    result = run_cli("baseline", "configs/tiny/ner.yaml", "--set", f"output.dir={tmp_path / 'none'}")
+    result = invoke_cli("baseline", "configs/tiny/ner.yaml", "--set", f"output.dir={tmp_path / 'none'}")
     assert result.returncode == 0, result.stderr
     assert "dictionary" in result.stdout and "no trained model" in result.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TASKS, run_cli, write
+from conftest import REPO, TASKS, invoke_cli, run_cli, write
 
 TEST_FILES = {
     "diagnosis": "data/diagnosis/test.csv",
@@ -173,7 +173,7 @@ def test_incomplete_model_folder_says_what_is_missing(trained_models: dict[str, 
     broken = tmp_path / "broken"
     shutil.copytree(trained_models["diagnosis"], broken)
     (broken / "labels.json").unlink()
-    result = run_cli("predict", "--model", str(broken), "--text", "x")
+    result = invoke_cli("predict", "--model", str(broken), "--text", "x")
     assert result.returncode == 2
     assert "missing labels.json" in result.stderr
     assert "Traceback" not in result.stderr
@@ -183,13 +183,13 @@ def test_mismatched_label_files_are_detected(trained_models: dict[str, Path], tm
     broken = tmp_path / "broken"
     shutil.copytree(trained_models["diagnosis"], broken)
     (broken / "labels.json").write_text(json.dumps({"task_type": "binary", "classes": ["valid", "invalid"], "positive": "valid"}))
-    result = run_cli("predict", "--model", str(broken), "--text", "x")
+    result = invoke_cli("predict", "--model", str(broken), "--text", "x")
     assert result.returncode == 2
     assert "does not match" in result.stderr
 
 
 def test_predict_needs_text_or_input(trained_models: dict[str, Path]) -> None:
-    result = run_cli("predict", "--model", str(trained_models["diagnosis"]))
+    result = invoke_cli("predict", "--model", str(trained_models["diagnosis"]))
     assert result.returncode == 2
     assert "--text" in result.stderr
 

@@ -9,7 +9,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from conftest import REPO, run_cli, write
+from conftest import REPO, invoke_cli, run_cli, write
 
 
 def test_version() -> None:
@@ -19,27 +19,27 @@ def test_version() -> None:
 
 def test_eval_hints_name_the_eval_options(trained_models: dict[str, Path], tmp_path: Path) -> None:
     model = str(trained_models["diagnosis"])
-    missing = run_cli("eval", "--model", model, "--data", str(tmp_path / "absent.csv"))
+    missing = invoke_cli("eval", "--model", model, "--data", str(tmp_path / "absent.csv"))
     assert missing.returncode == 2 and "check the --data path" in missing.stderr and "--set" not in missing.stderr
-    column = run_cli("eval", "--model", model, "--data", str(write(tmp_path / "t.csv", "txt,label\na,valid\n")))
+    column = invoke_cli("eval", "--model", model, "--data", str(write(tmp_path / "t.csv", "txt,label\na,valid\n")))
     assert column.returncode == 2 and "--text-column / --label-column" in column.stderr
     assert "data.text_column" not in column.stderr
-    empty = run_cli("eval", "--model", model, "--data", str(write(tmp_path / "e.csv", "text,label\na,valid\n,invalid\n")))
+    empty = invoke_cli("eval", "--model", model, "--data", str(write(tmp_path / "e.csv", "text,label\na,valid\n,invalid\n")))
     assert empty.returncode == 2 and "row 3" in empty.stderr and "data.on_empty" not in empty.stderr
 
 
 def test_an_unseen_label_names_its_rows(trained_models: dict[str, Path], tmp_path: Path) -> None:
     data = write(tmp_path / "t.csv", "text,label\na,valid\nb,Valid\nc,invalid\nd,Valid\n")
-    result = run_cli("eval", "--model", str(trained_models["diagnosis"]), "--data", str(data))
+    result = invoke_cli("eval", "--model", str(trained_models["diagnosis"]), "--data", str(data))
     assert result.returncode == 2 and "'Valid' (2)" in result.stderr and "rows 3, 5" in result.stderr
 
 
 def test_predict_refuses_conll_and_names_its_own_options(trained_models: dict[str, Path], tmp_path: Path) -> None:
     model = str(trained_models["ner"])
-    conll = run_cli("predict", "--model", model, "--input", str(REPO / "data" / "ner" / "test.conll"))
+    conll = invoke_cli("predict", "--model", model, "--input", str(REPO / "data" / "ner" / "test.conll"))
     assert conll.returncode == 2 and "CoNLL" in conll.stderr and "not a prediction input" in conll.stderr
     assert "Parquet" not in conll.stderr
-    column = run_cli("predict", "--model", model, "--input", str(write(tmp_path / "t.csv", "note\nfever\n")))
+    column = invoke_cli("predict", "--model", model, "--input", str(write(tmp_path / "t.csv", "note\nfever\n")))
     assert column.returncode == 2 and "pass --text-column" in column.stderr
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, write
+from conftest import REPO, invoke_cli, write
 
 from clintune.config import apply_override, deep_merge, load_config, validate_config
 from clintune.errors import ConfigError
@@ -152,7 +152,7 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
 
 def test_cli_config_error_exits_2_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", MINIMAL + "training: {learning_rate: -0.1, epocs: 3}\n")
-    result = run_cli("validate", str(path))
+    result = invoke_cli("validate", str(path))
     assert result.returncode == 2
     assert "training.learning_rate" in result.stderr
     assert "did you mean 'epochs'" in result.stderr
@@ -161,7 +161,7 @@ def test_cli_config_error_exits_2_without_traceback(tmp_path: Path) -> None:
 
 def test_cli_missing_data_file_names_the_path(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", MINIMAL.replace("train.csv", str(tmp_path / "nope.csv")))
-    result = run_cli("train", str(path))
+    result = invoke_cli("train", str(path))
     assert result.returncode == 2
     assert "nope.csv" in result.stderr and "not found" in result.stderr
     assert not (REPO / "out").exists()

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_MODEL, run_cli, write
+from conftest import REPO, TINY_MODEL, invoke_cli, run_cli, write
 
 from clintune import api
 from clintune.config import load_config
@@ -142,7 +142,7 @@ def test_every_writing_verb_has_a_case() -> None:
 @pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline"])
 def test_the_cli_exits_2_naming_both_paths(sandbox: Path, verb: str) -> None:
     before = snapshot(sandbox)
-    result = run_cli(*cli_case(verb, sandbox), cwd=sandbox)
+    result = invoke_cli(*cli_case(verb, sandbox), cwd=sandbox)
     assert result.returncode == 2, result.stderr
     assert "writing there would overwrite what the command reads" in result.stderr
     assert "Traceback" not in result.stderr
@@ -179,7 +179,7 @@ def test_a_file_at_output_dir_is_refused_and_nothing_stray_is_left(sandbox: Path
 
 
 def test_resume_without_a_checkpoint_is_an_error(sandbox: Path) -> None:
-    result = run_cli("train", str(sandbox / "configs" / "tiny.yaml"), "--resume", cwd=sandbox)
+    result = invoke_cli("train", str(sandbox / "configs" / "tiny.yaml"), "--resume", cwd=sandbox)
     assert result.returncode == 2
     assert "no checkpoint to resume" in result.stderr
     assert not (sandbox / "runs").exists()
@@ -188,18 +188,18 @@ def test_resume_without_a_checkpoint_is_an_error(sandbox: Path) -> None:
 def test_eval_report_folder_rules(trained_models: dict[str, Path], tmp_path: Path) -> None:
     model, data = trained_models["ner"], str(REPO / "data" / "ner" / "test.conll")
     report = tmp_path / "report"
-    assert run_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--bootstrap", "0").returncode == 0
+    assert invoke_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--bootstrap", "0").returncode == 0
     first = snapshot(report)
-    again = run_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--bootstrap", "0")
+    again = invoke_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--bootstrap", "0")
     assert again.returncode == 2 and "holds an earlier report" in again.stderr and "--overwrite" in again.stderr
     assert snapshot(report) == first
-    replaced = run_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--overwrite", "--bootstrap", "0")
+    replaced = invoke_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--overwrite", "--bootstrap", "0")
     assert replaced.returncode == 0, replaced.stderr
     write(report / "mine.txt", "x\n")
-    refused = run_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--overwrite", "--bootstrap", "0")
+    refused = invoke_cli("eval", "--model", str(model), "--data", data, "--output", str(report), "--overwrite", "--bootstrap", "0")
     assert refused.returncode == 2 and "not a report folder written by clintune (it holds mine.txt)" in refused.stderr
     other = write(tmp_path / "other" / "x.csv", "a\n").parent
-    refused = run_cli("eval", "--model", str(model), "--data", data, "--output", str(other), "--overwrite", "--bootstrap", "0")
+    refused = invoke_cli("eval", "--model", str(model), "--data", data, "--output", str(other), "--overwrite", "--bootstrap", "0")
     assert refused.returncode == 2 and (other / "x.csv").is_file()
 
 
