@@ -120,7 +120,7 @@ def train(
         _launch_torchrun(nproc)
     from clintune.api import train as train_model
     from clintune.config import load_config
-    from clintune.console import format_metrics
+    from clintune.console import format_metrics, format_rule_cost
 
     cfg = load_config(config, set_ or [])
     try:
@@ -129,11 +129,15 @@ def train(
         typer.echo(_interrupted_message(Path(cfg.output.dir)), err=True)
         raise SystemExit(130) from None
     if result.metrics:
-        typer.echo(f"\nvalidation metrics ({result.output_dir}):")
-        typer.echo(format_metrics(result.metrics["validation"]))
-        if "test" in result.metrics:
-            typer.echo("\ntest metrics:")
-            typer.echo(format_metrics(result.metrics["test"]))
+        default = result.metrics.get("default_rule", {})
+        for split in ("validation", "test"):
+            if split in result.metrics:
+                typer.echo(f"\n{split} metrics" + (f" ({result.output_dir}):" if split == "validation" else ":"))
+                typer.echo(format_metrics(result.metrics[split]))
+            if split in default:
+                typer.echo(f"\nwhat the must-not-miss rule changes on {split}"
+                           + (" (its thresholds were tuned here: optimistic)" if split == "validation" else "") + ":")
+                typer.echo(format_rule_cost(result.metrics[split], default[split]))
 
 
 @app.command()
@@ -203,7 +207,7 @@ def eval_(
 ) -> None:
     """Score a model folder on a labelled data file; optionally tune its decision threshold."""
     from clintune.api import evaluate
-    from clintune.console import format_metrics
+    from clintune.console import format_metrics, format_rule_cost
 
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
                           tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite)
@@ -212,6 +216,9 @@ def eval_(
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
     typer.echo(format_metrics(metrics))
+    if "default_rule" in metrics:
+        typer.echo("\nwhat the decision rule in force changes here:")
+        typer.echo(format_rule_cost(metrics, metrics["default_rule"]))
     if output is not None:
         typer.echo(f"\nreport written to {output}")
 

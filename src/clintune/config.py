@@ -153,6 +153,26 @@ class EvaluationSection(_Section):
     seed: int = 0
 
 
+class DecisionSection(_Section):
+    """The decision rule chosen at the end of training, on the validation split, and stored with the model.
+
+    ``must_not_miss``: class -> recall target. Each class gets the highest probability
+    threshold at which it reaches that recall on validation; it is then predicted
+    whenever its probability reaches the threshold, checked in the order given (put
+    the costliest miss first). A binary task names its positive class.
+    """
+
+    must_not_miss: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("must_not_miss")
+    @classmethod
+    def _recall_targets(cls, targets: dict[str, float]) -> dict[str, float]:
+        bad = [f"{label}: {value}" for label, value in targets.items() if not 0 < value <= 1]
+        if bad:
+            raise ValueError(f"recall targets must be in (0, 1], got {', '.join(bad)}")
+        return {str(label): float(value) for label, value in targets.items()}
+
+
 class OutputSection(_Section):
     dir: str
 
@@ -164,6 +184,7 @@ class Config(_Section):
     model: ModelSection
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    decision: DecisionSection = Field(default_factory=DecisionSection)
     output: OutputSection
     _source_files: tuple[str, ...] = PrivateAttr(default=())
 
@@ -307,6 +328,21 @@ def validate_config(raw: dict[str, Any], source: str | None = None) -> Config:
     return config
 
 
+def _decision_problems(config: Config) -> list[str]:
+    targets = config.decision.must_not_miss
+    if not targets:
+        return []
+    if config.task.type == "ner":
+        return ["decision.must_not_miss: applies to classification tasks, not NER"]
+    classes, problems = config.labels.classes, []
+    unknown = [label for label in targets if classes is not None and label not in classes]
+    if unknown:
+        problems.append(f"decision.must_not_miss: {', '.join(map(repr, unknown))} not in labels.classes {classes}")
+    if config.task.type == "binary" and len(targets) > 1:
+        problems.append("decision.must_not_miss: a binary task has one threshold, for its positive class; name only that class")
+    return problems
+
+
 def cross_field_problems(config: Config) -> list[str]:
     """Problems that involve more than one key."""
     problems: list[str] = []
@@ -332,6 +368,7 @@ def cross_field_problems(config: Config) -> list[str]:
             problems.append(f"labels.positive: {config.labels.positive!r} is not one of labels.classes {classes}")
     elif config.labels.positive is not None:
         problems.append("labels.positive: only binary tasks have a positive label")
+    problems += _decision_problems(config)
     if task_type == "ner" and classes is not None:
         bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
         if bad:

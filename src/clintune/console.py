@@ -66,3 +66,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return ""
     return str(value) if isinstance(value, int) else f"{value:.4f}"
+
+
+def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
+    """Every class's recall and precision under the default rule and under the tuned rule, on one split."""
+    rows = []
+    for label, ours in tuned.get("per_class", {}).items():
+        plain = default.get("per_class", {}).get(label)
+        if plain:
+            rows.append([label, f"{plain['recall']:.3f} -> {ours['recall']:.3f}", f"{plain['precision']:.3f} -> {ours['precision']:.3f}"])
+    for key in ("f1_macro", "f1", "accuracy"):
+        if isinstance(tuned.get(key), float) and isinstance(default.get(key), float):
+            rows.append([key, f"{default[key]:.3f} -> {tuned[key]:.3f}", ""])
+    return format_table(["default rule -> rule in force", "recall", "precision"], rows)

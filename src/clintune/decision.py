@@ -88,6 +88,12 @@ class DecisionRule:
             decided |= hit
         return predicted
 
+    def thresholded_classes(self, encoder: LabelEncoder) -> list[str]:
+        """The classes this rule decides by a threshold rather than by the default (0.5 / most probable)."""
+        if encoder.task_type == "binary":
+            return [encoder.positive] if self.threshold != 0.5 else []
+        return list(self.class_thresholds)
+
     def copy(self, **changes: Any) -> DecisionRule:
         """An independent copy (its mappings and lists are not shared), with ``changes`` applied."""
         fields = {"temperature": self.temperature, "threshold": self.threshold,

@@ -79,14 +79,18 @@ def render_model_card(folder: Path, published: Path | None = None) -> str:
         "",
         "## Metrics",
         "",
-        "Scored at the end of training with the default decision rule (threshold 0.5 / most probable class);",
-        "see the next section for any threshold chosen since.",
+        *_metrics_preamble(metrics, config),
         "",
     ]
+    default = metrics.get("default_rule", {})
     for split in ("validation", "test"):
         if split in metrics:
             lines += [f"### {split.capitalize()}", "", _headline_table(metrics[split], HEADLINES[task_type]), "",
                       _per_class_table(metrics[split].get("per_class", {})), ""]
+        if split in default:
+            lines += [f"With the default rule (most probable class) instead, on the same {split} data:", "",
+                      _headline_table(default[split], HEADLINES[task_type]), "",
+                      _per_class_table(default[split].get("per_class", {})), ""]
     if metrics.get("selection"):
         lines += ["## Checkpoint selection", "", _selection_text(metrics["selection"]), ""]
     lines += ["## Decision rule and calibration", "", _decision_text(rule, encoder, metrics), ""]
@@ -178,6 +182,21 @@ def _per_class_table(per_class: dict[str, Any]) -> str:
     for label, row in per_class.items():
         rows.append(f"| `{label}` | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
     return "\n".join(rows)
+
+
+def _metrics_preamble(metrics: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    if metrics.get("must_not_miss_unmet"):
+        return [f"**The must-not-miss rule asked for could not be met** ({metrics['must_not_miss_unmet']}): these numbers are",
+                "those of the default decision rule (most probable class), which this model uses."]
+    if "default_rule" not in metrics:
+        return ["Scored at the end of training with the default decision rule (threshold 0.5 / most probable class);",
+                "see the next section for any threshold chosen since."]
+    must_not_miss = config.get("decision", {}).get("must_not_miss", {})
+    targets = ", ".join(f"`{label}` recall >= {value}" for label, value in must_not_miss.items())
+    return [f"Scored at the end of training with the must-not-miss rule tuned then ({targets}, see the next section).",
+            "Its thresholds were chosen on the validation split, so validation numbers for those classes are optimistic;",
+            "test numbers are not. Each split is also scored by the default rule: the difference is what the rule",
+            "gains in recall and costs in precision."]
 
 
 def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str, Any]) -> str:

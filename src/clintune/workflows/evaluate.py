@@ -60,11 +60,15 @@ def evaluate(
     logits = None
     if tune_thresholds or fit_temperature:
         logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
-        predictor.decision = _tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
+        predictor.decision = tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
         predictor.decision.save(folder)
         refresh_model_card(folder)
         logger.info("decision rule stored in %s: %s", folder, predictor.decision.describe(encoder))
+    if encoder.task_type != "ner" and predictor.decision.thresholded_classes(encoder) and logits is None:
+        logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
     evaluation = score(predictor, data, resamples, seed, logits)
+    if logits is not None and predictor.decision.thresholded_classes(encoder):
+        evaluation.metrics["default_rule"] = _default_rule_metrics(predictor, data, resamples, seed, logits)
     evaluation.metrics["data"] = str(Path(data_path).absolute())
     evaluation.metrics["model"] = str(folder.absolute())
     if output_dir is not None:
@@ -72,8 +76,22 @@ def evaluate(
     return evaluation
 
 
-def _tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
-    """The folder's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
+def _default_rule_metrics(predictor: Any, data: Any, resamples: int, seed: int, logits: Any) -> dict[str, Any]:
+    """The same data scored by the default rule (at the rule's temperature): what the thresholds gain and cost."""
+    from clintune.decision import DecisionRule
+    from clintune.workflows.scoring import score
+
+    tuned = predictor.decision
+    predictor.decision = DecisionRule(temperature=tuned.temperature)
+    try:
+        metrics = score(predictor, data, resamples, seed, logits).metrics
+    finally:
+        predictor.decision = tuned
+    return {key: value for key, value in metrics.items() if key not in ("calibration",)}
+
+
+def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
+    """The predictor's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
     import numpy as np
 
     from clintune.thresholds import parse_target, refit_temperature, restate_achieved, tune

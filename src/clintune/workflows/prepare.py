@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from clintune.data import Examples, TextExamples, check_label_sets, count_overla
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 
+logger = logging.getLogger(__name__)
 
 @dataclass
 class PreparedData:
@@ -85,7 +87,33 @@ def prepare_data(config: Config) -> PreparedData:
         overlap = count_overlap(preprocessed(train, steps), preprocessed(test, steps))  # type: ignore[arg-type]
         if overlap:
             notes.append(f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic")
+    check_decision_targets(config, encoder, validation, validation_source)
     return PreparedData(train, validation, test, encoder, validation_source, notes)
+
+
+def decision_targets(config: Config) -> list[str]:
+    """``decision.must_not_miss`` as ``--tune-threshold`` targets (``LABEL:recall=VALUE``), in the order given."""
+    return [f"{label}:recall={value}" for label, value in config.decision.must_not_miss.items()]
+
+
+def check_decision_targets(config: Config, encoder: LabelEncoder, validation: Any, validation_source: str) -> None:
+    """Refuse, before any training, must-not-miss targets that cannot be tuned on this validation split."""
+    from clintune.thresholds import parse_target
+
+    for target in decision_targets(config):
+        try:
+            label = parse_target(target, encoder)[0]
+        except ClintuneError as exc:
+            raise ClintuneError(f"decision.must_not_miss: {str(exc).split(': ', 1)[-1]}") from None
+        found = (validation.labels or []).count(label)
+        if not found:
+            raise ClintuneError(
+                f"decision.must_not_miss: the validation split ({validation_source}) has no {label!r} example to tune "
+                "its threshold on\n  fix: give data.validation with such examples, or a larger data.validation_fraction"
+            )
+        if found < 20:
+            logger.warning("decision.must_not_miss: %r has only %d validation example(s); its threshold will be rough "
+                           "(the recall it achieves moves in steps of %.0f%%)", label, found, 100 / found)
 
 
 def training_inputs(config: Config) -> list[guards.Input]:

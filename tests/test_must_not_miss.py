@@ -1,0 +1,138 @@
+"""``decision.must_not_miss``: a recall target tuned on validation at the end of training, stored with the
+model, applied by eval and predict, and its cost shown beside the default rule's numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from sklearn.metrics import precision_recall_fscore_support
+
+from clintune import api
+from clintune.config import load_config
+from clintune.data import read_split
+from clintune.errors import ClintuneError, ConfigError
+from clintune.prediction import Predictor
+
+CONFIG = REPO / "configs" / "tiny" / "seriousness.yaml"
+CLASSES = ["D/LT", "Serious", "Non-serious"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["decision.must_not_miss={D/LT: 1.5}"], "recall targets must be in (0, 1]"),
+    (["decision.must_not_miss={Fatal: 0.9}"], "'Fatal' not in labels.classes"),
+])
+def test_bad_targets_are_config_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        load_config(CONFIG, overrides)
+
+
+def test_ner_and_two_binary_targets_are_refused() -> None:
+    with pytest.raises(ConfigError, match="classification tasks, not NER"):
+        load_config(REPO / "configs" / "tiny" / "ner.yaml", ["decision.must_not_miss={B-Disease: 0.9}"])
+    with pytest.raises(ConfigError, match="one threshold, for its positive class"):
+        load_config(REPO / "configs" / "tiny" / "diagnosis.yaml", ["decision.must_not_miss={valid: 0.9, invalid: 0.9}"])
+
+
+def test_a_target_without_validation_examples_stops_before_training(tmp_path: Path) -> None:
+    validation = tmp_path / "v.jsonl"
+    validation.write_text("".join(json.dumps({"narrative": f"mild rash number {i}", "seriousness": "Non-serious"}) + "\n"
+                                  for i in range(3)) + json.dumps({"narrative": "admitted", "seriousness": "Serious"}) + "\n")
+    config = load_config(CONFIG, [f"output.dir={tmp_path / 'out'}", f"data.validation={validation}", "data.test=null",
+                                  "decision.must_not_miss={D/LT: 0.9}"])
+    with pytest.raises(ClintuneError, match="has no 'D/LT' example to tune its threshold on"):
+        api.train(config)
+    assert not (tmp_path / "out").exists()
+
+
+def hand_predictions(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """D/LT wherever its probability reaches the threshold, else the most probable class."""
+    return np.where(probabilities[:, 0] >= threshold, 0, probabilities.argmax(axis=1))
+
+
+def per_class(gold: np.ndarray, predicted: np.ndarray) -> dict[str, tuple[float, float]]:
+    precision, recall, _, _ = precision_recall_fscore_support(gold, predicted, labels=[0, 1, 2], zero_division=0)
+    return {label: (round(float(p), 6), round(float(r), 6)) for label, p, r in zip(CLASSES, precision, recall)}
+
+
+def reported(per_class_metrics: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
+    return {label: (round(row["precision"], 6), round(row["recall"], 6)) for label, row in per_class_metrics.items()}
+
+
+@pytest.fixture(scope="module")
+def tuned_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny seriousness model after 2 epochs (an imperfect model, so the threshold moves predictions)."""
+    out = tmp_path_factory.mktemp("must-not-miss") / "model"
+    config = load_config(CONFIG, [f"output.dir={out}", "training.epochs=2", "decision.must_not_miss={D/LT: 1.0}",
+                                  "evaluation.bootstrap_resamples=0"])
+    api.train(config)
+    return out
+
+
+def split(name: str) -> tuple[list[str], np.ndarray]:
+    data = read_split(load_config(CONFIG), str(REPO / "data" / "seriousness" / f"{name}.jsonl"))
+    return data.texts, np.array([CLASSES.index(label) for label in data.labels])  # type: ignore[union-attr]
+
+
+def test_the_threshold_is_the_one_that_reaches_the_target_on_validation(tuned_folder: Path) -> None:
+    rule = json.loads((tuned_folder / "decision.json").read_text())
+    texts, gold = split("validation")
+    probabilities = Predictor.from_folder(tuned_folder).class_probabilities(texts)
+    # recall 1.0: the highest threshold that keeps every gold D/LT is their lowest D/LT probability
+    assert rule["class_thresholds"]["D/LT"] == pytest.approx(probabilities[gold == 0, 0].min(), abs=1e-6)
+    assert rule["tuning"][0]["data"].endswith("validation.jsonl")
+
+
+def test_metrics_are_those_of_the_rule_in_force_beside_the_default_rule(tuned_folder: Path) -> None:
+    threshold = json.loads((tuned_folder / "decision.json").read_text())["class_thresholds"]["D/LT"]
+    metrics = json.loads((tuned_folder / "metrics.json").read_text())
+    texts, gold = split("test")
+    probabilities = Predictor.from_folder(tuned_folder).class_probabilities(texts)
+    ruled, argmax = hand_predictions(probabilities, threshold), probabilities.argmax(axis=1)
+    assert (ruled != argmax).any(), "the test data should have examples the threshold moves"
+    assert reported(metrics["test"]["per_class"]) == per_class(gold, ruled)
+    assert reported(metrics["default_rule"]["test"]["per_class"]) == per_class(gold, argmax)
+    card = (tuned_folder / "README.md").read_text()
+    assert "must-not-miss rule tuned then (`D/LT` recall >= 1.0" in card
+    assert "With the default rule (most probable class) instead, on the same test data" in card
+
+
+def test_eval_and_predict_apply_the_stored_rule(tuned_folder: Path) -> None:
+    threshold = json.loads((tuned_folder / "decision.json").read_text())["class_thresholds"]["D/LT"]
+    texts, gold = split("test")
+    probabilities = Predictor.from_folder(tuned_folder).class_probabilities(texts)
+    ruled = hand_predictions(probabilities, threshold)
+    assert [p.label for p in api.predict(tuned_folder, texts)] == [CLASSES[i] for i in ruled]
+    evaluation = api.evaluate(tuned_folder, REPO / "data" / "seriousness" / "test.jsonl", resamples=0)
+    assert reported(evaluation.metrics["per_class"]) == per_class(gold, ruled)
+    assert reported(evaluation.metrics["default_rule"]["per_class"]) == per_class(gold, probabilities.argmax(axis=1))
+
+
+def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from clintune.workflows import evaluate as evaluate_module
+    from clintune.workflows import train as train_module
+    from clintune.workflows.prepare import prepare_data
+
+    folder = tmp_path / "model"
+    shutil.copytree(tuned_folder, folder)
+    (folder / "decision.json").unlink()
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise ClintuneError("--tune-threshold Serious:recall=1.0: no threshold reaches recall 1.0 for 'Serious' on v.jsonl")
+
+    monkeypatch.setattr(evaluate_module, "tuned_rule", unreachable)
+    config = load_config(CONFIG, [f"output.dir={folder}", "decision.must_not_miss={Serious: 1.0}"])
+    reason = train_module._store_decision_rule(config, prepare_data(config), folder)
+    assert reason == "no threshold reaches recall 1.0 for 'Serious' on v.jsonl"
+    assert not (folder / "decision.json").exists()
+    metrics = json.loads((folder / "metrics.json").read_text()) | {"must_not_miss_unmet": reason}
+    metrics.pop("default_rule")
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    from clintune.model_card import render_model_card
+
+    assert "could not be met** (no threshold reaches recall 1.0" in render_model_card(folder)
