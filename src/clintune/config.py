@@ -164,6 +164,11 @@ class DecisionSection(_Section):
 
     must_not_miss: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("must_not_miss", mode="before")
+    @classmethod
+    def _none_is_empty(cls, targets: Any) -> Any:
+        return {} if targets is None else targets  # `must_not_miss: null` switches off an inherited rule
+
     @field_validator("must_not_miss")
     @classmethod
     def _recall_targets(cls, targets: dict[str, float]) -> dict[str, float]:
