@@ -80,6 +80,9 @@ def mistakes(s: Path) -> list[tuple[str, str, object]]:
         ("predict", "inside the model folder", lambda: api.check_prediction_paths(model, s / "texts.txt", s / "model-link/p.jsonl")),
         ("baseline", "the training file", lambda: api.baseline(config(s, f"{s}/runs/ner"), s / "data-link" / "train.conll")),
         ("baseline", "the config file", lambda: api.baseline(config(s, f"{s}/runs/ner"), s / "configs" / "tiny.yaml")),
+        ("cv", "the data folder", lambda: api.cross_validate(config(s, f"{s}/runs/ner"), 2, s / "data-link", overwrite=True)),
+        ("cv", "the config's folder, as the final model", lambda: api.cross_validate(
+            config(s, f"{s}/configs"), 2, s / "cv", overwrite=True, train_final=True)),
     ]
 
 
@@ -114,6 +117,7 @@ def cli_case(verb: str, s: Path) -> list[str]:
         "predict": ["predict", "--model", model, "--input", str(s / "texts.txt"), "--output", str(s / "texts.txt")],
         "export": ["export", "--model", model, "--output", f"{s}/model-link"],
         "baseline": ["baseline", str(s / "configs" / "tiny.yaml"), "--output", data],
+        "cv": ["cv", str(s / "configs" / "tiny.yaml"), "--folds", "2", "--output", f"{s}/data-link", "--overwrite"],
     }[verb]
 
 
@@ -135,11 +139,11 @@ def writing_verbs() -> list[str]:
 def test_every_writing_verb_has_a_case() -> None:
     verbs = writing_verbs()
     assert {"train", "eval", "predict", "export", "baseline"} <= set(verbs)
-    unchecked = [v for v in verbs if v not in READ_ONLY and v not in {"train", "eval", "predict", "export", "baseline"}]
+    unchecked = [v for v in verbs if v not in READ_ONLY and v not in {"train", "eval", "predict", "export", "baseline", "cv"}]
     assert not unchecked, f"verbs with output options but no output-vs-input case: {unchecked}"
 
 
-@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline"])
+@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline", "cv"])
 def test_the_cli_exits_2_naming_both_paths(sandbox: Path, verb: str) -> None:
     before = snapshot(sandbox)
     result = invoke_cli(*cli_case(verb, sandbox), cwd=sandbox)

@@ -9,6 +9,7 @@ A notebook user gets exactly the CLI's behaviour by calling these:
 from __future__ import annotations
 
 from clintune.workflows.baseline import baseline
+from clintune.workflows.cv import cross_validate
 from clintune.workflows.evaluate import evaluate
 from clintune.workflows.export import export
 from clintune.workflows.predict import check_prediction_paths, predict, read_texts_for_prediction, result_record
@@ -22,7 +23,7 @@ from clintune.workflows.train import (
 )
 
 __all__ = [
-    "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache", "evaluate", "export",
+    "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "cross_validate", "clear_tokenization_cache", "evaluate", "export",
     "is_main_process", "predict", "prepare_data", "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
     "train", "training_inputs", "validate",
 ]

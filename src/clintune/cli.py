@@ -224,6 +224,33 @@ def eval_(
 
 
 @app.command()
+def cv(
+    config: ConfigArg,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds (stratified by label).")] = 5,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for cv.json and oof_predictions.jsonl (default: output.dir + '-cv').", show_default=False)] = None,
+    set_: SetOption = None,
+    keep_models: Annotated[bool, typer.Option("--keep-models", help="Keep each fold's model folder (under OUTPUT/folds).")] = False,
+    tune_threshold: Annotated[list[str] | None, typer.Option(
+        "--tune-threshold", help="LABEL:recall=0.9 (repeatable), tuned on the pooled out-of-fold predictions "
+        "(default: the config's decision.must_not_miss).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: train only the folds not finished.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an earlier cross-validation or interrupted run (and, with --train-final, output.dir).")] = False,
+    train_final: Annotated[bool, typer.Option(
+        "--train-final", help="Then train on all the data into output.dir, storing the out-of-fold decision rule there.")] = False,
+) -> None:
+    """Cross-validate a config: a model per fold, out-of-fold predictions, each metric's mean, spread and interval."""
+    from clintune.api import cross_validate
+    from clintune.config import load_config
+    from clintune.console import format_cross_validation
+
+    cfg = load_config(config, set_ or [])
+    report = cross_validate(cfg, folds, output, keep_models, tune_threshold, resume, overwrite, train_final=train_final)
+    typer.echo(format_cross_validation(report))
+
+
+@app.command()
 def predict(
     model: ModelOption,
     text: Annotated[list[str] | None, typer.Option("--text", "-t", metavar="<text>", help="A text to label (repeatable).",

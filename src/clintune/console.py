@@ -79,3 +79,22 @@ def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
         if isinstance(tuned.get(key), float) and isinstance(default.get(key), float):
             rows.append([key, f"{default[key]:.3f} -> {tuned[key]:.3f}", ""])
     return format_table(["default rule -> rule in force", "recall", "precision"], rows)
+
+
+def format_cross_validation(report: dict[str, Any]) -> str:
+    """Each metric across folds (mean, standard deviation, 95% interval of the mean) beside the pooled value."""
+    summary, pooled = report["summary"], report["pooled"]
+    keys = [k for k in (*HEADLINE_KEYS, "f1_weighted") if k in summary and k != "threshold"]
+    keys = list(dict.fromkeys(keys))
+    rows = [[key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}",
+             f"{summary[key]['low']:.3f}-{summary[key]['high']:.3f}", _cell(pooled.get(key))] for key in keys]
+    lines = [f"{len(report['folds'])}-fold cross-validation of {report['data']}:",
+             format_table(["metric", "mean", "std", "95% CI (folds)", "pooled out-of-fold"], rows)]
+    per_class = summary.get("per_class", {})
+    if per_class:
+        lines += ["", format_table(["class", "f1 mean", "f1 std", "95% CI (folds)"], [
+            [label, f"{row['f1']['mean']:.3f}", f"{row['f1']['std']:.3f}", f"{row['f1']['low']:.3f}-{row['f1']['high']:.3f}"]
+            for label, row in per_class.items()])]
+    if report.get("decision"):
+        lines += ["", f"decision rule tuned on the out-of-fold predictions: {report['decision']['rule']}"]
+    return "\n".join(lines)

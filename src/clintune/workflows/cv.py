@@ -1,0 +1,293 @@
+"""``clintune cv``: k-fold cross-validation over the training data, one model per fold by the normal training path.
+
+Each fold's model is trained on the other folds (its checkpoint chosen on a
+validation share carved from them, as ``train`` does without ``data.validation``)
+and scored on its held-out fold, which it never saw. Every example is therefore
+predicted once, out of fold; the report gives each metric's mean, standard
+deviation and 95% interval across folds, and the metrics of the pooled
+out-of-fold predictions. Thresholds tuned on those pooled predictions are the
+honest way to choose a rule on small data.
+
+Work happens in a folder beside ``--output``; each finished fold is recorded
+there, so a killed run started again with ``--resume`` trains only the folds
+not yet finished. The output folder is published whole at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clintune import guards
+from clintune.config import Config
+from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.errors import ClintuneError
+from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
+from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
+from clintune.workflows.train import train
+
+logger = logging.getLogger(__name__)
+
+CV_FILE = "cv.json"
+OOF_FILE = "oof_predictions.jsonl"
+STATE_FILE = "cv-state.json"
+OUTPUT_FILES = frozenset({CV_FILE, OOF_FILE, "decision.json", "folds"})
+
+
+def default_output(config: Config) -> Path:
+    return Path(config.output.dir).with_name(Path(config.output.dir).name + "-cv")
+
+
+def cross_validate(
+    config: Config, folds: int, output: str | Path | None = None, keep_models: bool = False,
+    tune_thresholds: list[str] | None = None, resume: bool = False, overwrite: bool = False, seed: int | None = None,
+    train_final: bool = False,
+) -> dict[str, Any]:
+    """Train ``folds`` models on stratified folds of ``data.train`` and report per-fold, summary and pooled metrics.
+
+    ``tune_thresholds`` (``LABEL:recall=0.9``; default: the config's ``decision.must_not_miss``)
+    are tuned on the pooled out-of-fold probabilities; the rule is written to the output
+    folder as ``decision.json`` and the pooled metrics are reported under it.
+    With ``train_final``, the config is then trained as ``train`` would (into ``output.dir``,
+    replaced only with ``overwrite``) and that model stores the rule tuned out of fold.
+    Returns the content of ``cv.json``.
+    """
+    config = resolve_paths(config)
+    out = Path(output) if output is not None else default_output(config)
+    work = staging_dir_for(out)
+    outputs = [guards.Output("--output", out), guards.Output("--output's work folder", work)]
+    if train_final:
+        outputs.append(guards.Output("output.dir", Path(config.output.dir)))
+    guards.check_outputs("cv", training_inputs(config), outputs)
+    if train_final:
+        from clintune.artifacts import check_output_dir
+
+        check_output_dir(Path(config.output.dir), overwrite, False)  # before hours of folds, not after
+    guards.check_replaceable(out, "--output", lambda name: name in OUTPUT_FILES, (CV_FILE,), "cross-validation folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ClintuneError(f"--output: {out} holds an earlier cross-validation\n  fix: pass --overwrite, or choose another folder")
+    data = prepare_data(config)
+    pooled_data = data.train  # the folds split the training data; data.validation and data.test are not used
+    seed = config.data.split_seed if seed is None else seed
+    assignment = fold_assignment(pooled_data, folds, seed)
+    state = {"config": config.to_dict(), "folds": folds, "seed": seed, "fold_of": assignment.tolist()}
+    _prepare_work(work, state, resume, overwrite)
+    results = []
+    for fold in range(folds):
+        results.append(_fold_result(config, data.encoder.classes, pooled_data, assignment, fold, folds, work, keep_models))
+    report, records, rule = _report(config, data.encoder, pooled_data, assignment, results, tune_thresholds)
+    write_json(work / CV_FILE, report)
+    write_jsonl(work / OOF_FILE, records)
+    if rule is not None:
+        rule.save(work)
+    _tidy(work, keep_models)
+    publish(work, out)
+    logger.info("cross-validation written to %s", out)
+    if train_final:
+        _train_final(config, rule, overwrite)
+    return report
+
+
+def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
+    """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions."""
+    from clintune.workflows.evaluate import refresh_model_card
+
+    final = config.model_copy(deep=True)
+    if rule is not None:
+        final.decision.must_not_miss = {}  # the out-of-fold rule replaces one tuned on a single validation split
+    logger.info("training the final model on all the data into %s", final.output.dir)
+    train(final, overwrite=overwrite)
+    if rule is not None:
+        rule.save(Path(final.output.dir))
+        refresh_model_card(Path(final.output.dir))
+        logger.info("%s: decision rule from the out-of-fold predictions stored", final.output.dir)
+
+
+def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
+    """The fold of every example: stratified by label for classification, shuffled for NER."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if folds < 2:
+        raise ClintuneError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    if folds > len(data):
+        raise ClintuneError(f"--folds {folds}: {data.source} has only {len(data)} examples")
+    indices = np.arange(len(data))
+    if isinstance(data, TextExamples):
+        counts = Counter(data.labels or [])
+        rarest, count = min(counts.items(), key=lambda item: item[1])
+        if count < folds:
+            raise ClintuneError(
+                f"--folds {folds}: class {rarest!r} has only {count} example(s) in {data.source}, so some folds would "
+                f"have none\n  fix: use at most --folds {count}, or add examples of {rarest!r}")
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels)
+    else:
+        splits = KFold(folds, shuffle=True, random_state=seed).split(indices)
+    assignment = np.empty(len(data), dtype=int)
+    for fold, (_, held_out) in enumerate(splits):
+        assignment[held_out] = fold
+    return assignment
+
+
+def _prepare_work(work: Path, state: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    state_file = work / STATE_FILE
+    if work.exists() and resume:
+        previous = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
+        if previous != state:
+            raise ClintuneError(f"--resume: the interrupted run in {work} used other settings or data (config, --folds, "
+                                "seed or the training file changed)\n  fix: run with the same settings, or --overwrite to start over")
+        logger.info("resuming the cross-validation in %s", work)
+        return
+    if work.exists() and not overwrite:
+        raise ClintuneError(f"an interrupted cross-validation is in {work}\n  fix: pass --resume to continue it, "
+                            "or --overwrite to start over")
+    if resume:
+        raise ClintuneError(f"--resume: no interrupted cross-validation in {work}")
+    remove_stale(work)
+    work.mkdir(parents=True)
+    write_json(state_file, state)
+
+
+def _fold_result(config: Config, classes: tuple[str, ...], data: Examples, assignment: np.ndarray, fold: int, folds: int,
+                 work: Path, keep_models: bool) -> dict[str, Any]:
+    """The fold's metrics and out-of-fold outputs, trained now or read from an earlier, interrupted run."""
+    folder = work / "folds" / f"fold-{fold + 1}"
+    done = folder / "result.json"
+    if done.is_file():
+        logger.info("fold %d/%d: finished earlier, reused", fold + 1, folds)
+        return json.loads(done.read_text(encoding="utf-8"))
+    held_out = [int(i) for i in np.flatnonzero(assignment == fold)]
+    kept = [int(i) for i in np.flatnonzero(assignment != fold)]
+    train_file, test_file = folder / "train.jsonl", folder / "held_out.jsonl"
+    _write_examples(train_file, data.subset(kept), config)
+    _write_examples(test_file, data.subset(held_out), config)
+    fold_config = config.model_copy(deep=True)
+    fold_config.data.train, fold_config.data.validation, fold_config.data.test = str(train_file), None, str(test_file)
+    fold_config.data.format = "jsonl"  # type: ignore[assignment]
+    fold_config.data.on_empty = "error"
+    fold_config.labels.classes = list(classes)  # every fold's model knows every class, seen in its folds or not
+    fold_config.decision.must_not_miss = {}  # thresholds are tuned once, on the pooled out-of-fold predictions
+    fold_config.evaluation.bootstrap_resamples = 0  # the spread across folds is the interval that matters here
+    fold_config.data.tokenization_cache = False  # each fold's files are read once
+    fold_config.output.dir = str(folder / "model")
+    logger.info("fold %d/%d: training on %d examples, holding out %d", fold + 1, folds, len(kept), len(held_out))
+    result = train(fold_config, overwrite=True)
+    outputs = _out_of_fold_outputs(folder / "model", data.subset(held_out))
+    record = {"fold": fold + 1, "examples": held_out, "metrics": result.metrics["test"], "outputs": outputs}
+    write_json(done, record)
+    train_file.unlink()
+    test_file.unlink()
+    if not keep_models:
+        shutil.rmtree(folder / "model")
+    return record
+
+
+def _write_examples(path: Path, examples: Examples, config: Config) -> None:
+    """Examples as the JSON lines the normal readers take (raw texts: preprocessing happens when they are read)."""
+    if isinstance(examples, TaggedSentences):
+        records = [{config.data.tokens_column: tokens, config.data.tags_column: tags}
+                   for tokens, tags in zip(examples.tokens, examples.tags or [])]
+    else:
+        records = [{config.data.text_column: text, config.data.label_column: label}
+                   for text, label in zip(examples.texts, examples.labels or [])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, records)
+
+
+def _out_of_fold_outputs(model_dir: Path, held_out: Examples) -> list[Any]:
+    """Class probabilities (default rule, temperature 1) or predicted word tags for each held-out example."""
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(model_dir)
+    if isinstance(held_out, TaggedSentences):
+        return predictor.tag_sentences(held_out.tokens)[0]
+    return predictor.window_logits(held_out.texts).probabilities().tolist()
+
+
+def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray, results: list[dict[str, Any]],
+            tune_thresholds: list[str] | None) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    from clintune.decision import DecisionRule
+    from clintune.evaluation import evaluate_tagged, evaluate_texts
+    from clintune.thresholds import restate_achieved, tune
+    from clintune.workflows.prepare import decision_targets
+
+    resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
+    order = [i for result in results for i in result["examples"]]
+    outputs = [output for result in results for output in result["outputs"]]
+    pooled = data.subset(order)
+    rule = None
+    if isinstance(pooled, TaggedSentences):
+        evaluation = evaluate_tagged(pooled, outputs, encoder.classes, resamples, seed)
+    else:
+        probabilities = np.asarray(outputs, dtype=float)
+        targets = tune_thresholds if tune_thresholds else decision_targets(config)
+        rule = DecisionRule()
+        if targets:
+            gold = np.asarray(encoder.encode(pooled.labels or []))
+            source = f"out-of-fold predictions ({len(results)} folds of {data.source})"
+            for target in targets:
+                rule = tune(rule, probabilities, gold, encoder, target, source)
+            restate_achieved(rule, probabilities, gold, encoder, source)
+        evaluation = evaluate_texts(pooled, probabilities, encoder, rule, resamples, seed)
+        rule = rule if targets else None
+    records = sorted(({**record, "fold": int(assignment[order[i]]) + 1, "_example": order[i]}
+                      for i, record in enumerate(evaluation.records)), key=lambda record: record["_example"])
+    records = [{k: v for k, v in record.items() if k != "_example"} for record in records]  # in the data file's order
+    report = {
+        "folds": [{"fold": r["fold"], "examples": len(r["examples"]), **r["metrics"]} for r in results],
+        "summary": summarise([r["metrics"] for r in results]),
+        "pooled": {key: value for key, value in evaluation.metrics.items() if key != "calibration"},
+        "data": data.source,
+        "seed": int(config.data.split_seed),
+    }
+    if rule is not None:
+        report["decision"] = {"rule": rule.describe(encoder), "tuning": rule.tuning}
+    return report, records, rule
+
+
+def summarise(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """For every numeric metric (and every per-class number): mean, standard deviation (n-1) and the 95%
+    t-interval of the mean across folds."""
+    from clintune.training import scalar_metrics
+
+    scalars = [scalar_metrics(metrics) for metrics in fold_metrics]
+    summary: dict[str, Any] = {key: _spread([s[key] for s in scalars]) for key in scalars[0] if all(key in s for s in scalars)}
+    per_class: dict[str, dict[str, Any]] = {}
+    for label in fold_metrics[0].get("per_class", {}):
+        rows = [metrics.get("per_class", {}).get(label) for metrics in fold_metrics]
+        if all(rows):
+            per_class[label] = {key: _spread([row[key] for row in rows]) for key in ("precision", "recall", "f1")}
+    if per_class:
+        summary["per_class"] = per_class
+    return summary
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and the t-interval of the mean, clipped to [0, 1] where the values are
+    proportions (every clintune metric but a count)."""
+    from scipy import stats
+
+    n, mean = len(values), float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n) if n > 1 else 0.0
+    low, high = mean - half, mean + half
+    if all(0 <= v <= 1 for v in values):
+        low, high = max(low, 0.0), min(high, 1.0)
+    return {"mean": mean, "std": std, "low": low, "high": high, "values": [float(v) for v in values]}
+
+
+def _tidy(work: Path, keep_models: bool) -> None:
+    """Leave the published folder holding the report, and the fold models only when asked."""
+    (work / STATE_FILE).unlink()
+    folds = work / "folds"
+    if not keep_models:
+        shutil.rmtree(folds, ignore_errors=True)
+        return
+    for result in folds.glob("fold-*/result.json"):
+        result.unlink()

@@ -1,0 +1,150 @@
+"""``clintune cv``: stratified folds, out-of-fold predictions, summaries checked against scipy and scikit-learn,
+thresholds tuned on the pooled predictions, and a killed run resumed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+from clintune import api
+from clintune.config import load_config
+from clintune.data import TextExamples
+from clintune.errors import ClintuneError
+from clintune.workflows import cv as cv_module
+
+CONFIG = REPO / "configs" / "tiny" / "diagnosis.yaml"
+
+
+def diagnosis(tmp: Path, *overrides: str):
+    return load_config(CONFIG, [f"output.dir={tmp / 'model'}", "training.epochs=1", *overrides])
+
+
+def test_folds_are_stratified_and_cover_every_example_once() -> None:
+    labels = ["a"] * 23 + ["b"] * 10 + ["c"] * 5
+    data = TextExamples([f"t{i}" for i in range(len(labels))], labels, list(range(len(labels))), "x.csv")
+    assignment = cv_module.fold_assignment(data, 5, seed=0)
+    assert sorted(Counter(assignment).values()) == [7, 7, 8, 8, 8]
+    for label in "abc":
+        per_fold = Counter(int(f) for f, gold in zip(assignment, labels) if gold == label)
+        assert max(per_fold.values()) - min(per_fold.values()) <= 1 and len(per_fold) == 5, (label, per_fold)
+
+
+@pytest.mark.parametrize(("folds", "message"), [
+    (1, "needs at least 2 folds"),
+    (80, "class 'valid' has only 67 example"),
+])
+def test_impossible_fold_counts_are_refused_before_anything_is_written(tmp_path: Path, folds: int, message: str) -> None:
+    with pytest.raises(ClintuneError, match=message):
+        api.cross_validate(diagnosis(tmp_path), folds, tmp_path / "cv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 3-fold run killed during its second fold, then resumed with --resume; what each step saw."""
+    tmp = tmp_path_factory.mktemp("cv")
+    config, out = diagnosis(tmp), tmp / "cv"
+    trained: list[str] = []
+    real_train = cv_module.train
+
+    def killed_on_the_second_fold(fold_config, overwrite=False):  # noqa: ANN001, ANN202
+        trained.append(fold_config.output.dir)
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        return real_train(fold_config, overwrite=overwrite)
+
+    cv_module.train = killed_on_the_second_fold
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.cross_validate(config, 3, out)
+    finally:
+        cv_module.train = real_train
+    work = out.with_name(".cv.partial")
+    first_fold = json.loads((work / "folds" / "fold-1" / "result.json").read_text())
+    with pytest.raises(ClintuneError, match="pass --resume to continue it"):
+        api.cross_validate(config, 3, out)
+    with pytest.raises(ClintuneError, match="used other settings or data"):
+        api.cross_validate(config, 4, out, resume=True)
+    resumed: list[str] = []
+
+    def counting(fold_config, overwrite=False):  # noqa: ANN001, ANN202
+        resumed.append(fold_config.output.dir)
+        return real_train(fold_config, overwrite=overwrite)
+
+    cv_module.train = counting
+    try:
+        report = api.cross_validate(config, 3, out, resume=True, tune_thresholds=["valid:recall=0.9"], train_final=True)
+    finally:
+        cv_module.train = real_train
+    records = [json.loads(line) for line in (out / "oof_predictions.jsonl").read_text().splitlines()]
+    return {"out": out, "report": report, "records": records, "first_fold": first_fold, "resumed": resumed, "work": work,
+            "final": Path(config.output.dir)}
+
+
+def test_a_resumed_run_trains_only_the_unfinished_folds(finished: dict) -> None:
+    assert [Path(d).parent.name for d in finished["resumed"]] == ["fold-2", "fold-3", finished["final"].parent.name]
+    first = finished["report"]["folds"][0]
+    assert first["accuracy"] == finished["first_fold"]["metrics"]["accuracy"]
+    assert not finished["work"].exists()
+    assert sorted(p.name for p in finished["out"].iterdir()) == ["cv.json", "decision.json", "oof_predictions.jsonl"]
+
+
+def test_every_training_example_is_predicted_once_by_the_fold_that_did_not_see_it(finished: dict) -> None:
+    records = finished["records"]
+    rows = [r["row"] for r in records]
+    assert len(rows) == len(set(rows)) == 160  # data/diagnosis/train.csv
+    report = finished["report"]
+    for fold in report["folds"]:
+        mine = [r for r in records if r["fold"] == fold["fold"]]
+        assert len(mine) == fold["examples"]
+        # the fold's own metrics are the held-out rows' (default rule, as the fold model predicts them)
+        default = ["valid" if r["probabilities"]["valid"] >= 0.5 else "invalid" for r in mine]
+        assert fold["accuracy"] == pytest.approx(accuracy_score([r["gold"] for r in mine], default))
+
+
+def test_summary_is_mean_sd_and_t_interval_across_folds(finished: dict) -> None:
+    report = finished["report"]
+    values = [fold["accuracy"] for fold in report["folds"]]
+    summary = report["summary"]["accuracy"]
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert summary["mean"] == pytest.approx(np.mean(values))
+    assert summary["std"] == pytest.approx(np.std(values, ddof=1))
+    assert (summary["low"], summary["high"]) == pytest.approx((max(low, 0.0), min(high, 1.0)))
+    f1_valid = [fold["per_class"]["valid"]["f1"] for fold in report["folds"]]
+    assert report["summary"]["per_class"]["valid"]["f1"]["mean"] == pytest.approx(np.mean(f1_valid))
+
+
+def test_pooled_metrics_and_the_threshold_are_those_of_the_out_of_fold_predictions(finished: dict) -> None:
+    records, report = finished["records"], finished["report"]
+    gold = [r["gold"] for r in records]
+    predicted = [r["predicted"] for r in records]
+    assert report["pooled"]["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
+    assert report["pooled"]["f1"] == pytest.approx(f1_score(gold, predicted, pos_label="valid"))
+    threshold = json.loads((finished["out"] / "decision.json").read_text())["threshold"]
+    assert predicted == ["valid" if r["probabilities"]["valid"] >= threshold else "invalid" for r in records]
+    assert recall_score(gold, predicted, pos_label="valid") >= 0.9
+    scores = sorted({r["probabilities"]["valid"] for r in records if r["probabilities"]["valid"] > threshold})
+    if scores:  # the next threshold up misses the target: the highest that reaches it was taken
+        higher = ["valid" if r["probabilities"]["valid"] >= scores[0] else "invalid" for r in records]
+        assert recall_score(gold, higher, pos_label="valid") < 0.9
+
+
+def test_the_final_model_carries_the_out_of_fold_rule(finished: dict) -> None:
+    assert json.loads((finished["final"] / "decision.json").read_text()) == json.loads((finished["out"] / "decision.json").read_text())
+    assert "out-of-fold predictions (3 folds" in (finished["final"] / "README.md").read_text()
+
+
+def test_train_final_refuses_an_occupied_output_dir_before_any_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.txt").write_text("mine\n")
+    monkeypatch.setattr(cv_module, "train", lambda *a, **k: pytest.fail("no fold may train"))
+    with pytest.raises(ClintuneError, match="notes.txt"):
+        api.cross_validate(diagnosis(tmp_path), 3, tmp_path / "cv", train_final=True, overwrite=True)
+    assert (tmp_path / "model" / "notes.txt").read_text() == "mine\n"
