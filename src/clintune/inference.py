@@ -101,7 +101,10 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
         fn_constructor_kwargs={"model_dir": str(folder), "text_column": text_column or config.data.text_column,
                                "id_column": id_column, "probabilities": probabilities, "batch_size": batch_size,
                                "threads": threads, "on_empty": on_empty or config.data.on_empty},
-        batch_size=chunk_size, batch_format="pyarrow", concurrency=workers, num_cpus=threads,
+        # An autoscaling pool (1 to ``workers`` actors): a fixed pool holding every CPU from the start
+        # would leave none for the read tasks that feed it, and wait for ever.
+        batch_size=chunk_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        num_cpus=threads,
     )
 
 
@@ -135,7 +138,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # output files in input order, run after run
     text = text_column or config.data.text_column
-    dataset = ray.data.read_parquet(str(source.absolute()), columns=[text, id_column])
+    dataset = ray.data.read_parquet(str(source.absolute())).select_columns([text, id_column])
     predicted = predict_dataset(dataset, model_dir, id_column=id_column, text_column=text, probabilities=probabilities,
                                 batch_size=batch_size, threads=threads or 1, workers=workers, chunk_size=chunk_size,
                                 on_empty=on_empty)
