@@ -170,6 +170,8 @@ def predict_file(
         raise ClintuneError("--chunk-size must be at least 1")
     if resume and output_path is None:
         raise ClintuneError("--resume needs --output: only a run that writes a file keeps finished chunks to resume from")
+    if output_path is not None and Path(output_path).is_dir():
+        raise ClintuneError(f"--output {output_path} is a folder\n  fix: give a file name (OUT.jsonl, or OUT.parquet for Parquet)")
     folder = read_model_folder(Path(model_dir))
     config = folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
