@@ -12,7 +12,14 @@ from clintune.workflows.baseline import baseline
 from clintune.workflows.cv import cross_validate
 from clintune.workflows.evaluate import evaluate
 from clintune.workflows.export import export
-from clintune.workflows.predict import check_prediction_paths, predict, read_texts_for_prediction, result_record
+from clintune.workflows.predict import (
+    PredictionRun,
+    check_prediction_paths,
+    predict,
+    predict_file,
+    read_texts_for_prediction,
+    result_record,
+)
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
 from clintune.workflows.train import (
     TrainResult,
@@ -23,7 +30,8 @@ from clintune.workflows.train import (
 )
 
 __all__ = [
-    "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "cross_validate", "clear_tokenization_cache", "evaluate", "export",
-    "is_main_process", "predict", "prepare_data", "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
+    "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache",
+    "cross_validate", "evaluate", "export", "is_main_process", "predict", "predict_file", "prepare_data",
+    "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
     "train", "training_inputs", "validate",
 ]

@@ -256,39 +256,96 @@ def predict(
     text: Annotated[list[str] | None, typer.Option("--text", "-t", metavar="<text>", help="A text to label (repeatable).",
                                                       show_default=False)] = None,
     input_path: Annotated[Path | None, typer.Option(
-        "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
+        "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet; or a folder of .parquet files), "
+                              "read in chunks.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
+        "--output", "-o", help="Write results here instead of printing: JSON lines, or Parquet for a .parquet name; "
+                               "published when complete.", show_default=False)] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        "--id-column", help="Copy this column of --input into every result, to join results back to the source.")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted --input/--output run of the same command after its last finished chunk.")] = False,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows read, predicted and written at a time.")] = 1000,
+    on_empty: Annotated[str | None, typer.Option(
+        "--on-empty", metavar="[error|drop]",
+        help="A row whose text is empty or not text: stop with an error, or skip it (default: the model's data.on_empty).",
+        show_default=False)] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", metavar="[local|ray]", help="ray: predict a Parquet dataset on a Ray cluster (RAY_ADDRESS, or a local one); "
+                                                 "needs clintune[ray].")] = "local",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="--engine ray: model copies (actors), one model load each (default: the cluster's CPUs).")] = None,
     batch_size: BatchOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
-    from clintune.api import check_prediction_paths, read_texts_for_prediction, result_record
+    from clintune.api import check_prediction_paths, result_record
     from clintune.api import predict as predict_texts
 
     if bool(text) == bool(input_path):
         raise ClintuneError("predict: give either --text (one or more) or --input FILE")
+    if engine not in ("local", "ray"):
+        raise ClintuneError(f"--engine {engine}: must be 'local' or 'ray'")
     check_prediction_paths(model, input_path, output)
-    source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
-    texts = source.texts if source else list(text or [])
-    results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
-    records = [result_record(r, probabilities) for r in results]
-    if source is not None:
-        records = [{source.row_kind: row, **record} for row, record in zip(source.rows, records)]
-    if output is not None:
-        from clintune.files import write_jsonl
+    if engine == "ray":
+        from clintune.inference import predict_parquet_on_ray
 
-        write_jsonl(output, records)
-        typer.echo(f"{len(records)} prediction(s) written to {output}")
+        if input_path is None or output is None:
+            raise ClintuneError("--engine ray reads --input (Parquet) and writes --output (a Parquet dataset folder); give both")
+        written = predict_parquet_on_ray(model, input_path, output, text_column=text_column, id_column=id_column,
+                                         probabilities=probabilities, batch_size=batch_size, threads=threads,
+                                         workers=workers, on_empty=on_empty, chunk_size=chunk_size)
+        typer.echo(f"{written} prediction(s) written to {output}")
+        return
+    if input_path is None:
+        records = [result_record(r, probabilities) for r in predict_texts(model, list(text or []), batch_size=batch_size,
+                                                                           threads=threads)]
+        if as_json:
+            typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        else:
+            for number, record in enumerate(records, start=1):
+                typer.echo(_human_line(f"text {number}", record))
+        return
+    _predict_file(model, input_path, output, text_column, id_column, probabilities, as_json, resume, chunk_size, on_empty,
+                  batch_size, threads)
+
+
+def _predict_file(model: Path, input_path: Path, output: Path | None, text_column: str | None, id_column: str | None,
+                  probabilities: bool, as_json: bool, resume: bool, chunk_size: int, on_empty: str | None,
+                  batch_size: int | None, threads: int | None) -> None:
+    """``predict --input``: results to --output (whole, at the end) or printed a chunk at a time."""
+    from clintune.api import predict_file
+    from clintune.files import staging_dir_for
+
+    printed = 0
+
+    def emit(records: list[dict[str, Any]]) -> None:
+        nonlocal printed
+        for record in records:
+            row_key = next(iter(record))
+            if as_json:
+                typer.echo(("[" if printed == 0 else ",") + json.dumps(record, ensure_ascii=False))
+            else:
+                typer.echo(_human_line(f"{row_key} {record[row_key]}", {k: v for k, v in record.items() if k != id_column}))
+            printed += 1
+
+    try:
+        run = predict_file(model, input_path, output, text_column=text_column, id_column=id_column, probabilities=probabilities,
+                           batch_size=batch_size, threads=threads, chunk_size=chunk_size, resume=resume, on_empty=on_empty,
+                           show_progress=True, on_records=None if output is not None else emit)
+    except KeyboardInterrupt:
+        if output is not None and staging_dir_for(output).is_dir():
+            typer.echo(f"\ninterrupted; the finished chunks are kept in {staging_dir_for(output)} and {output} was not touched.\n"
+                       f"  continue: {_command_line().replace(' --resume', '')} --resume", err=True)
+        raise SystemExit(130) from None
+    if output is not None:
+        typer.echo(f"{run.predicted} prediction(s) written to {output}"
+                   + (f" ({run.skipped} row(s) skipped)" if run.skipped else ""))
     elif as_json:
-        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
-    else:
-        names = [f"{source.row_kind} {row}" for row in source.rows] if source else [f"text {i}" for i in range(1, len(records) + 1)]
-        for name, record in zip(names, records):
-            typer.echo(_human_line(name, record))
+        typer.echo("[]" if printed == 0 else "]")
 
 
 @app.command()

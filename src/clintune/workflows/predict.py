@@ -1,13 +1,36 @@
-"""``clintune predict``: labels or entities for raw texts, from the command line or a file."""
+"""``clintune predict``: labels or entities for raw texts, from the command line or a whole corpus.
+
+A file is read twice, a chunk at a time, never whole: a first pass counts its
+rows and finds those whose text cannot be predicted (empty, missing, not
+text), so that ``data.on_empty: error`` stops before any work and the progress
+bar knows the total; the second pass predicts chunk by chunk (sorted by length
+within a chunk) and hands each chunk's records to the output as it finishes
+(``clintune.sinks.ChunkedOutput``: published atomically at the end, resumable
+with ``resume=True``). Memory therefore depends on the chunk size, not on the
+input's size. ``engine="ray"`` runs the same model over a Parquet dataset on a
+Ray cluster instead (``clintune.inference``).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clintune import guards
-from clintune.data import TextExamples, describe_rows
-from clintune.errors import DataError
+from clintune.config import PreprocessingSection
+from clintune.data import MAX_LISTED, TextExamples
+from clintune.errors import ClintuneError, DataError
+from clintune.sinks import result_record
+from clintune.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, open_source, text_problem
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PredictionRun", "check_prediction_paths", "predict", "predict_file", "read_texts_for_prediction", "result_record"]
 
 
 def check_prediction_paths(model_dir: str | Path, input_path: str | Path | None, output_path: str | Path | None) -> None:
@@ -24,49 +47,271 @@ def predict(
     from clintune.prediction import Predictor
 
     predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
+    return _results(predictor, texts)
+
+
+def _results(predictor: Any, texts: list[str]) -> list[Any]:
     if predictor.encoder.task_type == "ner":
         return predictor.extract_entities(texts)
     return predictor.classify(texts)
 
 
-def result_record(result: Any, probabilities: bool = False) -> dict[str, Any]:
-    """The JSON object ``clintune predict --json`` prints for one result: label, score (and every class's
-    probability when asked), or the entities with their offsets."""
-    if isinstance(result, list):
-        return {"entities": [entity.to_dict() for entity in result]}
-    record = result.to_dict()
-    if not probabilities:
-        del record["probabilities"]
-    return record
+# -- rows whose text cannot be predicted ------------------------------------
+
+
+@dataclass
+class InputScan:
+    """What the first pass over an input found: row counts, unpredictable rows, id types."""
+
+    rows: int = 0
+    predictable_per_chunk: list[int] = field(default_factory=list)
+    problems: dict[str, list[Any]] = field(default_factory=dict)  # reason -> the first rows with it
+    problem_counts: dict[str, int] = field(default_factory=dict)
+    non_text_types: set[str] = field(default_factory=set)
+    id_types: dict[str, Any] = field(default_factory=dict)  # python type name -> the first row with it
+    row_type: type = int
+
+    @property
+    def predictable(self) -> int:
+        return sum(self.predictable_per_chunk)
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.problem_counts.values())
+
+    def describe_problems(self, source: TextSource) -> str:
+        """'1 empty text(s) in column 'x' (row 3); 2 missing text(s) (rows 5, 9)' for messages."""
+        column = f" in column {source.text_column!r}" if source.text_column else ""
+        parts = []
+        for reason in ("empty", "missing", "non-text"):
+            count = self.problem_counts.get(reason, 0)
+            if not count:
+                continue
+            shown = self.problems[reason]
+            kind = source.row_kind
+            where = (f"{kind}s " if count > 1 else f"{kind} ") + ", ".join(str(r) for r in shown)
+            where += f" and {count - len(shown)} more" if count > len(shown) else ""
+            what = "non-text value(s) (" + ", ".join(sorted(self.non_text_types)) + ")" if reason == "non-text" else f"{reason} text(s)"
+            parts.append(f"{count} {what}{column} ({where})")
+        return "; ".join(parts)
+
+
+def scan_input(source: TextSource, chunk_size: int, steps: PreprocessingSection | None) -> InputScan:
+    """One pass over ``source`` (see ``InputScan``); memory stays that of one chunk."""
+    scan = InputScan()
+    for chunk in chunks(source, chunk_size):
+        if chunk.index == 0 and chunk.rows:
+            scan.row_type = type(chunk.rows[0])
+        good = 0
+        for position, (row, value) in enumerate(zip(chunk.rows, chunk.texts)):
+            problem = text_problem(value, steps)
+            if problem is None:
+                good += 1
+            else:
+                scan.problem_counts[problem] = scan.problem_counts.get(problem, 0) + 1
+                listed = scan.problems.setdefault(problem, [])
+                if len(listed) < MAX_LISTED:
+                    listed.append(row)
+                if problem == "non-text":
+                    scan.non_text_types.add(type(value).__name__)
+            if chunk.ids is not None and chunk.ids[position] is not None:
+                scan.id_types.setdefault(type(chunk.ids[position]).__name__, row)
+        scan.rows += len(chunk)
+        scan.predictable_per_chunk.append(good)
+    return scan
+
+
+# -- a whole file ------------------------------------------------------------
+
+
+@dataclass
+class PredictionRun:
+    """What ``predict_file`` did: rows predicted and skipped, chunks taken over from an interrupted run."""
+
+    output: Path | None
+    predicted: int
+    skipped: int
+    chunks: int
+    resumed_chunks: int
+    seconds: float
+
+
+RESERVED_FIELDS = ("label", "score", "probabilities", "entities")
+
+
+def predict_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    probabilities: bool = False,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    resume: bool = False,
+    on_empty: str | None = None,
+    show_progress: bool = False,
+    on_records: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> PredictionRun:
+    """Predict every row of a file, a chunk at a time, into ``output_path`` (JSON lines, or ``.parquet``).
+
+    Each record names its input row (``row``/``line`` number) and, with ``id_column``, that
+    column's value; rows whose text is empty, missing or not text are an error or skipped
+    (``on_empty``, default: the model's ``data.on_empty``), never answered by another row's
+    result. The output appears only when complete; ``resume`` continues an interrupted run of
+    the same command after its last finished chunk. Without ``output_path`` each chunk's
+    records go to ``on_records``.
+    """
+    from clintune.artifacts import read_model_folder
+
+    if chunk_size < 1:
+        raise ClintuneError("--chunk-size must be at least 1")
+    if resume and output_path is None:
+        raise ClintuneError("--resume needs --output: only a run that writes a file keeps finished chunks to resume from")
+    if output_path is not None and Path(output_path).is_dir():
+        raise ClintuneError(f"--output {output_path} is a folder\n  fix: give a file name (OUT.jsonl, or OUT.parquet for Parquet)")
+    folder = read_model_folder(Path(model_dir))
+    config = folder.config
+    source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
+    rule = on_empty or config.data.on_empty
+    if rule not in ("error", "drop"):
+        raise ClintuneError(f"--on-empty {rule}: must be 'error' or 'drop'")
+    if id_column in (source.row_kind, *RESERVED_FIELDS):
+        raise ClintuneError(f"--id-column {id_column}: clashes with the output field of that name\n"
+                            "  fix: rename that column in the input")
+    steps = None if folder.encoder.task_type == "ner" else config.data.preprocessing
+    scan = scan_input(source, chunk_size, steps)
+    _check_scan(scan, source, rule)
+
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads)
+    out = None
+    if output_path is not None:
+        from clintune.sinks import ChunkedOutput, output_format, record_schema
+
+        output = Path(output_path)
+        schema = None
+        if output_format(output) == "parquet":
+            keys = [(source.row_kind, _arrow_type(scan.row_type))]
+            if id_column is not None:
+                keys.append((id_column, _id_type(source, scan)))
+            schema = record_schema(keys, folder.encoder.task_type, list(folder.encoder.classes), probabilities)
+        options = {"text_column": source.text_column, "id_column": id_column, "probabilities": probabilities,
+                   "chunk_size": chunk_size, "batch_size": predictor.batch_size, "on_empty": rule, "format": output_format(output)}
+        state = {"input": source.fingerprint(), "model": model_fingerprint(folder.path), "options": options}
+        out = ChunkedOutput(output, state, resume, schema)
+        if resume and not out.resumed:
+            logger.info("--resume: no finished chunk to continue from in %s; starting at the first", out.partial)
+    start = out.resumed if out is not None else 0
+    if start:
+        logger.info("resuming after %d finished chunk(s) of %d", start, len(scan.predictable_per_chunk))
+    started = time.perf_counter()
+    progress = _progress_bar(scan.predictable, sum(scan.predictable_per_chunk[:start]), show_progress)
+    try:
+        for chunk in chunks(source, chunk_size):
+            if chunk.index < start:
+                continue
+            good = [i for i, text in enumerate(chunk.texts) if text_problem(text, steps) is None]
+            results = _results(predictor, [chunk.texts[i] for i in good]) if good else []
+            records = []
+            for i, result in zip(good, results):
+                key = {source.row_kind: chunk.rows[i]}
+                if chunk.ids is not None:
+                    key[id_column] = chunk.ids[i]  # type: ignore[index]
+                records.append({**key, **result_record(result, probabilities)})
+            if out is not None:
+                out.write(chunk.index, records)
+            elif on_records is not None:
+                on_records(records)
+            progress.update(len(good))
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    if out is not None:
+        out.publish(len(scan.predictable_per_chunk))
+    done = scan.predictable - sum(scan.predictable_per_chunk[:start])
+    logger.info("%d text(s) predicted in %.1f s (%.1f texts/s)%s", done, seconds, done / seconds if seconds else 0.0,
+                f"; {scan.skipped} row(s) skipped" if scan.skipped else "")
+    return PredictionRun(Path(output_path) if output_path else None, scan.predictable, scan.skipped,
+                         len(scan.predictable_per_chunk), start, seconds)
+
+
+def _check_scan(scan: InputScan, source: TextSource, rule: str) -> None:
+    if scan.skipped:
+        details = scan.describe_problems(source)
+        if rule == "error":
+            raise DataError(f"{source.path}: {details}\n"
+                            "  fix: fill or remove those rows, or pass --on-empty drop to skip them "
+                            "(every result names its row, so none moves to another row)")
+        logger.warning("%s: skipped (--on-empty drop): %s", source.path, details)
+    if not scan.predictable:
+        raise DataError(f"{source.path}: no text to predict ({scan.rows} row(s) read)")
+
+
+def _arrow_type(kind: type) -> Any:
+    import pyarrow as pa
+
+    return pa.int64() if kind is int else pa.string()
+
+
+def _id_type(source: TextSource, scan: InputScan) -> Any:
+    """The id column's Parquet type: the input's own (Parquet), text (csv/tsv), or the JSON values' one type."""
+    import pyarrow as pa
+
+    known = getattr(source, "id_type", None)
+    if known is not None:
+        return known
+    kinds = set(scan.id_types)
+    if kinds <= {"int"}:
+        return pa.int64() if kinds else pa.string()
+    if kinds <= {"int", "float"}:
+        return pa.float64()
+    if kinds == {"str"}:
+        return pa.string()
+    if kinds == {"bool"}:
+        return pa.bool_()
+    listed = ", ".join(f"{kind} ({source.row_kind} {row})" for kind, row in sorted(scan.id_types.items(), key=lambda kv: kv[1]))
+    raise DataError(f"{source.path}: the id column {source.id_column!r} mixes value types: {listed}\n"
+                    "  fix: give every row an id of one type (all numbers or all text) for a Parquet output, or write JSON lines")
+
+
+def model_fingerprint(folder: Path) -> str:
+    """SHA-256 over every file of a model folder (names and bytes): weights, tokenizer, labels, decision rule."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress_bar(total: int, done: int, show: bool) -> Any:
+    """Texts done of ``total``, with texts/s and the time left (tqdm); a no-op when not shown."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="text", desc="predicting", disable=not show, smoothing=0.05,
+                dynamic_ncols=True, mininterval=0.5)
 
 
 def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
-    """Texts from a file (csv/tsv/jsonl/parquet, or plain text with one text per line)."""
-    from clintune.artifacts import check_model_folder
-    from clintune.config import CLASSIFICATION_FORMATS, FORMAT_BY_SUFFIX
-    from clintune.data import PREDICT_HINTS, check_file, read_text, read_text_table
+    """Every text of a file (csv/tsv/jsonl/parquet, or plain text with one text per line), read whole.
 
-    path = Path(input_path)
-    check_file(path, PREDICT_HINTS)
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        lines = read_text(path).split("\n")
-        keep = [i for i, line in enumerate(lines) if line.strip()]
-        return TextExamples([lines[i] for i in keep], None, [i + 1 for i in keep], str(path), "line")
-    fmt = FORMAT_BY_SUFFIX.get(suffix)
-    if fmt not in CLASSIFICATION_FORMATS:
-        what = suffix or "a file without a suffix"
-        kind = "CoNLL (word<TAB>tag lines) is labelled training data, not" if fmt == "conll" else f"{what} is not"
-        raise DataError(
-            f"{path}: {kind} a prediction input\n"
-            "  fix: give raw texts as .txt (one per line), .csv, .tsv, .jsonl or .parquet; "
-            "to score labelled data use 'clintune eval --data FILE'"
-        )
-    _, config = check_model_folder(Path(model_dir))
-    column = text_column or config.data.text_column
-    data = read_text_table(path, fmt, column, config.data.label_column, require_labels=False, hints=PREDICT_HINTS)
-    empty = [i for i, text in enumerate(data.texts) if not text.strip()]
-    if empty:
-        raise DataError(f"{path}: {len(empty)} empty text(s) in column {column!r} ({describe_rows(data, empty)})\n"
-                        "  fix: remove those rows or fill them; every output line must answer one input row")
-    return data
+    For small inputs and notebooks; ``predict_file`` reads any size in chunks. An empty or
+    non-text row is an error naming the row.
+    """
+    from clintune.artifacts import check_model_folder
+
+    encoder, config = check_model_folder(Path(model_dir))
+    source = open_source(Path(input_path), text_column or config.data.text_column)
+    steps = None if encoder.task_type == "ner" else config.data.preprocessing
+    scan = scan_input(source, DEFAULT_CHUNK_SIZE, steps)
+    _check_scan(scan, source, "error")
+    texts, rows = [], []
+    for chunk in chunks(source, DEFAULT_CHUNK_SIZE):
+        texts += chunk.texts
+        rows += chunk.rows
+    return TextExamples(texts, None, rows, str(input_path), source.row_kind)

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Prediction at scale: wall time, texts/s and peak memory of `clintune predict` over 1,000 to 100,000 texts.
+
+    python scripts/bench_predict_scale.py --data ../shared/data \\
+        --model runs/bench-quality-3/mts-clintune --int8-model runs/bench-quality-3/mts-clintune-int8
+
+Inputs are MTS-Dialog dialogues (training + validation set) repeated to each
+size, with a `note_id` column. Every measurement is one `clintune predict`
+run in its own child process:
+
+- `local`: `--input N.csv --output OUT.jsonl` (the streaming path), peak RSS
+  from the child's own rusage (`ru_maxrss`, exact);
+- `ray`: `--engine ray --input N.parquet --output DIR --id-column note_id`
+  on a local Ray cluster that the command starts (`--workers`, `--threads 1`
+  each); peak RSS is the sum over the child's process tree (driver, raylet,
+  actors), sampled every 0.2 s;
+- `old`: the whole-file path of `--old-ref` (default: the last commit before
+  streaming), extracted with `git archive` and run the same way as `local`,
+  for the "no more than 10% slower per text" comparison. Skipped above
+  `--old-max` texts, where it needs tens of GB.
+
+`texts/s` is over the whole command (start-up and model load included);
+`predict texts/s` is clintune's own count of the prediction loop where it
+prints one (the `local` path). CPU use is the child's (user + system) CPU
+seconds over wall seconds: 2.0 means both cores busy. Prints a markdown table
+and appends one JSON row per measurement to --out/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_REF = "e57ab36"  # the last commit whose predict read, encoded and held the whole file
+
+
+def synthesize(data: Path, size: int, out: Path) -> tuple[Path, Path]:
+    """MTS-Dialog dialogues repeated to ``size`` rows, as csv and Parquet, with a unique note_id."""
+    import pandas as pd
+
+    csv, parquet = out / f"mts-{size}.csv", out / f"mts-{size}.parquet"
+    if csv.is_file() and parquet.is_file():
+        return csv, parquet
+    frames = [pd.read_csv(data / "mts-dialog" / name) for name in ("MTS-Dialog-TrainingSet.csv", "MTS-Dialog-ValidationSet.csv")]
+    dialogues = pd.concat(frames, ignore_index=True)["dialogue"].tolist()
+    repeated = [dialogues[i % len(dialogues)] for i in range(size)]
+    frame = pd.DataFrame({"note_id": [f"note-{i:07d}" for i in range(size)], "dialogue": repeated})
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv, index=False)
+    frame.to_parquet(parquet, row_group_size=10_000)
+    return csv, parquet
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of ``pid`` and every descendant, read from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += rss.get(current, 0)
+        stack += children.get(current, [])
+    return total
+
+
+def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[str, float | str]:
+    """Run ``command``; wall seconds, peak RSS (GB), CPU use and its stderr."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        peak = [0]
+        if sample_tree:
+            def sample() -> None:
+                while process.poll() is None:
+                    peak[0] = max(peak[0], tree_rss(process.pid))
+                    time.sleep(0.2)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{stderr[-3000:]}")
+    rss = peak[0] if sample_tree else usage.ru_maxrss * 1024
+    return {"wall_s": wall, "peak_rss_gb": rss / 1e9, "cpu_use": (usage.ru_utime + usage.ru_stime) / wall, "stderr": stderr}
+
+
+def old_source(ref: str, work: Path) -> Path:
+    """The ``src`` folder of commit ``ref``, extracted once under ``work``."""
+    target = work / f"src-{ref}"
+    if not target.is_dir():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--model", type=Path, default=ROOT.parent / "main" / "runs" / "bench-quality-3" / "mts-clintune")
+    parser.add_argument("--int8-model", type=Path, default=ROOT.parent / "main" / "runs" / "bench-quality-3" / "mts-clintune-int8")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated text counts")
+    parser.add_argument("--backends", default="pytorch,int8")
+    parser.add_argument("--engines", default="local,ray,old", help="any of local, ray, old")
+    parser.add_argument("--old-ref", default=OLD_REF, help="commit of the whole-file path compared against")
+    parser.add_argument("--old-max", type=int, default=10_000, help="largest size run on the whole-file path")
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-predict-scale")
+    args = parser.parse_args()
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    models = {"pytorch": args.model, "int8": args.int8_model}
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        csv, parquet = synthesize(args.data, size, args.out / "inputs")
+        for backend in args.backends.split(","):
+            for engine in args.engines.split(","):
+                if engine == "old" and size > args.old_max:
+                    continue
+                source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
+                env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
+                output = args.out / "outputs" / f"{engine}-{backend}-{size}"
+                base = [sys.executable, "-m", "clintune", "predict", "--model", str(models[backend])]
+                if engine == "ray":
+                    command = base + ["--engine", "ray", "--input", str(parquet), "--output", str(output), "--id-column", "note_id",
+                                      "--workers", str(args.workers), "--threads", "1"]
+                else:
+                    command = base + ["--input", str(csv), "--output", str(output) + ".jsonl"]
+                result = measure(command, env, sample_tree=engine == "ray")
+                loop = re.search(r"predicted in [\d.]+ s \(([\d.]+) texts/s\)", str(result["stderr"]))
+                row = {"engine": engine, "backend": backend, "texts": size, "wall_s": round(float(result["wall_s"]), 1),
+                       "texts_per_s": round(size / float(result["wall_s"]), 1),
+                       "predict_texts_per_s": float(loop[1]) if loop else None,
+                       "peak_rss_gb": round(float(result["peak_rss_gb"]), 3), "cpu_use": round(float(result["cpu_use"]), 2),
+                       "commit": args.old_ref if engine == "old" else commit}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+    print("\n| engine | backend | texts | wall s | texts/s | predict texts/s | peak RSS GB | CPU use | commit |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['engine']} | {r['backend']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
+              f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Prediction on Ray Data, for corpora that outgrow one machine.
+
+``predict_dataset(ds, model_dir, id_column="note_id")`` adds clintune's
+predictions to any Ray ``Dataset`` you have read yourself (Parquet on S3,
+a table, ...): ``Dataset.map_batches`` with a pool of ``ModelActor``s, each
+loading the model folder once and predicting batch after batch. The result
+has the id column and the same result columns as ``clintune predict
+--output OUT.parquet`` (``label``, ``score``, ``probabilities`` or
+``entities``). ``predict_parquet_on_ray`` is ``clintune predict --engine
+ray``: a Parquet file or dataset folder in, a Parquet dataset folder out,
+published whole at the end.
+
+Ray connects to the cluster named by ``RAY_ADDRESS`` (or one started on this
+machine with ``ray start --head``) and otherwise starts a local one. The
+model folder must be readable at the same path on every node (a shared file
+system, or copied there). Ray is the ``ray`` extra: ``pip install 'clintune[ray]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from clintune.errors import ClintuneError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+def require_ray() -> Any:
+    """``ray`` (with Ray Data), or say how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ClintuneError("--engine ray needs Ray Data: pip install 'clintune[ray]'") from None
+    return ray
+
+
+class ModelActor:
+    """A callable for ``Dataset.map_batches``: one model load per actor, then a pyarrow batch in, results out.
+
+    Rows whose text is empty, missing or not text raise a ``DataError`` naming their ids
+    (``on_empty="error"``) or are left out (``"drop"``), never answered with another row's result.
+    """
+
+    def __init__(self, model_dir: str, text_column: str, id_column: str, probabilities: bool = False,
+                 batch_size: int | None = None, threads: int | None = 1, on_empty: str = "error") -> None:
+        from clintune.prediction import Predictor
+
+        self.predictor = Predictor.from_folder(model_dir, batch_size=batch_size, threads=threads)
+        self.text_column, self.id_column = text_column, id_column
+        self.probabilities, self.on_empty = probabilities, on_empty
+        encoder = self.predictor.encoder
+        self.steps = None if encoder.task_type == "ner" else self.predictor.config.data.preprocessing
+
+    def __call__(self, batch: Any) -> Any:
+        from clintune.sinks import record_schema, records_table, result_record
+        from clintune.sources import text_problem
+
+        texts = batch.column(self.text_column).to_pylist()
+        ids = batch.column(self.id_column).to_pylist()
+        good = [i for i, text in enumerate(texts) if text_problem(text, self.steps) is None]
+        if len(good) < len(texts):
+            bad = [ids[i] for i in range(len(texts)) if i not in set(good)]
+            shown = ", ".join(repr(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            if self.on_empty == "error":
+                raise DataError(f"{len(bad)} empty or non-text value(s) in column {self.text_column!r} "
+                                f"({self.id_column} {shown})\n  fix: fill or remove those rows, or pass --on-empty drop")
+            logger.warning("skipped (--on-empty drop): %d row(s) with empty or non-text %r (%s %s)",
+                           len(bad), self.text_column, self.id_column, shown)
+        encoder = self.predictor.encoder
+        if encoder.task_type == "ner":
+            results = self.predictor.extract_entities([texts[i] for i in good]) if good else []
+        else:
+            results = self.predictor.classify([texts[i] for i in good]) if good else []
+        records = [{self.id_column: ids[i], **result_record(r, self.probabilities)} for i, r in zip(good, results)]
+        schema = record_schema([(self.id_column, batch.schema.field(self.id_column).type)], encoder.task_type,
+                               list(encoder.classes), self.probabilities)
+        return records_table(records, schema)
+
+
+def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text_column: str | None = None,
+                    probabilities: bool = False, batch_size: int | None = None, threads: int = 1, workers: int | None = None,
+                    chunk_size: int = 256, on_empty: str | None = None) -> Any:
+    """``dataset`` (a Ray Dataset holding ``text_column`` and ``id_column``) mapped to prediction rows, lazily.
+
+    ``workers`` actors (default: the cluster's CPUs divided by ``threads``) each load the
+    model once and take ``chunk_size`` rows at a time; ``text_column`` and ``on_empty``
+    default to the model's ``data.text_column`` and ``data.on_empty``.
+    """
+    ray = require_ray()
+    from clintune.artifacts import check_model_folder
+
+    folder = Path(model_dir).absolute()
+    _, config = check_model_folder(folder)
+    if workers is None:
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(threads, 1)))
+    return dataset.map_batches(
+        ModelActor,
+        fn_constructor_kwargs={"model_dir": str(folder), "text_column": text_column or config.data.text_column,
+                               "id_column": id_column, "probabilities": probabilities, "batch_size": batch_size,
+                               "threads": threads, "on_empty": on_empty or config.data.on_empty},
+        # An autoscaling pool (1 to ``workers`` actors): a fixed pool holding every CPU from the start
+        # would leave none for the read tasks that feed it, and wait for ever.
+        batch_size=chunk_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        num_cpus=threads,
+    )
+
+
+def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, id_column: str | None,
+                           text_column: str | None = None, probabilities: bool = False, batch_size: int | None = None,
+                           threads: int | None = None, workers: int | None = None, chunk_size: int = 256,
+                           on_empty: str | None = None) -> int:
+    """``clintune predict --engine ray``: a Parquet file or dataset folder in, a Parquet dataset folder out.
+
+    The output folder is assembled beside its destination and swapped in when complete
+    (``clintune.files.publish``); an existing output is replaced only when it is a folder
+    of Parquet files. Returns the number of rows written.
+    """
+    from clintune.artifacts import check_model_folder
+    from clintune.files import publish, remove_stale, staging_dir_for
+    from clintune.guards import check_replaceable
+
+    if id_column is None:
+        raise ClintuneError("--engine ray needs --id-column: Ray reads a dataset in parallel, so only an id column "
+                            "ties a result to its input row\n  fix: pass --id-column NAME (a column of unique ids)")
+    source, output = Path(input_path), Path(output_path)
+    if source.suffix.lower() != ".parquet" and not (source.is_dir() and any(source.rglob("*.parquet"))):
+        raise DataError(f"--engine ray reads Parquet: {source} is not a .parquet file or a folder of them\n"
+                        "  fix: convert it (pandas: read_csv(...).to_parquet('notes.parquet')) or use --engine local")
+    _, config = check_model_folder(Path(model_dir))
+    check_replaceable(output, "--output", lambda name: name.endswith(".parquet") or name.startswith("."), (),
+                      "Parquet dataset folder")
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.WARNING, log_to_driver=True)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # output files in input order, run after run
+    text = text_column or config.data.text_column
+    dataset = ray.data.read_parquet(str(source.absolute())).select_columns([text, id_column])
+    predicted = predict_dataset(dataset, model_dir, id_column=id_column, text_column=text, probabilities=probabilities,
+                                batch_size=batch_size, threads=threads or 1, workers=workers, chunk_size=chunk_size,
+                                on_empty=on_empty)
+    staging = staging_dir_for(output)
+    remove_stale(staging)
+    try:
+        predicted.write_parquet(str(staging.absolute()))
+    except Exception as exc:
+        remove_stale(staging)
+        cause = _clintune_cause(exc)
+        if cause is not None:
+            raise cause from None
+        raise
+    import pyarrow.dataset as pa_dataset
+
+    rows = pa_dataset.dataset(str(staging), format="parquet").count_rows()
+    publish(staging, output)
+    return rows
+
+
+def _clintune_cause(exc: BaseException) -> ClintuneError | None:
+    """The ``ClintuneError`` an actor raised, out of Ray's wrappers (None if there is none)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ClintuneError):
+            return ClintuneError(_own_message(str(current)))
+        current = current.__cause__ or current.__context__
+    return ClintuneError(_own_message(str(exc))) if "DataError: " in str(exc) else None
+
+
+def _own_message(text: str) -> str:
+    """The DataError's own message, out of Ray's multi-line wrapper text."""
+    return text.rsplit("DataError: ", 1)[-1].strip()

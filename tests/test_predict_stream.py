@@ -1,0 +1,231 @@
+"""Prediction over a whole file: chunked, resumable, Parquet with ids, bad rows never shifting results.
+
+Each streamed result is compared with the model run on that row's text alone
+(``Predictor.classify`` / ``extract_entities`` on a list built here), matched by
+the row number or id read independently with pandas or json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, require_module, write
+
+from clintune.errors import ClintuneError, DataError
+
+SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
+
+
+def expected_by_text(folder: Path, texts: list[str], probabilities: bool = False) -> list[dict]:
+    """The model's answer for each text, computed in one call without any chunking or file reading."""
+    from clintune.api import result_record
+    from clintune.prediction import Predictor
+
+    predictor = Predictor.from_folder(folder)
+    results = predictor.extract_entities(texts) if predictor.encoder.task_type == "ner" else predictor.classify(texts)
+    return [result_record(r, probabilities) for r in results]
+
+
+def same_records(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert {k: v for k, v in g.items() if k not in ("score", "probabilities", "entities")} == \
+               {k: v for k, v in w.items() if k not in ("score", "probabilities", "entities")}
+        if "entities" in w:
+            spans = [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in (g, w)]
+            assert spans[0] == spans[1]
+        else:
+            assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+            if "probabilities" in w:
+                assert g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-5)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_chunks_of_seven_give_every_row_its_own_result_with_its_id(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    from clintune.api import predict_file
+
+    folder = trained_models["section_header"]
+    frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False)
+    output = tmp_path / "out" / "p.jsonl"
+    run = predict_file(folder, SECTION_CSV, output, id_column="ID", probabilities=True, chunk_size=7)
+    assert (run.predicted, run.chunks, run.skipped) == (len(frame), -(-len(frame) // 7), 0)
+    want = [{"row": i + 2, "ID": frame["ID"][i], **r} for i, r in enumerate(expected_by_text(folder, frame["dialogue"].tolist(), True))]
+    same_records(read_jsonl(output), want)
+    assert sorted(os.listdir(output.parent)) == ["p.jsonl"]  # the partial folder is gone
+
+
+def test_ner_lines_and_parquet_output_keep_types(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from clintune.api import predict_file
+
+    lines = ["Patients with cystic fibrosis .", "", "No disease here .", "Breast cancer and colorectal carcinoma ."]
+    source = write(tmp_path / "notes.txt", "\n".join(lines) + "\n")
+    predict_file(trained_models["ner"], source, tmp_path / "ner.parquet", chunk_size=2)
+    table = pq.read_table(tmp_path / "ner.parquet")
+    assert table.column_names == ["line", "entities"]
+    kept = [i for i, line in enumerate(lines) if line]
+    want = [{"line": i + 1, **r} for i, r in zip(kept, expected_by_text(trained_models["ner"], [lines[i] for i in kept]))]
+    same_records(table.to_pylist(), want)
+
+    # csv ids stay text ("0012" keeps its zeros); a Parquet input's integer ids stay integers
+    ids = write(tmp_path / "ids.csv", "note,dialogue\n0012,Doctor: any allergies?\n7,Patient: penicillin.\n")
+    predict_file(trained_models["section_header"], ids, tmp_path / "ids.parquet", id_column="note")
+    assert pq.read_table(tmp_path / "ids.parquet").column("note").to_pylist() == ["0012", "7"]
+    pd.DataFrame({"n": [5, 3], "dialogue": ["a cough", "no fever"]}).to_parquet(tmp_path / "in.parquet")
+    predict_file(trained_models["section_header"], tmp_path / "in.parquet", tmp_path / "typed.parquet", id_column="n")
+    typed = pq.read_table(tmp_path / "typed.parquet")
+    assert str(typed.schema.field("n").type) == "int64" and typed.column("n").to_pylist() == [5, 3]
+    assert typed.column("row").to_pylist() == [2, 3]
+
+
+def test_bad_rows_in_the_middle_are_named_and_never_shift_results(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    from clintune.api import predict_file
+
+    folder = trained_models["section_header"]
+    texts = ["Doctor: any allergies?", "", None, "Patient: no fever.", 42, "   ", "Doctor: family history?", "Patient: asthma."]
+    source = write(tmp_path / "in.jsonl", "\n".join(json.dumps({"id": f"n{i}", "dialogue": t}) for i, t in enumerate(texts)) + "\n")
+    with pytest.raises(DataError) as caught:
+        predict_file(folder, source, tmp_path / "o.jsonl", id_column="id", chunk_size=3)
+    message = str(caught.value)
+    assert "2 empty text(s) in column 'dialogue' (lines 2, 6)" in message
+    assert "1 missing text(s)" in message and "(line 3)" in message and "non-text value(s) (int)" in message and "(line 5)" in message
+    assert "--on-empty drop" in message and not (tmp_path / "o.jsonl").exists() and not (tmp_path / ".o.jsonl.partial").exists()
+
+    run = predict_file(folder, source, tmp_path / "o.jsonl", id_column="id", chunk_size=3, on_empty="drop")
+    good = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+    assert (run.predicted, run.skipped) == (len(good), 4)
+    want = [{"line": i + 1, "id": f"n{i}", **r} for i, r in zip(good, expected_by_text(folder, [texts[i] for i in good]))]
+    same_records(read_jsonl(tmp_path / "o.jsonl"), want)
+
+
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, chunks: int) -> None:
+    """Make the run stop (as Ctrl-C would) once ``chunks`` chunks are written."""
+    from clintune.sinks import ChunkedOutput
+
+    write_chunk = ChunkedOutput.write
+
+    def write_then_stop(self: ChunkedOutput, index: int, records: list[dict]) -> None:
+        if index >= chunks:
+            raise KeyboardInterrupt
+        write_chunk(self, index, records)
+
+    monkeypatch.setattr(ChunkedOutput, "write", write_then_stop)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_resume_continues_and_refuses_another_run(trained_models: dict[str, Path], tmp_path: Path, monkeypatch, suffix: str) -> None:
+    from clintune.api import predict_file
+
+    folder = trained_models["section_header"]
+    whole, output = tmp_path / f"whole{suffix}", tmp_path / f"resumed{suffix}"
+    predict_file(folder, SECTION_CSV, whole, id_column="ID", chunk_size=6)
+    write(output, "the previous output\n")
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 3)
+        with pytest.raises(KeyboardInterrupt):
+            predict_file(folder, SECTION_CSV, output, id_column="ID", chunk_size=6)
+    partial = tmp_path / f".resumed{suffix}.partial"
+    assert output.read_text() == "the previous output\n"  # untouched until the run completes
+    assert sorted(p.name for p in partial.iterdir()) == ["chunk-000000" + suffix, "chunk-000001" + suffix, "chunk-000002" + suffix,
+                                                          "state.json"]
+    with pytest.raises(ClintuneError, match="(?s)left 3 finished chunk.*add --resume"):
+        predict_file(folder, SECTION_CSV, output, id_column="ID", chunk_size=6)
+    with pytest.raises(ClintuneError, match=r"used other options \(chunk_size 6, now 5\)"):
+        predict_file(folder, SECTION_CSV, output, id_column="ID", chunk_size=5, resume=True)
+    with pytest.raises(ClintuneError, match="used another model"):
+        predict_file(trained_models["diagnosis"], SECTION_CSV, output, id_column="ID", chunk_size=6, resume=True,
+                     text_column="dialogue")
+    changed = write(tmp_path / "changed.csv", SECTION_CSV.read_text().replace("allergies", "allergy", 1))
+    with pytest.raises(ClintuneError, match="read another input"):
+        predict_file(folder, changed, output, id_column="ID", chunk_size=6, resume=True)
+    assert len(list(partial.glob("chunk-*"))) == 3  # refused runs change nothing
+
+    run = predict_file(folder, SECTION_CSV, output, id_column="ID", chunk_size=6, resume=True)
+    assert run.resumed_chunks == 3
+    assert output.read_bytes() == whole.read_bytes()
+    assert not partial.exists()
+
+
+def test_kill_and_resume_through_the_cli(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """The real CLI killed (SIGKILL) after its first chunks, then resumed, ends with the uninterrupted run's records."""
+    from clintune.api import predict_file
+
+    folder = trained_models["section_header"]
+    frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False)
+    big = pd.DataFrame({"dialogue": (frame["section_text"].str[:40].tolist() * 75)})  # 3,000 short texts
+    big["ID"] = [f"N{i}" for i in range(len(big))]
+    source = tmp_path / "big.csv"
+    big.to_csv(source, index=False)
+    output = tmp_path / "p.jsonl"
+    arguments = ["predict", "--model", str(folder), "--input", str(source), "--output", str(output), "--id-column", "ID",
+                 "--chunk-size", "60", "--batch-size", "4", "--threads", "1"]  # one thread: tiny models run faster, on a busy machine too
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "clintune", *arguments], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    third = tmp_path / ".p.jsonl.partial" / "chunk-000002.jsonl"
+    deadline = time.monotonic() + 120
+    while not third.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert third.exists() and not output.exists(), "the run ended before it could be killed mid-way; make the input larger"
+    finished = len(list(third.parent.glob("chunk-*.jsonl")))
+    assert finished < len(big) // 60
+
+    resumed = subprocess.run([sys.executable, "-m", "clintune", *arguments, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after {finished} finished chunk(s) of {len(big) // 60}" in resumed.stderr
+    reference = tmp_path / "reference.jsonl"
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        predict_file(folder, source, reference, id_column="ID", chunk_size=60, batch_size=4, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    got, want = read_jsonl(output), read_jsonl(reference)
+    assert [r["ID"] for r in got] == big["ID"].tolist() and [r["row"] for r in got] == list(range(2, len(big) + 2))
+    same_records(got, want)
+    assert not third.parent.exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray_cluster():
+    """A Ray cluster on this machine (two CPUs: two model actors), started and stopped by the test."""
+    ray = require_module("ray", reason="the ray extra is not installed (pip install 'clintune[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, Path], tmp_path: Path, local_ray_cluster) -> None:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from clintune.api import predict_file
+    from clintune.inference import predict_parquet_on_ray
+
+    frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False)
+    data = pd.concat([frame] * 3, ignore_index=True).assign(n=range(3 * len(frame)))
+    data.to_parquet(tmp_path / "in.parquet", row_group_size=25)
+    folder = trained_models["section_header"]
+    predict_file(folder, tmp_path / "in.parquet", tmp_path / "single.parquet", id_column="n", probabilities=True)
+    rows = predict_parquet_on_ray(folder, tmp_path / "in.parquet", tmp_path / "ray", id_column="n", probabilities=True,
+                                  workers=2, chunk_size=16)
+    assert rows == len(data)
+    single = pq.read_table(tmp_path / "single.parquet").drop(["row"]).to_pylist()
+    on_ray = sorted(ds.dataset(tmp_path / "ray", format="parquet").to_table().to_pylist(), key=lambda r: r["n"])
+    same_records(on_ray, single)
+    assert not (tmp_path / ".ray.partial").exists()
