@@ -13,6 +13,7 @@ from clintune.workflows.evaluate import evaluate
 from clintune.workflows.export import export
 from clintune.workflows.predict import check_prediction_paths, predict, read_texts_for_prediction, result_record
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
+from clintune.workflows.serve import ServeSettings, create_app, serve
 from clintune.workflows.train import (
     TrainResult,
     clear_tokenization_cache,
@@ -26,3 +27,4 @@ __all__ = [
     "is_main_process", "predict", "prepare_data", "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
     "train", "training_inputs", "validate",
 ]
+__all__ += ["ServeSettings", "create_app", "serve"]
