@@ -70,6 +70,8 @@ class MicroBatcher:
         with self._lock:
             if not self._accepting:
                 raise WorkerStopped("the inference worker is stopping")
+            if self._thread.ident is not None and not self._thread.is_alive():
+                raise WorkerStopped("the inference worker has stopped")
             self._queue.put(request)
         return request.future
 
