@@ -155,8 +155,8 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
         in_flight[0] += 1
         try:
             results = await asyncio.wrap_future(batcher.submit(texts))
-        except WorkerStopped:
-            return JSONResponse({"detail": "the server is shutting down"}, status_code=503)
+        except WorkerStopped as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
         except Exception as exc:  # logged by the worker (type and stack only)
             return JSONResponse({"detail": f"inference failed ({type(exc).__name__}); the server's log says where"},
                                 status_code=500)
