@@ -340,8 +340,10 @@ def test_logs_hold_counts_and_timings_never_text(classifier: tuple[str, Any, Cap
     call(url + "/v1/predict", raw=json.dumps({"texts": [MARKER, ""], MARKER: 1}).encode())
     call(url + "/v1/predict", raw=json.dumps({"texts": [MARKER * 1000]}).encode())
     call(url + f"/v1/model?note={MARKER}")
+    call(url + f"/v1/predict/{MARKER}", {"texts": ["x"]})
     text = "\n".join(logs.lines)
     assert "predicted 2 text(s)" in text and "POST /v1/predict 422" in text and "POST /v1/predict 413" in text
+    assert "GET /v1/model 200" in text and "POST (another path) 404" in text
     assert MARKER not in text
 
 

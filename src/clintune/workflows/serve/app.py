@@ -128,8 +128,10 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
         response = refusal or await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        # counts, sizes and timings only: never the body, never the query string
-        logger.info("%s %s %d %s bytes in, %.0f ms", request.method, request.url.path, response.status_code,
+        # counts, sizes and timings only: never the body, the query string, or a path of the caller's making
+        path = request.url.path
+        shown = path if path in known_paths or path.removeprefix("/static/") in STATIC_FILES else "(another path)"
+        logger.info("%s %s %d %s bytes in, %.0f ms", request.method, shown, response.status_code,
                     request.headers.get("content-length", "0"), (time.monotonic() - started) * 1000)
         return response
 
@@ -198,6 +200,7 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     async def docs(request: Request) -> HTMLResponse:
         return HTMLResponse(render_docs(app.openapi(), description, str(request.base_url)))
 
+    known_paths = {route.path for route in app.routes if "{" not in route.path}
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
