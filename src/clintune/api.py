@@ -21,6 +21,7 @@ from clintune.workflows.predict import (
     result_record,
 )
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
+from clintune.workflows.serve import ServeSettings, create_app, serve
 from clintune.workflows.train import (
     TrainResult,
     clear_tokenization_cache,
@@ -35,3 +36,4 @@ __all__ = [
     "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
     "train", "training_inputs", "validate",
 ]
+__all__ += ["ServeSettings", "create_app", "serve"]

@@ -40,7 +40,7 @@ BatchOption = Annotated[
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
 
 
-LIBRARY_VERBS = ("train", "eval", "predict", "export")  # the verbs that load transformers
+LIBRARY_VERBS = ("train", "eval", "predict", "export", "serve")  # the verbs that load transformers
 
 
 def _print_version(value: bool) -> None:
@@ -366,6 +366,37 @@ def export(
     if check:
         typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
                    f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder ('clintune train', or 'clintune export' for ONNX).",
+                                        show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on; any but 127.0.0.1/localhost needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one, printed at start).")] = 8000,
+    api_key_file: Annotated[Path | None, typer.Option(
+        "--api-key-file", help="File whose first line is the API key that /v1/ requests must send (or set $CLINTUNE_API_KEY).",
+        show_default=False)] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", metavar="<origin>", help="Let web pages from this origin call the API (repeatable; default: none).",
+        show_default=False)] = None,
+    max_batch_texts: Annotated[int, typer.Option(min=1, help="Texts gathered from concurrent requests into one batch.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for more requests once one is waiting (ms).")] = 5.0,
+    max_texts: Annotated[int, typer.Option(min=1, help="Texts per request (more: 413).")] = 256,
+    max_bytes: Annotated[int, typer.Option(min=1, help="Bytes per request body (more: 413).")] = 1_000_000,
+    batch_size: BatchOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /v1/model, a page at / and API docs at /docs."""
+    from clintune.api import ServeSettings
+    from clintune.api import serve as serve_model
+    from clintune.workflows.serve import read_api_key
+
+    settings = ServeSettings(max_batch_texts, max_wait_ms, max_texts, max_bytes, batch_size, threads, tuple(cors_origin or ()))
+    try:
+        serve_model(model, host, port, settings, read_api_key(api_key_file))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs).",
