@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from clintune import __version__
-from clintune.artifacts import ModelFolder, read_export_info
+from clintune.artifacts import ModelFolder
 from clintune.workflows.predict import result_record
 from clintune.workflows.serve import ServeSettings
 from clintune.workflows.serve.batching import MicroBatcher, WorkerStopped
@@ -60,8 +60,9 @@ class InferenceModel:
         started = time.monotonic()
         logger.info("loading %s ...", self.folder.path)
         try:
-            batch_size = forward_batch_size(self.folder, self.settings.batch_size)
-            self.predictor = Predictor.from_model_folder(self.folder, batch_size, threads=self.settings.threads)
+            # a dynamic-int8 folder runs one text per pass (see prediction.forward_batch_size): no caller's
+            # texts can change another caller's answer
+            self.predictor = Predictor.from_model_folder(self.folder, self.settings.batch_size, threads=self.settings.threads)
             self.run(["warm-up"])  # the first forward pass is the slow one; no caller should pay for it
         except BaseException as exc:
             logger.error("the model failed to load: %s: %s", type(exc).__name__, exc)
@@ -75,25 +76,6 @@ class InferenceModel:
         if self.folder.encoder.task_type == "ner":
             return self.predictor.extract_entities(texts)
         return self.predictor.classify(texts)
-
-
-def forward_batch_size(folder: ModelFolder, requested: int | None) -> int | None:
-    """Texts per forward pass: as asked, else one at a time for a dynamic-int8 ONNX folder, else Predictor's default.
-
-    Dynamic int8 quantises each batch's activations with one scale for the whole batch, so a text's
-    probabilities move with whatever shares its batch (MiniLM on MTS-Dialog: up to 0.12, 3 labels in 100
-    changed between batches of 1 and 8). A server must not let one caller's texts change another's answer.
-    """
-    if requested is not None:
-        if requested > 1 and _dynamic_int8(folder):
-            logger.warning("--batch-size %d on a dynamic-int8 model: a text's answer will depend on the other "
-                           "texts in its batch, other callers' included", requested)
-        return requested
-    return 1 if _dynamic_int8(folder) else None
-
-
-def _dynamic_int8(folder: ModelFolder) -> bool:
-    return folder.is_onnx and read_export_info(folder.path).get("quantize") == "int8"
 
 
 def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None, trusted_hosts: tuple[str, ...] | None) -> FastAPI:
