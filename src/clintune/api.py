@@ -11,7 +11,14 @@ from __future__ import annotations
 from clintune.workflows.baseline import baseline
 from clintune.workflows.evaluate import evaluate
 from clintune.workflows.export import export
-from clintune.workflows.predict import check_prediction_paths, predict, read_texts_for_prediction, result_record
+from clintune.workflows.predict import (
+    check_prediction_paths,
+    predict,
+    predict_documents,
+    read_texts_for_prediction,
+    result_record,
+    write_brat_predictions,
+)
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
 from clintune.workflows.train import (
     TrainResult,
@@ -23,6 +30,6 @@ from clintune.workflows.train import (
 
 __all__ = [
     "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache", "evaluate", "export",
-    "is_main_process", "predict", "prepare_data", "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
-    "train", "training_inputs", "validate",
+    "is_main_process", "predict", "predict_documents", "prepare_data", "read_texts_for_prediction", "resolve_paths",
+    "result_record", "tokenization_cache_dir", "train", "training_inputs", "validate", "write_brat_predictions",
 ]

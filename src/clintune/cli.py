@@ -181,10 +181,11 @@ def baseline(
 @app.command("eval")
 def eval_(
     model: ModelOption,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file, or a brat folder (NER).", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier report at --output.")] = False,
-    data_format: Annotated[str | None, typer.Option("--format", help="Override the saved data.format.")] = None,
+    data_format: Annotated[str | None, typer.Option(
+        "--format", help="Override the saved data.format (csv, tsv, jsonl, parquet, conll, brat, spans).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Override the saved data.label_column.")] = None,
     batch_size: BatchOption = None,
@@ -222,9 +223,13 @@ def predict(
     text: Annotated[list[str] | None, typer.Option("--text", "-t", metavar="<text>", help="A text to label (repeatable).",
                                                       show_default=False)] = None,
     input_path: Annotated[Path | None, typer.Option(
-        "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet).", show_default=False)] = None,
+        "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet), or a folder of .txt documents.",
+        show_default=False)] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write JSON lines here instead of printing.", show_default=False)] = None,
+        "--output", "-o", help="Write JSON lines here instead of printing (--format brat: a new folder of .ann files).",
+        show_default=False)] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="jsonl, or brat (NER on a folder of documents: NAME.ann beside a copy of NAME.txt).")] = "jsonl",
     text_column: Annotated[str | None, typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Include every class probability.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, one object per text.")] = False,
@@ -238,6 +243,9 @@ def predict(
     if bool(text) == bool(input_path):
         raise ClintuneError("predict: give either --text (one or more) or --input FILE")
     check_prediction_paths(model, input_path, output)
+    if (input_path is not None and input_path.is_dir()) or output_format != "jsonl":
+        _predict_documents(model, input_path, output, output_format, probabilities, as_json, batch_size, threads)
+        return
     source = read_texts_for_prediction(model, input_path, text_column) if input_path else None
     texts = source.texts if source else list(text or [])
     results = predict_texts(model, texts, batch_size=batch_size, show_progress=source is not None, threads=threads)
@@ -255,6 +263,36 @@ def predict(
         names = [f"{source.row_kind} {row}" for row in source.rows] if source else [f"text {i}" for i in range(1, len(records) + 1)]
         for name, record in zip(names, records):
             typer.echo(_human_line(name, record))
+
+
+def _predict_documents(model: Path, folder: Path | None, output: Path | None, output_format: str, probabilities: bool,
+                       as_json: bool, batch_size: int | None, threads: int | None) -> None:
+    """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
+    from clintune.api import predict_documents, result_record, write_brat_predictions
+
+    if output_format not in ("jsonl", "brat"):
+        raise ClintuneError(f"--format: {output_format!r} is not an output format; choose jsonl or brat")
+    if folder is None or not folder.is_dir():
+        raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
+    if output_format == "brat" and output is None:
+        raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
+    results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads)
+    if output_format == "brat":
+        assert output is not None
+        write_brat_predictions(output, results)
+        typer.echo(f"{len(results)} document(s) written to {output} (NAME.ann beside a copy of NAME.txt)")
+        return
+    records = [{"document": document.name, **result_record(result, probabilities)} for document, result in results]
+    if output is not None:
+        from clintune.files import write_jsonl
+
+        write_jsonl(output, records)
+        typer.echo(f"{len(records)} prediction(s) written to {output}")
+    elif as_json:
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for record in records:
+            typer.echo(_human_line(f"document {record.pop('document')}", record))
 
 
 @app.command()

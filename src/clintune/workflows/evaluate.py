@@ -46,7 +46,8 @@ def evaluate(
 
     folder = Path(model_dir)
     if output_dir is not None:
-        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True), guards.Input("--data", Path(data_path))],
+        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True),
+                                      guards.Input("--data", Path(data_path), whole=Path(data_path).is_dir())],
                              [guards.Output("--output", Path(output_dir))])
         check_report_dir(Path(output_dir), overwrite)
     found = read_model_folder(folder)
@@ -105,6 +106,7 @@ def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
 
 def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
     config = config.model_copy(deep=True)
+    config.data.group_column = None  # groups matter to splits, not to scoring: the scored file need not hold them
     if data_format is not None:
         config.data.format = data_format  # type: ignore[assignment]
     if text_column is not None:
