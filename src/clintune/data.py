@@ -189,10 +189,8 @@ def read_documents(path: Path, fmt: str, config: Config) -> TaggedSentences:
                            config.data.split_sentences)
     if not tagged.tokens:
         raise DataError(f"{path}: the documents hold no words")
-    notes = report.notes()
-    for note in notes[1:]:
-        logger.warning("%s", note)
-    return TaggedSentences(tagged.tokens, tagged.tags, tagged.rows, str(path), "sentence", groups=tagged.groups, notes=notes)
+    return TaggedSentences(tagged.tokens, tagged.tags, tagged.rows, str(path), "sentence", groups=tagged.groups,
+                           notes=report.notes())
 
 
 def _holds_span_records(path: Path) -> bool:

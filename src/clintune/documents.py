@@ -349,8 +349,9 @@ def _after_abbreviation(text: str, dot: int) -> bool:
     if before[-1:].isdigit() and after[:1].isdigit():
         return True
     word = re.search(r"[\w.]*$", before)
-    token = word.group().lower() if word else ""
-    return token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()) or bool(re.fullmatch(r"(\w\.)+\w", token))
+    token = word.group() if word else ""
+    initial = len(token) == 1 and token.isupper()  # J. Smith; a lower-case letter ends sentences (hemophilia a.)
+    return token.lower() in ABBREVIATIONS or initial or bool(re.fullmatch(r"(\w\.)+\w", token))
 
 
 @dataclass

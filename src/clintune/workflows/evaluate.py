@@ -54,6 +54,8 @@ def evaluate(
     encoder = found.encoder
     config = _with_data_overrides(found.config, data_format, text_column, label_column)
     data = read_split(config, str(data_path), hints=EVAL_HINTS)
+    for note in data.notes:
+        logger.info("%s", note)
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
