@@ -52,7 +52,7 @@ def evaluate(
         check_report_dir(Path(output_dir), overwrite)
     found = read_model_folder(folder)
     encoder = found.encoder
-    config = _with_data_overrides(found.config, data_format, text_column, label_column)
+    config = _with_data_overrides(found.config, data_format, text_column, label_column, Path(data_path))
     data = read_split(config, str(data_path), hints=EVAL_HINTS)
     for note in data.notes:
         logger.info("%s", note)
@@ -106,11 +106,17 @@ def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
     return TextExamples(texts=list(encoder.classes), labels=list(encoder.classes), rows=[], source="model")
 
 
-def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
+def _with_data_overrides(
+    config: Config, data_format: str | None, text_column: str | None, label_column: str | None, data_path: Path,
+) -> Config:
     config = config.model_copy(deep=True)
     config.data.group_column = None  # groups matter to splits, not to scoring: the scored file need not hold them
     if data_format is not None:
         config.data.format = data_format  # type: ignore[assignment]
+    elif data_path.is_dir():
+        config.data.format = "brat"  # a model trained on CoNLL scores a brat folder, and the other way round
+    elif config.data.format == "brat":
+        config.data.format = "auto"
     if text_column is not None:
         config.data.text_column = text_column
     if label_column is not None:

@@ -135,7 +135,7 @@ def _comparable(data: Examples) -> tuple[list[str], list[str]]:
 def training_inputs(config: Config) -> list[guards.Input]:
     """Every path a run of ``config`` reads: its config files, data files, a local model folder, a DeepSpeed file."""
     inputs = [guards.Input("config", Path(path)) for path in config.source_files]
-    inputs += [guards.Input(f"data.{split}", Path(getattr(config.data, split)))
+    inputs += [guards.Input(f"data.{split}", Path(getattr(config.data, split)), whole=Path(getattr(config.data, split)).is_dir())
                for split in ("train", "validation", "test") if getattr(config.data, split)]
     if Path(config.model.name_or_path).exists():
         inputs.append(guards.Input("model.name_or_path", Path(config.model.name_or_path), whole=True))
