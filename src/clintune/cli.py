@@ -188,6 +188,10 @@ def eval_(
         "--format", help="Override the saved data.format (csv, tsv, jsonl, parquet, conll, brat, spans).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Override the saved data.label_column.")] = None,
+    label_map: Annotated[list[str] | None, typer.Option(
+        "--label-map", metavar="<NAME=CLASS>",
+        help="Rename a label or entity type of --data before scoring, e.g. Modifier=Disease (repeatable).",
+        show_default=False)] = None,
     batch_size: BatchOption = None,
     tune_threshold: Annotated[list[str] | None, typer.Option(
         "--tune-threshold", metavar="<target>",
@@ -206,8 +210,14 @@ def eval_(
     from clintune.api import evaluate
     from clintune.console import format_metrics
 
+    mapping = {}
+    for pair in label_map or []:
+        name, sep, target = pair.partition("=")
+        if not sep or not name or not target:
+            raise ClintuneError(f"--label-map {pair!r}: expected NAME=CLASS, e.g. Modifier=Disease")
+        mapping[name] = target
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite)
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite, mapping)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))

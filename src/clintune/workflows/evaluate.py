@@ -30,6 +30,7 @@ def evaluate(
     seed: int = 0,
     threads: int | None = None,
     overwrite: bool = False,
+    label_map: dict[str, str] | None = None,
 ) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
@@ -38,7 +39,10 @@ def evaluate(
     the model folder, where ``predict`` uses it from then on. With
     ``output_dir``, writes the report folder (see ``clintune.reports``); an
     earlier report there is replaced only with ``overwrite``, and a folder that
-    is not a clintune report never. Returns an ``Evaluation``.
+    is not a clintune report never. ``label_map`` renames labels or entity types
+    of the data before scoring, over the folder's own ``labels.map`` (e.g. a
+    model trained on CoNLL ``Disease`` scored on brat files that hold NCBI's four
+    types). Returns an ``Evaluation``.
     """
     from clintune.prediction import Predictor
     from clintune.reports import check_report_dir, write_report
@@ -53,6 +57,8 @@ def evaluate(
     found = read_model_folder(folder)
     encoder = found.encoder
     config = _with_data_overrides(found.config, data_format, text_column, label_column, Path(data_path))
+    if label_map:
+        config.labels.map = {**(config.labels.map or {}), **label_map}
     data = read_split(config, str(data_path), hints=EVAL_HINTS)
     for note in data.notes:
         logger.info("%s", note)
