@@ -123,7 +123,7 @@ def test_empty_rows_dropped_with_a_count(tmp_path: Path) -> None:
 def test_train_test_duplicates_are_counted() -> None:
     result = run_cli("validate", "configs/tiny/section_header.yaml")
     assert result.returncode == 0
-    assert "test text(s) also appear in the training data" in result.stdout
+    assert "possible leakage, train / test: 8 exact duplicate(s) (row 114 = row 6," in result.stdout
 
 
 def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:

@@ -362,6 +362,9 @@ def cross_field_problems(config: Config) -> list[str]:
         if bad:
             problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
     problems += _label_map_problems(config)
+    if config.data.group_column and task_type == "ner" and config.data_format() == "conll":
+        problems.append("data.group_column: CoNLL sentences carry no group ids; group brat or span documents, "
+                        "or classification rows, or leave it out")
     if task_type == "ner" and config.model.pooling != "cls":
         problems.append("model.pooling: pooling chooses how a whole text is summarised; NER tags every token, so leave it out")
     if config.model.stride * 2 >= config.model.max_length:
