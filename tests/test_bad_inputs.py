@@ -152,7 +152,8 @@ def test_help_and_validate_do_not_import_torch() -> None:
         "from clintune.cli import app\n"
         "sys.argv = ['clintune', 'validate', 'configs/tiny/ner.yaml']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules)\n"
+        # scikit-learn may load: the leakage check compares the splits by TF-IDF
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
