@@ -4,7 +4,9 @@
 None of this is real patient data: every text is assembled from templates and
 word lists below. The files exist so that the tiny smoke configs and the tests
 have something small, fast and learnable to train on, in each file format
-clintune reads (csv, jsonl, CoNLL).
+clintune reads (csv, CoNLL, brat), in the layouts of the notebooks clintune grew
+from: the diagnosis CSV's integer labels (0 invalid, 1 valid), the seriousness
+CSV's ``ID, Seriousness, Narrative`` columns.
 
     python scripts/make_sample_data.py            # rewrite data/
 """
@@ -12,7 +14,6 @@ clintune reads (csv, jsonl, CoNLL).
 from __future__ import annotations
 
 import csv
-import json
 import random
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def diagnosis_rows(rng: random.Random, n: int) -> list[dict[str, str]]:
             f"Symptoms: {', '.join(symptoms)}. Notes: {rng.choice(NOTES)}. "
             f"Proposed diagnosis: {proposed}."
         )
-        rows.append({"text": text, "label": "valid" if valid else "invalid"})
+        rows.append({"text": text, "label": "1" if valid else "0"})  # the notebook's layout: 1 valid, 0 invalid
     return rows
 
 
@@ -141,7 +142,7 @@ def seriousness_rows(rng: random.Random, n: int, start_id: int) -> list[dict[str
             f"A {rng.randint(20, 85)} year old {rng.choice(['man', 'woman'])} received {rng.choice(DRUGS)}; "
             f"{rng.choice(SERIOUSNESS[label])}."
         )
-        rows.append({"id": f"AE-{start_id + index:04d}", "narrative": narrative, "seriousness": label})
+        rows.append({"ID": f"AE-{start_id + index:04d}", "Seriousness": label, "Narrative": narrative})
     return rows
 
 
@@ -218,9 +219,37 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+BRAT_TYPES = ("SpecificDisease", "Modifier")  # NCBI's type names; configs/ner_brat.yaml merges them into Disease
+
+
+def write_brat(folder: Path, sentences: list[tuple[list[str], list[str]]], per_document: int = 5) -> None:
+    """The sentences as brat documents (NAME.txt / NAME.ann), ``per_document`` sentences each, as prose:
+    no space before a full stop. Entity types alternate between two NCBI type names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [*folder.glob("*.txt"), *folder.glob("*.ann")]:
+        old.unlink()
+    entity = 0
+    for number, first in enumerate(range(0, len(sentences), per_document), start=1):
+        text, lines = "", []
+        for tokens, tags in sentences[first:first + per_document]:
+            text += " " if text else ""
+            starts = []
+            for token in tokens:
+                if text and not text.endswith(" ") and token != ".":
+                    text += " "
+                starts.append(len(text))
+                text += token
+            for index, tag in enumerate(tags):
+                if tag.startswith("B-"):
+                    last = index
+                    while last + 1 < len(tags) and tags[last + 1].startswith("I-"):
+                        last += 1
+                    start, end = starts[index], starts[last] + len(tokens[last])
+                    entity += 1
+                    lines.append(f"T{len(lines) + 1}\t{BRAT_TYPES[entity % 2]} {start} {end}\t{text[start:end]}")
+        name = f"{folder.name}-{number:02d}"  # names differ across splits: a name is a group (one document)
+        (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+        (folder / f"{name}.ann").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> None:
@@ -238,9 +267,11 @@ def main() -> None:
     write_csv(data / "section_header" / "validation.csv", section_rows(rng, 40, 150))
     write_csv(data / "section_header" / "test.csv", section_rows(rng, 40, 190))
     for split, n, start in (("train", 150, 0), ("validation", 40, 150), ("test", 40, 190)):
-        write_jsonl(data / "seriousness" / f"{split}.jsonl", seriousness_rows(rng, n, start))
+        write_csv(data / "seriousness" / f"{split}.csv", seriousness_rows(rng, n, start))
     for split, n, diseases in (("train", 200, DISEASES), ("validation", 50, VALIDATION_DISEASES), ("test", 50, TEST_DISEASES)):
-        write_conll(data / "ner" / f"{split}.conll", ner_sentences(rng, n, diseases))
+        sentences = ner_sentences(rng, n, diseases)
+        write_conll(data / "ner" / f"{split}.conll", sentences)
+        write_brat(data / "ner_brat" / split, sentences)  # the same sentences as documents
     print(f"synthetic sample data written to {data}")
 
 

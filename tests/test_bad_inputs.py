@@ -123,7 +123,7 @@ def test_empty_rows_dropped_with_a_count(tmp_path: Path) -> None:
 def test_train_test_duplicates_are_counted() -> None:
     result = invoke_cli("validate", "configs/tiny/section_header.yaml")
     assert result.returncode == 0
-    assert "test text(s) also appear in the training data" in result.stdout
+    assert "possible leakage, train / test: 8 exact duplicate(s) (row 114 = row 6," in result.stdout
 
 
 def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
@@ -152,7 +152,8 @@ def test_help_and_validate_do_not_import_torch() -> None:
         "from clintune.cli import app\n"
         "sys.argv = ['clintune', 'validate', 'configs/tiny/ner.yaml']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules)\n"
+        # scikit-learn may load: the leakage check compares the splits by TF-IDF
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])

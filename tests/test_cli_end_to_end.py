@@ -13,7 +13,7 @@ from conftest import REPO, TASKS, invoke_cli, run_cli, write
 TEST_FILES = {
     "diagnosis": "data/diagnosis/test.csv",
     "section_header": "data/section_header/test.csv",
-    "seriousness": "data/seriousness/test.jsonl",
+    "seriousness": "data/seriousness/test.csv",
     "ner": "data/ner/test.conll",
 }
 
@@ -163,7 +163,7 @@ def test_existing_output_is_not_overwritten(trained_models: dict[str, Path]) -> 
 
 
 def test_eval_rejects_labels_the_model_never_saw(trained_models: dict[str, Path], tmp_path: Path) -> None:
-    data = write(tmp_path / "t.jsonl", '{"narrative": "x", "seriousness": "Fatal"}\n{"narrative": "y", "seriousness": "Serious"}\n')
+    data = write(tmp_path / "t.jsonl", '{"Narrative": "x", "Seriousness": "Fatal"}\n{"Narrative": "y", "Seriousness": "Serious"}\n')
     result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", str(data))
     assert result.returncode == 2
     assert "'Fatal' (1)" in result.stderr

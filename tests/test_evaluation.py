@@ -220,6 +220,6 @@ def test_refitting_the_temperature_drops_a_threshold_without_a_target(trained_mo
     folder = tmp_path / "seriousness"
     shutil.copytree(trained_models["seriousness"], folder)
     DecisionRule(class_thresholds={"D/LT": 0.3}).save(folder)  # set by hand: no recorded target
-    evaluate(folder, "data/seriousness/validation.jsonl", fit_temperature=True, resamples=0)
+    evaluate(folder, "data/seriousness/validation.csv", fit_temperature=True, resamples=0)
     rule = DecisionRule.load(folder)
     assert rule.class_thresholds == {} and rule.temperature != pytest.approx(1.0)

@@ -60,8 +60,10 @@ def heavy_modules_after(*argv: str) -> str:
 
 def test_help_and_validate_import_neither_torch_nor_transformers_nor_numpy() -> None:
     """The API gathers every workflow, so importing it must stay light: a model folder's decision rule
-    (numpy) is read only when a folder is loaded."""
+    (numpy) is read only when a folder is loaded. ``validate`` may load numpy and scikit-learn for its
+    leakage check (near duplicates by TF-IDF), never a model library."""
     shown = heavy_modules_after("--help")
     assert "train" in shown and "validate" in shown and "HEAVY []" in shown, shown
     checked = heavy_modules_after("validate", "configs/tiny/ner.yaml")
-    assert "config and data are valid" in checked and "HEAVY []" in checked, checked
+    assert "config and data are valid" in checked and "HEAVY [" in checked, checked
+    assert "'torch'" not in checked and "'transformers'" not in checked, checked

@@ -112,7 +112,7 @@ def test_a_model_that_needs_remote_code_evaluates_as_trained(remote_code_encoder
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules")}
     folder = tmp_path / "model"
     _train_remote(remote_code_encoder, folder, env, "cls")
-    result = run_cli("eval", "--model", str(folder), "--data", "data/seriousness/test.jsonl", "--bootstrap", "0", env=env)
+    result = run_cli("eval", "--model", str(folder), "--data", "data/seriousness/test.csv", "--bootstrap", "0", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     # the folder's own setting is honoured, not an always-on default
     resolved = folder / "clintune.yaml"

@@ -40,8 +40,8 @@ def test_ner_and_two_binary_targets_are_refused() -> None:
 
 def test_a_target_without_validation_examples_stops_before_training(tmp_path: Path) -> None:
     validation = tmp_path / "v.jsonl"
-    validation.write_text("".join(json.dumps({"narrative": f"mild rash number {i}", "seriousness": "Non-serious"}) + "\n"
-                                  for i in range(3)) + json.dumps({"narrative": "admitted", "seriousness": "Serious"}) + "\n")
+    validation.write_text("".join(json.dumps({"Narrative": f"mild rash number {i}", "Seriousness": "Non-serious"}) + "\n"
+                                  for i in range(3)) + json.dumps({"Narrative": "admitted", "Seriousness": "Serious"}) + "\n")
     config = load_config(CONFIG, [f"output.dir={tmp_path / 'out'}", f"data.validation={validation}", "data.test=null",
                                   "decision.must_not_miss={D/LT: 0.9}"])
     with pytest.raises(ClintuneError, match="has no 'D/LT' example to tune its threshold on"):
@@ -74,7 +74,7 @@ def tuned_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def split(name: str) -> tuple[list[str], np.ndarray]:
-    data = read_split(load_config(CONFIG), str(REPO / "data" / "seriousness" / f"{name}.jsonl"))
+    data = read_split(load_config(CONFIG), str(REPO / "data" / "seriousness" / f"{name}.csv"))
     return data.texts, np.array([CLASSES.index(label) for label in data.labels])  # type: ignore[union-attr]
 
 
@@ -107,7 +107,7 @@ def test_eval_and_predict_apply_the_stored_rule(tuned_folder: Path) -> None:
     probabilities = Predictor.from_folder(tuned_folder).class_probabilities(texts)
     ruled = hand_predictions(probabilities, threshold)
     assert [p.label for p in api.predict(tuned_folder, texts)] == [CLASSES[i] for i in ruled]
-    evaluation = api.evaluate(tuned_folder, REPO / "data" / "seriousness" / "test.jsonl", resamples=0)
+    evaluation = api.evaluate(tuned_folder, REPO / "data" / "seriousness" / "test.csv", resamples=0)
     assert reported(evaluation.metrics["per_class"]) == per_class(gold, ruled)
     assert reported(evaluation.metrics["default_rule"]["per_class"]) == per_class(gold, probabilities.argmax(axis=1))
 

@@ -12,7 +12,7 @@ require_module("onnxruntime")
 require_module("onnxscript")
 
 
-@pytest.mark.parametrize(("task", "data"), [("seriousness", "data/seriousness/test.jsonl"), ("ner", "data/ner/test.conll")])
+@pytest.mark.parametrize(("task", "data"), [("seriousness", "data/seriousness/test.csv"), ("ner", "data/ner/test.conll")])
 def test_onnx_gives_the_same_labels_as_pytorch(trained_models: dict[str, Path], tmp_path: Path, task: str, data: str) -> None:
     from clintune.api import evaluate, export
 
@@ -89,7 +89,7 @@ def test_an_encoder_without_token_types_exports_with_the_inputs_its_tokenizer_gi
     export(model, tmp_path / "onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
-    original = evaluate(model, "data/seriousness/test.jsonl", resamples=0)
-    onnx = evaluate(tmp_path / "onnx", "data/seriousness/test.jsonl", resamples=0)
+    original = evaluate(model, "data/seriousness/test.csv", resamples=0)
+    onnx = evaluate(tmp_path / "onnx", "data/seriousness/test.csv", resamples=0)
     assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
     assert abs(onnx.probabilities - original.probabilities).max() < 1e-4

@@ -61,13 +61,13 @@ def micro_f1(counts: np.ndarray) -> float:
 
 def test_multiclass_report_is_consistent(trained_models: dict[str, Path], tmp_path: Path) -> None:
     report = tmp_path / "report"
-    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", "data/seriousness/test.jsonl",
+    result = run_cli("eval", "--model", str(trained_models["seriousness"]), "--data", "data/seriousness/test.csv",
                      "--output", str(report))
     assert result.returncode == 0, result.stderr
     assert {"metrics.json", "per_class.csv", "predictions.jsonl", "confusion_matrix.png", "confusion_matrix.csv", "reliability.png"} <= {
         p.name for p in report.iterdir()
     }
-    gold_counts = Counter(json.loads(line)["seriousness"] for line in (REPO / "data/seriousness/test.jsonl").read_text().splitlines())
+    gold_counts = Counter(row["Seriousness"] for row in csv.DictReader((REPO / "data/seriousness/test.csv").open()))
     metrics = json.loads((report / "metrics.json").read_text())
     predictions = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
     confusion = read_confusion(report / "confusion_matrix.csv")
@@ -115,7 +115,7 @@ def test_binary_threshold_tuning_is_stored_and_used(trained_models: dict[str, Pa
 def test_must_not_miss_class(trained_models: dict[str, Path], tmp_path: Path) -> None:
     model = copy_model(trained_models, "seriousness", tmp_path)
     report = tmp_path / "report"
-    result = run_cli("eval", "--model", str(model), "--data", "data/seriousness/validation.jsonl", "--output", str(report),
+    result = run_cli("eval", "--model", str(model), "--data", "data/seriousness/validation.csv", "--output", str(report),
                      "--tune-threshold", "D/LT:recall=1.0", "--fit-temperature")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((report / "metrics.json").read_text())

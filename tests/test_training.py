@@ -47,7 +47,7 @@ def test_chunked_classification_checkpoint_is_chosen_by_document(tmp_path: Path)
                      "--set", "model.max_length=16", "--set", "model.stride=4", "--set", "training.epochs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "read in overlapping windows" in result.stderr
-    check_kept_checkpoint_is_scored_like_eval(folder, "data/seriousness/validation.jsonl", "f1_macro")
+    check_kept_checkpoint_is_scored_like_eval(folder, "data/seriousness/validation.csv", "f1_macro")
 
 
 def test_early_stopping_follows_the_evaluator(tmp_path: Path) -> None:

@@ -16,9 +16,11 @@ from clintune.workflows.predict import (
     PredictionRun,
     check_prediction_paths,
     predict,
+    predict_documents,
     predict_file,
     read_texts_for_prediction,
     result_record,
+    write_brat_predictions,
 )
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
 from clintune.workflows.serve import ServeSettings, create_app, serve
@@ -32,8 +34,8 @@ from clintune.workflows.train import (
 
 __all__ = [
     "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache",
-    "cross_validate", "evaluate", "export", "is_main_process", "predict", "predict_file", "prepare_data",
-    "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir",
-    "train", "training_inputs", "validate",
+    "cross_validate", "evaluate", "export", "is_main_process", "predict", "predict_documents", "predict_file", "prepare_data",
+    "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir", "train", "training_inputs",
+    "validate", "write_brat_predictions",
 ]
 __all__ += ["ServeSettings", "create_app", "serve"]

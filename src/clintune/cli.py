@@ -185,12 +185,17 @@ def baseline(
 @app.command("eval")
 def eval_(
     model: ModelOption,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data file, or a brat folder (NER).", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (metrics.json, predictions.jsonl).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier report at --output.")] = False,
-    data_format: Annotated[str | None, typer.Option("--format", help="Override the saved data.format.")] = None,
+    data_format: Annotated[str | None, typer.Option(
+        "--format", help="Override the saved data.format (csv, tsv, jsonl, parquet, conll, brat, spans).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Override the saved data.text_column.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Override the saved data.label_column.")] = None,
+    label_map: Annotated[list[str] | None, typer.Option(
+        "--label-map", metavar="<NAME=CLASS>",
+        help="Rename a label or entity type of --data before scoring, e.g. Modifier=Disease (repeatable).",
+        show_default=False)] = None,
     batch_size: BatchOption = None,
     tune_threshold: Annotated[list[str] | None, typer.Option(
         "--tune-threshold", metavar="<target>",
@@ -209,8 +214,14 @@ def eval_(
     from clintune.api import evaluate
     from clintune.console import format_metrics, format_rule_cost
 
+    mapping = {}
+    for pair in label_map or []:
+        name, sep, target = pair.partition("=")
+        if not sep or not name or not target:
+            raise ClintuneError(f"--label-map {pair!r}: expected NAME=CLASS, e.g. Modifier=Disease")
+        mapping[name] = target
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite)
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite, mapping)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -257,10 +268,12 @@ def predict(
                                                       show_default=False)] = None,
     input_path: Annotated[Path | None, typer.Option(
         "--input", "-i", help="File of texts (.txt one per line, csv, tsv, jsonl, parquet; or a folder of .parquet files), "
-                              "read in chunks.", show_default=False)] = None,
+                              "read in chunks; or a folder of .txt documents.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write results here instead of printing: JSON lines, or Parquet for a .parquet name; "
-                               "published when complete.", show_default=False)] = None,
+                               "published when complete (--format brat: a new folder of .ann files).", show_default=False)] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="jsonl, or brat (NER on a folder of documents: NAME.ann beside a copy of NAME.txt).")] = "jsonl",
     text_column: Annotated[str | None, typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
     id_column: Annotated[str | None, typer.Option(
         "--id-column", help="Copy this column of --input into every result, to join results back to the source.")] = None,
@@ -290,6 +303,9 @@ def predict(
     if engine not in ("local", "ray"):
         raise ClintuneError(f"--engine {engine}: must be 'local' or 'ray'")
     check_prediction_paths(model, input_path, output)
+    if (input_path is not None and _is_document_folder(input_path)) or output_format != "jsonl":
+        _predict_documents(model, input_path, output, output_format, probabilities, as_json, batch_size, threads)
+        return
     if engine == "ray":
         from clintune.inference import predict_parquet_on_ray
 
@@ -346,6 +362,41 @@ def _predict_file(model: Path, input_path: Path, output: Path | None, text_colum
                    + (f" ({run.skipped} row(s) skipped)" if run.skipped else ""))
     elif as_json:
         typer.echo("[]" if printed == 0 else "]")
+
+
+def _is_document_folder(path: Path) -> bool:
+    """A folder of documents (``.txt``), not a Parquet dataset folder."""
+    return path.is_dir() and not any(path.rglob("*.parquet"))
+
+
+def _predict_documents(model: Path, folder: Path | None, output: Path | None, output_format: str, probabilities: bool,
+                       as_json: bool, batch_size: int | None, threads: int | None) -> None:
+    """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
+    from clintune.api import predict_documents, result_record, write_brat_predictions
+
+    if output_format not in ("jsonl", "brat"):
+        raise ClintuneError(f"--format: {output_format!r} is not an output format; choose jsonl or brat")
+    if folder is None or not folder.is_dir():
+        raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
+    if output_format == "brat" and output is None:
+        raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
+    results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads)
+    if output_format == "brat":
+        assert output is not None
+        write_brat_predictions(output, results)
+        typer.echo(f"{len(results)} document(s) written to {output} (NAME.ann beside a copy of NAME.txt)")
+        return
+    records = [{"document": document.name, **result_record(result, probabilities)} for document, result in results]
+    if output is not None:
+        from clintune.files import write_jsonl
+
+        write_jsonl(output, records)
+        typer.echo(f"{len(records)} prediction(s) written to {output}")
+    elif as_json:
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for record in records:
+            typer.echo(_human_line(f"document {record.pop('document')}", record))
 
 
 @app.command()

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from clintune.errors import ConfigError
 
 TaskType = Literal["binary", "multiclass", "ner"]
-DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"]
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "brat", "spans"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 CLASSIFICATION_FORMATS = ("csv", "tsv", "jsonl", "parquet")
-NER_FORMATS = ("conll", "jsonl")
+NER_FORMATS = ("conll", "jsonl", "brat", "spans")
 FORMAT_BY_SUFFIX = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -77,6 +77,13 @@ class DataSection(_Section):
     split_seed: int = 42
     on_empty: Literal["error", "drop"] = "error"
     invalid_bio: Literal["error", "repair"] = "error"
+    # Rows (or documents) that share this value stay on one side of every split; for brat the
+    # document name is the group unless this names another field (doccano / Label Studio key).
+    group_column: str | None = None
+    on_leak: Literal["warn", "error"] = "warn"
+    near_duplicate_threshold: float = Field(0.9, gt=0, le=1)
+    split_sentences: bool = True
+    overlapping_spans: Literal["error", "longest"] = "error"
     tokenization_cache: bool = True
     preprocessing: PreprocessingSection = Field(default_factory=PreprocessingSection)
 
@@ -84,6 +91,18 @@ class DataSection(_Section):
 class LabelsSection(_Section):
     classes: list[str] | None = None
     positive: str | None = None
+    # What the data calls a label (a class value such as 0, or an entity type) -> the class name used.
+    map: dict[str, str] | None = None
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _map_keys_are_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bad = [k for k, v in value.items() if not isinstance(v, (str, int)) or str(v).strip() == ""]
+            if bad:
+                raise ValueError(f"each value must be a class name (check {', '.join(map(str, bad))})")
+            return {str(k): str(v) for k, v in value.items()}
+        return value
 
     @field_validator("classes")
     @classmethod
@@ -213,9 +232,15 @@ class Config(_Section):
 
 
 def resolve_format(declared: str, path: str, task_type: str) -> str:
-    """``declared`` unless it is ``auto``; then guessed from the file suffix."""
+    """``declared`` unless it is ``auto``; then guessed from the file suffix (a folder: brat).
+
+    For NER, ``jsonl`` covers token lists and span records (doccano, Label
+    Studio) alike; the reader tells them apart by their keys.
+    """
     if declared != "auto":
         return declared
+    if task_type == "ner" and Path(path).expanduser().is_dir():
+        return "brat"
     suffix = Path(path).suffix.lower()
     if suffix == ".txt" and task_type == "ner":
         return "conll"
@@ -378,6 +403,10 @@ def cross_field_problems(config: Config) -> list[str]:
         bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
         if bad:
             problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
+    problems += _label_map_problems(config)
+    if config.data.group_column and task_type == "ner" and config.data_format() == "conll":
+        problems.append("data.group_column: CoNLL sentences carry no group ids; group brat or span documents, "
+                        "or classification rows, or leave it out")
     if task_type == "ner" and config.model.pooling != "cls":
         problems.append("model.pooling: pooling chooses how a whole text is summarised; NER tags every token, so leave it out")
     if config.model.stride * 2 >= config.model.max_length:
@@ -398,6 +427,25 @@ def cross_field_problems(config: Config) -> list[str]:
             f"choose from {', '.join(metric_names(task_type))}"
         )
     return problems
+
+
+def _label_map_problems(config: Config) -> list[str]:
+    """``labels.map`` must lead to the classes listed (entity types, for NER: B-/I- tags in labels.classes)."""
+    mapping, classes = config.labels.map, config.labels.classes
+    if not mapping or classes is None:
+        return []
+    if config.task.type == "ner":
+        known = {c[2:] for c in classes if c != "O"}
+        unknown = sorted({v for v in mapping.values() if v not in known})
+        what = "entity types of labels.classes"
+    else:
+        known = set(classes)
+        unknown = sorted({v for v in mapping.values() if v not in known})
+        what = "labels.classes"
+    if unknown:
+        return [f"labels.map: maps to {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                f"not among the {what} ({', '.join(sorted(known))})"]
+    return []
 
 
 def metric_names(task_type: str) -> tuple[str, ...]:

@@ -30,17 +30,23 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                                   rows if intervals else [r[:2] for r in rows]))
     per_class = metrics.get("per_class") or {}
     if per_class:
+        overlap = all("overlap_f1" in row for row in per_class.values())
         rows = [
-            [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])]
+            [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
+            + ([f"{row['overlap_f1']:.3f}"] if overlap else []) + [str(row["support"])]
             for label, row in per_class.items()
         ]
         lines.append("")
-        lines.append(format_table(["class", "precision", "recall", "f1", "support"], rows))
+        lines.append(format_table(["class", "precision", "recall", "f1"] + (["overlap f1"] if overlap else []) + ["support"], rows))
     notes = []
     if metrics.get("decision_rule"):
         notes.append(f"decision rule: {metrics['decision_rule']}")
     if metrics.get("ece") is not None:
         notes.append(f"expected calibration error: {metrics['ece']:.4f}")
+    if isinstance(metrics.get("overlap"), dict):
+        lenient = metrics["overlap"]
+        notes.append(f"overlap (an entity counts when it shares a word with one of its type): precision {lenient['precision']:.4f}, "
+                     f"recall {lenient['recall']:.4f}, f1 {lenient['f1']:.4f}")
     if metrics.get("errors"):
         notes.append("entity errors: " + ", ".join(f"{k} {v}" for k, v in metrics["errors"].items()))
     if notes:

@@ -58,6 +58,8 @@ class TextExamples:
     rows: list[int]
     source: str
     row_kind: str = "row"
+    groups: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -69,19 +71,27 @@ class TextExamples:
             rows=[self.rows[i] for i in indices],
             source=self.source,
             row_kind=self.row_kind,
+            groups=None if self.groups is None else [self.groups[i] for i in indices],
         )
 
 
 @dataclass
 class TaggedSentences:
-    """Word-tokenised sentences with optional BIO tags, and where each came from."""
+    """Word-tokenised sentences with optional BIO tags, and where each came from.
+
+    Sentences made from documents (brat, doccano, Label Studio) are located as
+    ``NAME@OFFSET`` (the document and the sentence's first character) and
+    grouped by document.
+    """
 
     tokens: list[list[str]]
     tags: list[list[str]] | None
-    rows: list[int]
+    rows: list[Any]
     source: str
     row_kind: str = "sentence at line"
     repaired: int = field(default=0)
+    groups: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -93,6 +103,7 @@ class TaggedSentences:
             rows=[self.rows[i] for i in indices],
             source=self.source,
             row_kind=self.row_kind,
+            groups=None if self.groups is None else [self.groups[i] for i in indices],
         )
 
     @property
@@ -148,21 +159,64 @@ def read_split(config: Config, path: str, require_labels: bool = True, hints: Fi
     """
     fmt = config.data_format(path)
     file_path = Path(path)
-    check_file(file_path, hints)
+    check_file(file_path, hints, folder=fmt == "brat")
     if config.task.type == "ner":
-        if fmt == "conll":
+        if fmt == "brat" or fmt == "spans" or (fmt == "jsonl" and _holds_span_records(file_path)):
+            data = read_documents(file_path, fmt, config)
+        elif fmt == "conll":
             data = read_conll(file_path)
         else:
             data = read_ner_jsonl(file_path, config.data.tokens_column, config.data.tags_column, require_labels)
         return check_tagged(data, config, hints)
-    data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels, hints)
+    data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels, hints,
+                           config.data.group_column)
+    if config.labels.map and data.labels is not None:
+        data.labels = [config.labels.map.get(label, label) for label in data.labels]
     return check_texts(data, config, hints)
 
 
-def check_file(path: Path, hints: FixHints = CONFIG_HINTS) -> None:
-    """A data file exists, is a file and is not empty."""
+def read_documents(path: Path, fmt: str, config: Config) -> TaggedSentences:
+    """A brat folder or a span export (doccano / Label Studio) as BIO sentences (see ``clintune.documents``)."""
+    from clintune.documents import read_brat_folder, read_span_records, tag_documents
+
+    if fmt == "brat":
+        documents, report = read_brat_folder(path)
+    else:
+        documents, report = read_span_records(path, config.data.group_column)
+    classes = config.labels.classes
+    allowed = None if classes is None else {c[2:] for c in classes if c != "O"}
+    tagged = tag_documents(documents, report, config.labels.map, allowed, config.data.overlapping_spans,
+                           config.data.split_sentences)
+    if not tagged.tokens:
+        raise DataError(f"{path}: the documents hold no words")
+    return TaggedSentences(tagged.tokens, tagged.tags, tagged.rows, str(path), "sentence", groups=tagged.groups,
+                           notes=report.notes())
+
+
+def _holds_span_records(path: Path) -> bool:
+    """Whether a .json/.jsonl NER file holds documents with spans (doccano, Label Studio) rather than token lists."""
+    from clintune.documents import is_span_record
+
+    with path.open(encoding="utf-8-sig") as handle:
+        head = handle.read(1 << 16).lstrip()
+    if head.startswith("["):
+        return True
+    first = head.split("\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and "tokens" not in record and is_span_record(record)
+
+
+def check_file(path: Path, hints: FixHints = CONFIG_HINTS, folder: bool = False) -> None:
+    """A data file exists, is a file and is not empty (``folder``: a folder of documents, such as brat's)."""
     if not path.exists():
         raise DataError(f"data file not found: {path}\n  fix: {hints.path}")
+    if folder:
+        if not path.is_dir():
+            raise DataError(f"{path} is a file; data.format brat reads a folder of NAME.txt / NAME.ann pairs")
+        return
     if path.is_dir():
         raise DataError(f"{path} is a folder; a data file was expected")
     if path.stat().st_size == 0:
@@ -184,13 +238,14 @@ def read_text(path: Path) -> str:
 
 def read_text_table(
     path: Path, fmt: str, text_column: str, label_column: str, require_labels: bool, hints: FixHints = CONFIG_HINTS,
+    group_column: str | None = None,
 ) -> TextExamples:
-    """Read a csv/tsv/jsonl/parquet table into texts and (optional) labels."""
+    """Read a csv/tsv/jsonl/parquet table into texts, (optional) labels and (optional) group ids."""
     frame = _read_frame(path, fmt)
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no data rows")
     columns = [str(c) for c in frame.columns]
-    needed = [text_column] + ([label_column] if require_labels else [])
+    needed = [text_column] + ([label_column] if require_labels else []) + ([group_column] if group_column else [])
     missing = [c for c in needed if c not in columns]
     if missing:
         raise DataError(_missing_columns_message(path, missing, columns, hints))
@@ -201,7 +256,8 @@ def read_text_table(
     if label_column in columns:
         labels = [_cell(v) for v in frame[label_column].tolist()]
     rows = [first_row + i for i in range(len(texts))] if fmt != "jsonl" else _jsonl_line_numbers(path)
-    return TextExamples(texts=texts, labels=labels, rows=rows, source=str(path), row_kind=row_kind)
+    groups = [_cell(v) for v in frame[group_column].tolist()] if group_column else None
+    return TextExamples(texts=texts, labels=labels, rows=rows, source=str(path), row_kind=row_kind, groups=groups)
 
 
 def _read_frame(path: Path, fmt: str) -> Any:
@@ -438,12 +494,20 @@ def _examples_with(data: Examples, labels: set[str]) -> list[int]:
 
 
 def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
-    """Split off a validation part, stratified by label where every class allows it."""
+    """Split off a validation part, stratified by label where every class allows it.
+
+    Examples with group ids (``data.group_column``; for documents, the
+    document) are split by group, so that every group lies on one side; the
+    split is then stratified by label where the groups allow (scikit-learn's
+    ``StratifiedGroupKFold``), else random over groups.
+    """
     from sklearn.model_selection import train_test_split
 
     indices = list(range(len(data)))
     if len(indices) < 4:
         raise DataError(f"{data.source}: only {len(indices)} examples; too few to split off validation data")
+    if data.groups is not None:
+        return _grouped_split(data, fraction, seed)
     stratify = None
     if isinstance(data, TextExamples) and data.labels is not None:
         counts = Counter(data.labels)
@@ -456,7 +520,47 @@ def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Exampl
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
 
 
-def count_overlap(train: TextExamples, other: TextExamples) -> int:
-    """How many texts of ``other`` also appear in ``train`` (possible leakage)."""
-    seen = set(train.texts)
-    return sum(1 for t in other.texts if t in seen)
+def _grouped_split(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+    import numpy as np
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    groups = np.asarray(data.groups)
+    n_groups = len(set(data.groups or []))
+    if n_groups < 2:
+        raise DataError(f"{data.source}: all examples share one group (data.group_column); "
+                        "a validation split needs at least two groups\n  fix: give a validation file, or another group column")
+    indices = np.arange(len(data))
+    val_idx = None
+    if isinstance(data, TextExamples) and data.labels is not None:
+        folds = max(2, min(n_groups, round(1 / fraction)))
+        counts = Counter(data.labels)
+        if min(counts.values()) >= folds:
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            _, val_idx = next(splitter.split(indices, data.labels, groups))
+        else:
+            logger.warning("validation split is not stratified: some classes have fewer examples than folds")
+    if val_idx is None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        _, val_idx = next(splitter.split(indices, groups=groups))
+    chosen = set(val_idx.tolist())
+    train_idx = [i for i in range(len(data)) if i not in chosen]
+    return data.subset(train_idx), data.subset(sorted(chosen))
+
+
+def shared_groups(splits: dict[str, Examples]) -> list[str]:
+    """Problems with group ids found in more than one split, each with counts and the first ids."""
+    problems = []
+    names = list(splits)
+    for a_index, a in enumerate(names):
+        for b in names[a_index + 1:]:
+            groups_a, groups_b = splits[a].groups, splits[b].groups
+            if groups_a is None or groups_b is None:
+                continue
+            shared = sorted(set(groups_a) & set(groups_b))
+            if shared:
+                shown = ", ".join(shared[:MAX_LISTED]) + (f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else "")
+                rows_a = sum(1 for g in groups_a if g in set(shared))
+                rows_b = sum(1 for g in groups_b if g in set(shared))
+                problems.append(f"{len(shared)} group(s) in both {a} ({rows_a} example(s), {splits[a].source}) "
+                                f"and {b} ({rows_b} example(s), {splits[b].source}): {shown}")
+    return problems

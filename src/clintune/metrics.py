@@ -67,7 +67,8 @@ def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[st
 
 
 def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
-    """Entity-level precision/recall/F1 (seqeval), overall and per entity type."""
+    """Entity-level precision/recall/F1, overall and per entity type: strict (seqeval, IOB2: type and both
+    edges must match) in the flat keys, and overlap (see :func:`overlap_entity_scores`) under ``overlap``."""
     from seqeval.metrics import accuracy_score, classification_report
 
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
@@ -82,6 +83,9 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, 
         for name, row in report.items()
         if not name.endswith(" avg")
     }
+    overlap = overlap_entity_scores(gold, predicted)
+    for name, row in per_type.items():
+        row["overlap_f1"] = overlap["per_class"].get(name, {}).get("f1", 0.0)
     return {
         "precision": float(micro["precision"]),
         "recall": float(micro["recall"]),
@@ -90,7 +94,43 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, 
         "n_entities": int(micro["support"]),
         "n_sentences": len(gold),
         "per_class": per_type,
+        "overlap": overlap,
     }
+
+
+def overlap_entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    """Lenient entity scores: a predicted entity is right if it shares a word with a gold entity of its type.
+
+    Precision is the share of predicted entities that overlap a gold entity of
+    the same type; recall the share of gold entities that a predicted one of
+    the same type overlaps (so one long prediction covering two gold entities
+    finds both). Entities are read as seqeval reads IOB2.
+    """
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    counts: dict[str, list[int]] = {}  # type -> [predicted that overlap, predicted, gold that overlap, gold]
+    for gold_tags, predicted_tags in zip(gold, predicted):
+        gold_entities, predicted_entities = get_entities(gold_tags), get_entities(predicted_tags)
+        for kind, first, last in predicted_entities:
+            row = counts.setdefault(kind, [0, 0, 0, 0])
+            row[1] += 1
+            row[0] += any(k == kind and f <= last and first <= e for k, f, e in gold_entities)
+        for kind, first, last in gold_entities:
+            row = counts.setdefault(kind, [0, 0, 0, 0])
+            row[3] += 1
+            row[2] += any(k == kind and f <= last and first <= e for k, f, e in predicted_entities)
+    per_type = {}
+    for kind, (hit_predicted, n_predicted, hit_gold, n_gold) in sorted(counts.items()):
+        per_type[kind] = _overlap_prf(hit_predicted, n_predicted, hit_gold, n_gold) | {"support": n_gold}
+    totals = [sum(row[i] for row in counts.values()) for i in range(4)]
+    return _overlap_prf(*totals) | {"per_class": per_type}
+
+
+def _overlap_prf(hit_predicted: int, n_predicted: int, hit_gold: int, n_gold: int) -> dict[str, float]:
+    precision = hit_predicted / n_predicted if n_predicted else 0.0
+    recall = hit_gold / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
 def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 | file | content |
 |---|---|
 | metrics.json | headline metrics, per-class table, intervals, calibration, decision rule |
-| per_class.csv | precision, recall, F1 and support per class (per entity type for NER) |
+| per_class.csv | precision, recall, F1 and support per class (per entity type for NER, with overlap_f1 beside the strict f1) |
 | predictions.jsonl | each row's gold label, prediction and class probabilities (NER: tags) |
 | confusion_matrix.png, .csv | gold (rows) against predicted (columns) classes (NER: word tags); binary cells named |
 | roc.png, precision_recall.png | binary models: curves with the decision threshold marked |
@@ -92,7 +92,9 @@ def confusion_csv(gold: Any, predicted: Any, classes: tuple[str, ...]) -> str:
 def per_class_csv(per_class: dict[str, dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["class", "precision", "recall", "f1", "support"])
+    overlap = bool(per_class) and all("overlap_f1" in row for row in per_class.values())
+    writer.writerow(["class", "precision", "recall", "f1", *(["overlap_f1"] if overlap else []), "support"])
     for label, row in per_class.items():
-        writer.writerow([label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]])
+        extra = [f"{row['overlap_f1']:.4f}"] if overlap else []
+        writer.writerow([label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", *extra, row["support"]])
     return buffer.getvalue()

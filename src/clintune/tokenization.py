@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# the one word split, for raw texts and annotated documents alike (re-exported)
+from clintune.documents import split_words as split_words
+
 IGNORE_INDEX = -100
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 @dataclass
@@ -155,11 +157,6 @@ def encode_words(
         encoded.word_starts.append(starts)
     encoded.too_long = sum(1 for n in windows if n > 1)
     return encoded
-
-
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    """Words and punctuation of a raw text with their character offsets."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
 def encoding_key(tokenizer: Any, settings: dict[str, Any], inputs: Any, labels: Any) -> str:

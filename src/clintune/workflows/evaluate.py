@@ -30,6 +30,7 @@ def evaluate(
     seed: int = 0,
     threads: int | None = None,
     overwrite: bool = False,
+    label_map: dict[str, str] | None = None,
 ) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
@@ -38,7 +39,10 @@ def evaluate(
     the model folder, where ``predict`` uses it from then on. With
     ``output_dir``, writes the report folder (see ``clintune.reports``); an
     earlier report there is replaced only with ``overwrite``, and a folder that
-    is not a clintune report never. Returns an ``Evaluation``.
+    is not a clintune report never. ``label_map`` renames labels or entity types
+    of the data before scoring, over the folder's own ``labels.map`` (e.g. a
+    model trained on CoNLL ``Disease`` scored on brat files that hold NCBI's four
+    types). Returns an ``Evaluation``.
     """
     from clintune.prediction import Predictor
     from clintune.reports import check_report_dir, write_report
@@ -46,13 +50,18 @@ def evaluate(
 
     folder = Path(model_dir)
     if output_dir is not None:
-        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True), guards.Input("--data", Path(data_path))],
+        guards.check_outputs("eval", [guards.Input("--model", folder, whole=True),
+                                      guards.Input("--data", Path(data_path), whole=Path(data_path).is_dir())],
                              [guards.Output("--output", Path(output_dir))])
         check_report_dir(Path(output_dir), overwrite)
     found = read_model_folder(folder)
     encoder = found.encoder
-    config = _with_data_overrides(found.config, data_format, text_column, label_column)
+    config = _with_data_overrides(found.config, data_format, text_column, label_column, Path(data_path))
+    if label_map:
+        config.labels.map = {**(config.labels.map or {}), **label_map}
     data = read_split(config, str(data_path), hints=EVAL_HINTS)
+    for note in data.notes:
+        logger.info("%s", note)
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
@@ -121,10 +130,17 @@ def _stand_in_train(encoder: LabelEncoder) -> TextExamples:
     return TextExamples(texts=list(encoder.classes), labels=list(encoder.classes), rows=[], source="model")
 
 
-def _with_data_overrides(config: Config, data_format: str | None, text_column: str | None, label_column: str | None) -> Config:
+def _with_data_overrides(
+    config: Config, data_format: str | None, text_column: str | None, label_column: str | None, data_path: Path,
+) -> Config:
     config = config.model_copy(deep=True)
+    config.data.group_column = None  # groups matter to splits, not to scoring: the scored file need not hold them
     if data_format is not None:
         config.data.format = data_format  # type: ignore[assignment]
+    elif data_path.is_dir():
+        config.data.format = "brat"  # a model trained on CoNLL scores a brat folder, and the other way round
+    elif config.data.format == "brat":
+        config.data.format = "auto"
     if text_column is not None:
         config.data.text_column = text_column
     if label_column is not None:

@@ -10,9 +10,10 @@ from typing import Any
 
 from clintune import guards
 from clintune.config import Config
-from clintune.data import Examples, TextExamples, check_label_sets, count_overlap, preprocessed, read_split, stratified_split
-from clintune.errors import ClintuneError
+from clintune.data import Examples, TaggedSentences, check_label_sets, read_split, shared_groups, stratified_split
+from clintune.errors import ClintuneError, DataError
 from clintune.labels import LabelEncoder
+from clintune.leakage import Leak, find_leaks
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class PreparedData:
     encoder: LabelEncoder
     validation_source: str
     notes: list[str] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         counts = Counter(self.train.labels or [])
@@ -37,6 +39,7 @@ class PreparedData:
             "classes": list(self.encoder.classes),
             "train_label_counts": {label: counts.get(label, 0) for label in self.encoder.classes},
             "notes": self.notes,
+            "leakage": [leak.to_dict() for leak in self.leaks],
         }
 
 
@@ -61,17 +64,25 @@ def resolve_paths(config: Config) -> Config:
 
 
 def prepare_data(config: Config) -> PreparedData:
-    """Read and check every split, fit the labels and split off validation data if needed."""
+    """Read and check every split, fit the labels and split off validation data if needed.
+
+    Explicit splits that share a group id are an error; duplicates and near
+    duplicates across splits are reported (or an error, ``data.on_leak: error``).
+    """
     train = read_split(config, config.data.train)
-    notes: list[str] = []
+    notes: list[str] = list(train.notes)
     if config.data.validation:
         validation = read_split(config, config.data.validation)
+        notes += validation.notes
         validation_source = config.data.validation
     else:
         train, validation = stratified_split(train, config.data.validation_fraction, config.data.split_seed)
-        validation_source = f"{config.data.validation_fraction:.0%} of {config.data.train} (seed {config.data.split_seed})"
+        by_group = " by group" if train.groups is not None else ""
+        validation_source = f"{config.data.validation_fraction:.0%} of {config.data.train} (seed {config.data.split_seed}{by_group})"
         notes.append(f"validation: split off {validation_source}")
     test = read_split(config, config.data.test) if config.data.test else None
+    if test is not None:
+        notes += test.notes
     encoder = LabelEncoder.fit(train.labels or [], config.task.type, config.labels.classes, config.labels.positive)
     if config.labels.classes is not None:
         unknown = sorted(set(train.labels or []) - set(encoder.classes))
@@ -79,16 +90,49 @@ def prepare_data(config: Config) -> PreparedData:
             raise ClintuneError(
                 f"{train.source}: labels not listed in labels.classes: {', '.join(unknown)}\n"
                 "  fix: add them to labels.classes or correct the data"
+                + (" (or name them with labels.map)" if config.task.type != "ner" else "")
             )
     others = {"validation": validation} | ({"test": test} if test is not None else {})
     check_label_sets(train, others, list(encoder.classes))
-    if test is not None and isinstance(train, TextExamples) and isinstance(test, TextExamples):
-        steps = config.data.preprocessing
-        overlap = count_overlap(preprocessed(train, steps), preprocessed(test, steps))  # type: ignore[arg-type]
-        if overlap:
-            notes.append(f"{overlap} test text(s) also appear in the training data; test metrics may be optimistic")
+    splits = {"train": train, **others}
+    explicit = {name: data for name, data in splits.items() if name == "train" or getattr(config.data, name)}
+    clashes = shared_groups(explicit)
+    if clashes:
+        raise DataError("explicit splits share groups, so the same patient or document would train and score:\n  "
+                        + "\n  ".join(clashes) + "\n  fix: move each group's examples into one split")
+    leaks = check_leakage(splits, config.data.near_duplicate_threshold)
+    if leaks and config.data.on_leak == "error":
+        raise DataError("the splits share texts (possible leakage):\n  " + "\n  ".join(leak.describe() for leak in leaks)
+                        + "\n  fix: remove the duplicates from one side, or set data.on_leak=warn to go on")
+    notes += [f"possible leakage, {leak.describe()}" for leak in leaks]
     check_decision_targets(config, encoder, validation, validation_source)
-    return PreparedData(train, validation, test, encoder, validation_source, notes)
+    return PreparedData(train, validation, test, encoder, validation_source, notes, leaks)
+
+
+def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
+    """Exact and near duplicates between every pair of splits (see ``clintune.leakage``)."""
+    views = {name: _comparable(data) for name, data in splits.items()}
+    names = list(views)
+    leaks = []
+    for a_index, a in enumerate(names):
+        for b in names[a_index + 1:]:
+            leak = find_leaks((a, *views[a]), (b, *views[b]), threshold)
+            if leak is not None:
+                leaks.append(leak)
+    return leaks
+
+
+def _comparable(data: Examples) -> tuple[list[str], list[str]]:
+    """The texts to compare and their names: whole documents where sentences came from documents."""
+    if isinstance(data, TaggedSentences):
+        sentences = [" ".join(tokens) for tokens in data.tokens]
+        if data.groups is not None:
+            documents: dict[str, list[str]] = {}
+            for group, sentence in zip(data.groups, sentences):
+                documents.setdefault(group, []).append(sentence)
+            return [" ".join(parts) for parts in documents.values()], list(documents)
+        return sentences, [f"{data.row_kind} {row}" for row in data.rows]
+    return data.texts, [f"{data.row_kind} {row}" for row in data.rows]
 
 
 def decision_targets(config: Config) -> list[str]:
@@ -119,7 +163,7 @@ def check_decision_targets(config: Config, encoder: LabelEncoder, validation: An
 def training_inputs(config: Config) -> list[guards.Input]:
     """Every path a run of ``config`` reads: its config files, data files, a local model folder, a DeepSpeed file."""
     inputs = [guards.Input("config", Path(path)) for path in config.source_files]
-    inputs += [guards.Input(f"data.{split}", Path(getattr(config.data, split)))
+    inputs += [guards.Input(f"data.{split}", Path(getattr(config.data, split)), whole=Path(getattr(config.data, split)).is_dir())
                for split in ("train", "validation", "test") if getattr(config.data, split)]
     if Path(config.model.name_or_path).exists():
         inputs.append(guards.Input("model.name_or_path", Path(config.model.name_or_path), whole=True))
