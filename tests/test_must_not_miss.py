@@ -84,7 +84,7 @@ def test_the_threshold_is_the_one_that_reaches_the_target_on_validation(tuned_fo
     probabilities = Predictor.from_folder(tuned_folder).class_probabilities(texts)
     # recall 1.0: the highest threshold that keeps every gold D/LT is their lowest D/LT probability
     assert rule["class_thresholds"]["D/LT"] == pytest.approx(probabilities[gold == 0, 0].min(), abs=1e-6)
-    assert rule["tuning"][0]["data"].endswith("validation.jsonl")
+    assert rule["tuning"][0]["data"].endswith("validation.csv")
 
 
 def test_metrics_are_those_of_the_rule_in_force_beside_the_default_rule(tuned_folder: Path) -> None:
