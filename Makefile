@@ -38,8 +38,10 @@ lint: install
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/lint-imports
 
+# Two workers (pytest-xdist): most test time is Python start-up and tiny trainings that use one core
+# well; each worker trains its own session copy of the tiny models.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # Real data from ../shared/data with the offline MiniLM encoder (a few minutes per test).
 test-slow: install
