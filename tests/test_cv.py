@@ -36,6 +36,18 @@ def test_folds_are_stratified_and_cover_every_example_once() -> None:
         assert max(per_fold.values()) - min(per_fold.values()) <= 1 and len(per_fold) == 5, (label, per_fold)
 
 
+def test_groups_stay_in_one_fold() -> None:
+    labels = (["a"] * 6 + ["b"] * 3) * 4
+    groups = [f"patient-{i // 3}" for i in range(len(labels))]  # 12 patients, 3 notes each
+    data = TextExamples([f"t{i}" for i in range(len(labels))], labels, list(range(len(labels))), "x.csv", groups=groups)
+    assignment = cv_module.fold_assignment(data, 4, seed=0)
+    for patient in set(groups):
+        assert len({int(f) for f, g in zip(assignment, groups) if g == patient}) == 1, patient
+    assert len(set(assignment.tolist())) == 4
+    with pytest.raises(ClintuneError, match="only 12 groups"):
+        cv_module.fold_assignment(data, 13, seed=0)
+
+
 @pytest.mark.parametrize(("folds", "message"), [
     (1, "needs at least 2 folds"),
     (80, "class 'valid' has only 67 example"),

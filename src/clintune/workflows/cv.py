@@ -111,14 +111,19 @@ def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
 
 
 def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
-    """The fold of every example: stratified by label for classification, shuffled for NER."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    """The fold of every example: stratified by label for classification, shuffled for NER; with groups
+    (``data.group_column``, or the documents of brat data) every group stays in one fold."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
         raise ClintuneError(f"--folds {folds}: cross-validation needs at least 2 folds")
     if folds > len(data):
         raise ClintuneError(f"--folds {folds}: {data.source} has only {len(data)} examples")
     indices = np.arange(len(data))
+    groups = data.groups
+    if groups is not None and folds > len(set(groups)):
+        raise ClintuneError(f"--folds {folds}: {data.source} has only {len(set(groups))} groups, and a group stays in one fold\n"
+                            f"  fix: use at most --folds {len(set(groups))}")
     if isinstance(data, TextExamples):
         counts = Counter(data.labels or [])
         rarest, count = min(counts.items(), key=lambda item: item[1])
@@ -126,7 +131,12 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
             raise ClintuneError(
                 f"--folds {folds}: class {rarest!r} has only {count} example(s) in {data.source}, so some folds would "
                 f"have none\n  fix: use at most --folds {count}, or add examples of {rarest!r}")
-        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels)
+        if groups is not None:
+            splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels, groups)
+        else:
+            splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels)
+    elif groups is not None:
+        splits = GroupKFold(folds).split(indices, groups=groups)
     else:
         splits = KFold(folds, shuffle=True, random_state=seed).split(indices)
     assignment = np.empty(len(data), dtype=int)
@@ -196,6 +206,8 @@ def _write_examples(path: Path, examples: Examples, config: Config) -> None:
     else:
         records = [{config.data.text_column: text, config.data.label_column: label}
                    for text, label in zip(examples.texts, examples.labels or [])]
+        if config.data.group_column and examples.groups is not None:  # the fold's own validation share keeps groups whole
+            records = [{**record, config.data.group_column: group} for record, group in zip(records, examples.groups)]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, records)
 
