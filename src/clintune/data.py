@@ -281,18 +281,20 @@ def _read_frame(path: Path, fmt: str) -> Any:
         raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from None
 
 
+def jsonl_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    """One non-blank line of a JSON-lines file as an object, or a data error naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path} line {number}: each line must be a JSON object")
+    return record
+
+
 def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {number}: each line must be a JSON object")
-        records.append((number, record))
+    records = [(number, jsonl_record(path, number, line))
+               for number, line in enumerate(read_text(path).split("\n"), start=1) if line.strip()]
     if not records:
         raise DataError(f"{path}: no JSON records found")
     return records

@@ -17,14 +17,13 @@ documents) is one more class with those two methods, registered in
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from clintune.config import PreprocessingSection
-from clintune.data import PREDICT_HINTS, FixHints, _missing_columns_message, check_file, preprocess_text
+from clintune.data import PREDICT_HINTS, FixHints, _missing_columns_message, check_file, jsonl_record, preprocess_text
 from clintune.errors import DataError
 
 # Rows a chunk holds by default: small enough that a chunk's texts, encodings and results
@@ -246,15 +245,8 @@ class JsonLinesSource:
         try:
             with open(self.path, encoding="utf-8-sig", newline=None) as handle:
                 for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{self.path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                    if not isinstance(record, dict):
-                        raise DataError(f"{self.path} line {number}: each line must be a JSON object")
-                    yield number, record
+                    if line.strip():
+                        yield number, jsonl_record(self.path, number, line)
         except UnicodeDecodeError as exc:
             raise _utf8_error(self.path, exc) from None
 
