@@ -77,7 +77,7 @@ def evaluate(
         logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
     evaluation = score(predictor, data, resamples, seed, logits)
     if logits is not None and predictor.decision.thresholded_classes(encoder):
-        evaluation.metrics["default_rule"] = _default_rule_metrics(predictor, data, resamples, seed, logits)
+        evaluation.metrics["default_rule"] = default_rule_metrics(predictor, data, resamples, seed, logits)
     evaluation.metrics["data"] = str(Path(data_path).absolute())
     evaluation.metrics["model"] = str(folder.absolute())
     if output_dir is not None:
@@ -85,8 +85,9 @@ def evaluate(
     return evaluation
 
 
-def _default_rule_metrics(predictor: Any, data: Any, resamples: int, seed: int, logits: Any) -> dict[str, Any]:
-    """The same data scored by the default rule (at the rule's temperature): what the thresholds gain and cost."""
+def default_rule_metrics(predictor: Any, data: Any, resamples: int, seed: int, logits: Any) -> dict[str, Any]:
+    """The same data scored by the default rule (at the rule's temperature): what the thresholds gain and cost.
+    The calibration bins are left out: the probabilities, and so the bins, are those of the rule in force."""
     from clintune.decision import DecisionRule
     from clintune.workflows.scoring import score
 

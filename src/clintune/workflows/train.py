@@ -42,6 +42,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     ``command`` (the CLI line, when there is one) is recorded in the model card.
     """
     from clintune.modeling import detect_hardware, resolve_precision
+    from clintune.prediction import Predictor
 
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
@@ -67,8 +68,9 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
         _leave_process_group()
         return TrainResult(output_dir, {})
     artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
-    unmet = _store_decision_rule(config, data, staging) if config.decision.must_not_miss else None
-    metrics = _final_metrics(config, data, staging, precision, weights)
+    predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size)  # the saved model, as eval loads it
+    unmet = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else None
+    metrics = _final_metrics(config, data, predictor, precision, weights)
     if unmet:
         metrics["must_not_miss_unmet"] = unmet
     metrics["selection"] = _selection(config, trainer)
@@ -203,15 +205,13 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     return folder, files, size
 
 
-def _store_decision_rule(config: Config, data: PreparedData, folder: Path) -> str | None:
-    """Tune ``decision.must_not_miss`` on the validation split with the kept model; ``predict`` applies it.
-    Returns why no rule was stored, when a target cannot be reached."""
-    from clintune.prediction import Predictor
+def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, folder: Path) -> str | None:
+    """Tune ``decision.must_not_miss`` on the validation split with the kept model and store it in ``folder``
+    (and in ``predictor``); ``predict`` applies it. Returns why no rule was stored, when a target cannot be reached."""
     from clintune.workflows.evaluate import tuned_rule
     from clintune.workflows.prepare import decision_targets
 
-    predictor = Predictor.from_folder(folder, batch_size=config.training.eval_batch_size)
-    logits = predictor.window_logits(data.validation.texts)  # type: ignore[union-attr]
+    logits = predictor.window_logits(data.validation.texts)
     try:
         rule = tuned_rule(predictor, logits, data.validation, decision_targets(config), False, data.validation_source)
     except ClintuneError as exc:  # the trained model is kept: it is the rule that failed, not the training
@@ -220,31 +220,28 @@ def _store_decision_rule(config: Config, data: PreparedData, folder: Path) -> st
                        "'clintune eval --model %s --data VALIDATION --tune-threshold LABEL:recall=VALUE')", reason, config.output.dir)
         return reason
     rule.save(folder)
+    predictor.decision = rule
     logger.info("decision rule, tuned on the validation split: %s", rule.describe(data.encoder))
     return None
 
 
-def _final_metrics(config: Config, data: PreparedData, folder: Path, precision: str, weights: list[float] | None) -> dict[str, Any]:
-    """Validation (and test) metrics of the saved best model, loaded from its folder and scored as
-    ``clintune eval`` scores it, under the decision rule stored with it. A tuned rule's cost is kept
-    beside it: the same splits scored by the default rule, under ``default_rule``."""
-    from clintune.decision import DecisionRule
-    from clintune.prediction import Predictor
+def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision: str, weights: list[float] | None) -> dict[str, Any]:
+    """Validation (and test) metrics of the saved best model, scored as ``clintune eval`` scores its folder,
+    under the decision rule stored with it. A tuned rule's cost is kept beside it: the same splits scored by
+    the default rule, under ``default_rule``."""
+    from clintune.workflows.evaluate import default_rule_metrics
     from clintune.workflows.scoring import score
 
-    predictor = Predictor.from_folder(folder, batch_size=config.training.eval_batch_size)
     resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
     splits = {"validation": data.validation} | ({"test": data.test} if data.test is not None else {})
-    tuned = predictor.decision.copy()
+    tuned = bool(predictor.decision.tuning)
     metrics: dict[str, Any] = {}
     default: dict[str, Any] = {}
     for name, examples in splits.items():
-        logits = predictor.window_logits(examples.texts) if tuned.tuning else None  # type: ignore[union-attr]
-        predictor.decision = tuned
+        logits = predictor.window_logits(examples.texts) if tuned else None  # type: ignore[union-attr]
         metrics[name] = score(predictor, examples, resamples, seed, logits).metrics
-        if tuned.tuning:
-            predictor.decision = DecisionRule(temperature=tuned.temperature)
-            default[name] = score(predictor, examples, resamples, seed, logits).metrics
+        if tuned:
+            default[name] = default_rule_metrics(predictor, examples, resamples, seed, logits)
     if default:
         metrics["default_rule"] = default
     metrics |= {"data": data.summary(), "precision": precision}
