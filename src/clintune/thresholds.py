@@ -70,6 +70,16 @@ def tune(rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encode
     return tuned
 
 
+def tune_targets(
+    rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encoder: LabelEncoder, targets: list[str], source: str,
+) -> DecisionRule:
+    """``rule`` with every target tuned in the order given, then what the final rule achieves restated."""
+    for target in targets:
+        rule = tune(rule, probabilities, gold, encoder, target, source)
+    restate_achieved(rule, probabilities, gold, encoder, source)
+    return rule
+
+
 def _binary_threshold(scores: np.ndarray, is_positive: np.ndarray, metric: str, value: float) -> tuple[float, float] | None:
     """The positive class's threshold for a target, read off scikit-learn's precision-recall curve
     (every distinct score is a threshold there; a binary model predicts positive at score >= threshold)."""

@@ -226,7 +226,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
             tune_thresholds: list[str] | None) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     from clintune.decision import DecisionRule
     from clintune.evaluation import evaluate_tagged, evaluate_texts
-    from clintune.thresholds import restate_achieved, tune
+    from clintune.thresholds import tune_targets
     from clintune.workflows.prepare import decision_targets
 
     resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
@@ -239,15 +239,11 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     else:
         probabilities = np.asarray(outputs, dtype=float)
         targets = tune_thresholds if tune_thresholds else decision_targets(config)
-        rule = DecisionRule()
         if targets:
             gold = np.asarray(encoder.encode(pooled.labels or []))
             source = f"out-of-fold predictions ({len(results)} folds of {data.source})"
-            for target in targets:
-                rule = tune(rule, probabilities, gold, encoder, target, source)
-            restate_achieved(rule, probabilities, gold, encoder, source)
-        evaluation = evaluate_texts(pooled, probabilities, encoder, rule, resamples, seed)
-        rule = rule if targets else None
+            rule = tune_targets(DecisionRule(), probabilities, gold, encoder, targets, source)
+        evaluation = evaluate_texts(pooled, probabilities, encoder, rule or DecisionRule(), resamples, seed)
     records = sorted(({**record, "fold": int(assignment[order[i]]) + 1, "_example": order[i]}
                       for i, record in enumerate(evaluation.records)), key=lambda record: record["_example"])
     records = [{k: v for k, v in record.items() if k != "_example"} for record in records]  # in the data file's order

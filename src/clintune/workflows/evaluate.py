@@ -104,7 +104,7 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
     """The predictor's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
     import numpy as np
 
-    from clintune.thresholds import parse_target, refit_temperature, restate_achieved, tune
+    from clintune.thresholds import parse_target, refit_temperature, tune_targets
 
     encoder = predictor.encoder
     gold = np.asarray(encoder.encode(data.labels))
@@ -112,10 +112,7 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
     if fit_temperature:
         replaced = {parse_target(target, encoder)[0] for target in targets}
         rule = refit_temperature(rule, logits, gold, encoder, source, replaced)
-    for target in targets:
-        rule = tune(rule, logits.probabilities(rule.temperature), gold, encoder, target, source)
-    restate_achieved(rule, logits.probabilities(rule.temperature), gold, encoder, source)
-    return rule
+    return tune_targets(rule, logits.probabilities(rule.temperature), gold, encoder, targets, source)
 
 
 def refresh_model_card(folder: Path) -> None:
