@@ -90,8 +90,7 @@ def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
 def format_cross_validation(report: dict[str, Any]) -> str:
     """Each metric across folds (mean, standard deviation, 95% interval of the mean) beside the pooled value."""
     summary, pooled = report["summary"], report["pooled"]
-    keys = [k for k in (*HEADLINE_KEYS, "f1_weighted") if k in summary and k != "threshold"]
-    keys = list(dict.fromkeys(keys))
+    keys = [k for k in HEADLINE_KEYS if k in summary and k != "threshold"]
     rows = [[key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}",
              f"{summary[key]['low']:.3f}-{summary[key]['high']:.3f}", _cell(pooled.get(key))] for key in keys]
     lines = [f"{len(report['folds'])}-fold cross-validation of {report['data']}:",
