@@ -66,11 +66,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
     trained: list[str] = []
     real_train = cv_module.train
 
-    def killed_on_the_second_fold(fold_config, overwrite=False):  # noqa: ANN001, ANN202
+    def killed_on_the_second_fold(fold_config, overwrite=False, **kwargs):  # noqa: ANN001, ANN202
         trained.append(fold_config.output.dir)
         if len(trained) == 2:
             raise KeyboardInterrupt
-        return real_train(fold_config, overwrite=overwrite)
+        return real_train(fold_config, overwrite=overwrite, **kwargs)
 
     cv_module.train = killed_on_the_second_fold
     try:
@@ -86,9 +86,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
         api.cross_validate(config, 4, out, resume=True)
     resumed: list[str] = []
 
-    def counting(fold_config, overwrite=False):  # noqa: ANN001, ANN202
+    def counting(fold_config, overwrite=False, **kwargs):  # noqa: ANN001, ANN202
         resumed.append(fold_config.output.dir)
-        return real_train(fold_config, overwrite=overwrite)
+        return real_train(fold_config, overwrite=overwrite, **kwargs)
 
     cv_module.train = counting
     try:

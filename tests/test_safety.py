@@ -47,6 +47,7 @@ model:
 output:
   dir: {tmp_path}/runs/ner
 """)
+    write(tmp_path / "configs" / "search.yaml", "extends: tiny.yaml\nsearch:\n  training.learning_rate: {low: 1.0e-4, high: 1.0e-3}\n")
     write(tmp_path / "texts.txt", "Patients with cystic fibrosis.\nNo disease here.\n")
     os.symlink(tmp_path / "data", tmp_path / "data-link")
     os.symlink(model, tmp_path / "model-link")
@@ -83,7 +84,15 @@ def mistakes(s: Path) -> list[tuple[str, str, object]]:
         ("cv", "the data folder", lambda: api.cross_validate(config(s, f"{s}/runs/ner"), 2, s / "data-link", overwrite=True)),
         ("cv", "the config's folder, as the final model", lambda: api.cross_validate(
             config(s, f"{s}/configs"), 2, s / "cv", overwrite=True, train_final=True)),
+        ("tune", "the data folder", lambda: api.tune(searched(s), 1, s / "data-link")),
+        ("tune", "the config file, as the study's SQLite storage", lambda: api.tune(
+            searched(s), 1, s / "search", storage=f"sqlite:///{s}/configs/base.yaml")),
+        ("tune", "the pretrained model folder, as the output", lambda: api.tune(searched(s), 1, s / "model-link", overwrite=True)),
     ]
+
+
+def searched(sandbox: Path):
+    return load_config(sandbox / "configs" / "search.yaml", [f"output.dir={sandbox}/runs/ner"])
 
 
 CASE_NAMES = [f"{verb}: {what}" for verb, what, _ in mistakes(Path("/x"))]
@@ -118,6 +127,8 @@ def cli_case(verb: str, s: Path) -> list[str]:
         "export": ["export", "--model", model, "--output", f"{s}/model-link"],
         "baseline": ["baseline", str(s / "configs" / "tiny.yaml"), "--output", data],
         "cv": ["cv", str(s / "configs" / "tiny.yaml"), "--folds", "2", "--output", f"{s}/data-link", "--overwrite"],
+        "tune": ["tune", str(s / "configs" / "search.yaml"), "--trials", "1", "--output", f"{s}/runs/t",
+                 "--storage", f"sqlite:///{s}/data/train.conll"],
     }[verb]
 
 
@@ -139,11 +150,11 @@ def writing_verbs() -> list[str]:
 def test_every_writing_verb_has_a_case() -> None:
     verbs = writing_verbs()
     assert {"train", "eval", "predict", "export", "baseline"} <= set(verbs)
-    unchecked = [v for v in verbs if v not in READ_ONLY and v not in {"train", "eval", "predict", "export", "baseline", "cv"}]
+    unchecked = [v for v in verbs if v not in READ_ONLY and v not in {"train", "eval", "predict", "export", "baseline", "cv", "tune"}]
     assert not unchecked, f"verbs with output options but no output-vs-input case: {unchecked}"
 
 
-@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline", "cv"])
+@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline", "cv", "tune"])
 def test_the_cli_exits_2_naming_both_paths(sandbox: Path, verb: str) -> None:
     before = snapshot(sandbox)
     result = invoke_cli(*cli_case(verb, sandbox), cwd=sandbox)

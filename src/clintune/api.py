@@ -31,6 +31,7 @@ from clintune.workflows.train import (
     tokenization_cache_dir,
     train,
 )
+from clintune.workflows.tune import tune
 
 __all__ = [
     "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache",
@@ -38,4 +39,4 @@ __all__ = [
     "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir", "train", "training_inputs",
     "validate", "write_brat_predictions",
 ]
-__all__ += ["ServeSettings", "create_app", "serve"]
+__all__ += ["ServeSettings", "create_app", "serve", "tune"]

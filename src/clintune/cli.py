@@ -262,6 +262,37 @@ def cv(
 
 
 @app.command()
+def tune(
+    config: ConfigArg,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Finished trials the study should hold (a rerun completes the rest).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for best.yaml, trials.csv, tune.json and plots (default: output.dir + '-tune').",
+        show_default=False)] = None,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Optuna database URL shared by every worker (default: sqlite file OUTPUT.optuna.db beside --output).",
+        show_default=False)] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="Study name in the storage (default: the output folder's name).",
+                                                   show_default=False)] = None,
+    cv_folds: Annotated[int | None, typer.Option("--cv", help="Objective: the mean over K cross-validation folds of the training data.",
+                                                 show_default=False)] = None,
+    set_: SetOption = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (leave out when several workers share a study).",
+                                             show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete an earlier study of this name and start over.")] = False,
+) -> None:
+    """Search the config's search: section with Optuna; resumable, and shareable by several workers through --storage."""
+    from clintune.api import tune as run_search
+    from clintune.config import load_config
+    from clintune.console import format_search
+    from clintune.workflows.tune import default_output
+
+    cfg = load_config(config, set_ or [])
+    out = output or default_output(cfg)
+    summary = run_search(cfg, trials, out, storage, study_name, cv_folds, overwrite, seed)
+    typer.echo(format_search(summary, str(out)))
+
+
+@app.command()
 def predict(
     model: ModelOption,
     text: Annotated[list[str] | None, typer.Option("--text", "-t", metavar="<text>", help="A text to label (repeatable).",

@@ -201,6 +201,51 @@ class OutputSection(_Section):
     dir: str
 
 
+class TrackingSection(_Section):
+    """Experiment tracking. ``mlflow``: false (off), true (a local MLflow store: the SQLite file
+    ``mlflow.db`` beside ``output.dir``, artifacts in ``mlartifacts/`` next to it; no server needed)
+    or a tracking URI (``http://host:5000``, ``sqlite:///path.db``, ``postgresql://...``)."""
+
+    mlflow: bool | str = False
+    experiment: str | None = None  # default: task.name
+
+
+class SearchRange(_Section):
+    """One dimension of ``clintune tune``'s search: ``low``/``high`` (integers when both are whole
+    numbers written without a point), optionally ``log: true``; or ``choices``."""
+
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @field_validator("choices")
+    @classmethod
+    def _some_choices(cls, choices: list[Any] | None) -> list[Any] | None:
+        if choices is not None and not choices:
+            raise ValueError("an empty list of choices leaves nothing to search")
+        return choices
+
+    @property
+    def is_integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.low, bool)
+
+    def candidates(self) -> list[Any]:
+        """The values a config must accept for this range to make sense: its ends, or every choice."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+    def problems(self) -> list[str]:
+        if self.choices is not None:
+            return ["give either choices or low/high, not both"] if self.low is not None or self.high is not None else []
+        if self.low is None or self.high is None:
+            return ["needs low and high (a range) or choices"]
+        if not self.low < self.high:
+            return [f"empty range: low {self.low} is not below high {self.high}"]
+        if self.log and self.low <= 0:
+            return [f"log: true needs low > 0, got {self.low}"]
+        return []
+
+
 class Config(_Section):
     task: TaskSection
     data: DataSection
@@ -210,6 +255,9 @@ class Config(_Section):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     decision: DecisionSection = Field(default_factory=DecisionSection)
     output: OutputSection
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    # `clintune tune`'s search space: dotted config key -> range or choices
+    search: dict[str, SearchRange] = Field(default_factory=dict)
     _source_files: tuple[str, ...] = PrivateAttr(default=())
 
     def __eq__(self, other: object) -> bool:
@@ -312,13 +360,17 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    set_dotted(raw, key, value, f"--set {key}")
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set ``dotted.key`` to ``value`` in the raw mapping ``raw``, making the sections on the way."""
     node = raw
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            where = ".".join(parts[: depth + 1])
-            raise ConfigError([f"--set {key}: {where} is a value, not a section"])
+            raise ConfigError([f"{where}: {'.'.join(parts[: depth + 1])} is a value, not a section"])
         node = child
     node[parts[-1]] = value
 
@@ -404,6 +456,7 @@ def cross_field_problems(config: Config) -> list[str]:
         if bad:
             problems.append(f"labels.classes: NER tags must be O, B-TYPE or I-TYPE; not {', '.join(bad)}")
     problems += _label_map_problems(config)
+    problems += _search_problems(config)
     if config.data.group_column and task_type == "ner" and config.data_format() == "conll":
         problems.append("data.group_column: CoNLL sentences carry no group ids; group brat or span documents, "
                         "or classification rows, or leave it out")
@@ -446,6 +499,50 @@ def _label_map_problems(config: Config) -> list[str]:
         return [f"labels.map: maps to {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
                 f"not among the {what} ({', '.join(sorted(known))})"]
     return []
+
+
+UNSEARCHABLE = ("task", "output", "search", "tracking")
+
+
+def _search_problems(config: Config) -> list[str]:
+    """Each searched key names a setting (not a section) that accepts every end of its range and every choice."""
+    problems: list[str] = []
+    for key, searched in config.search.items():
+        where = f"search.{key}"
+        parts = key.split(".")
+        if parts[0] in UNSEARCHABLE:
+            problems.append(f"{where}: {parts[0]}.* cannot be searched")
+            continue
+        unknown = _unknown_setting(parts)
+        if unknown:
+            problems.append(f"{where}: {unknown}")
+            continue
+        own = searched.problems()
+        problems += [f"{where}: {problem}" for problem in own]
+        if own:
+            continue
+        for value in searched.candidates():
+            raw = config.to_dict()
+            raw["search"] = {}
+            set_dotted(raw, key, value, where)
+            try:
+                candidate = Config.model_validate(raw)
+            except ValidationError as exc:
+                problems += [f"{where}: {value!r} is not a valid {key}: {_describe(err)}" for err in exc.errors()]
+                continue
+            problems += [f"{where}: with {key}={value!r}: {problem}" for problem in cross_field_problems(candidate)]
+    return problems
+
+
+def _unknown_setting(parts: list[str]) -> str | None:
+    """Why the dotted key ``parts`` does not name one setting of the config, or None when it does."""
+    for depth, part in enumerate(parts):
+        known = _fields_at(parts[:depth])
+        if part not in known:
+            return f"unknown key {'.'.join(parts[: depth + 1])!r}{_did_you_mean(part, known)}"
+    if _fields_at(parts):
+        return f"{'.'.join(parts)} is a section; search one of its keys ({', '.join(_fields_at(parts))})"
+    return None
 
 
 def metric_names(task_type: str) -> tuple[str, ...]:

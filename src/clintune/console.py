@@ -87,6 +87,22 @@ def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
     return format_table(["default rule -> rule in force", "recall", "precision"], rows)
 
 
+def format_search(summary: dict[str, Any], output: str) -> str:
+    """A search's outcome: trials by state, the best trial's settings and objective, where the ready config is."""
+    states = ", ".join(f"{count} {state}" for state, count in sorted(summary["trials"].items()))
+    lines = [f"study {summary['study']!r}: {states} (objective: {summary['objective']}, {summary['direction']})"]
+    best = summary.get("best")
+    if best is None:
+        lines.append("no trial completed, so there is no best setting yet")
+        return "\n".join(lines)
+    lines += [f"best: trial {best['trial']}, {summary['metric']} {best['value']:.4f}",
+              format_table(["setting", "value"], [[key, str(value)] for key, value in best["settings"].items()])]
+    if summary.get("importances"):
+        lines.append("importances: " + ", ".join(f"{key} {value:.2f}" for key, value in summary["importances"].items()))
+    lines.append(f"config with these settings: {output}/best.yaml (clintune train {output}/best.yaml)")
+    return "\n".join(lines)
+
+
 def format_cross_validation(report: dict[str, Any]) -> str:
     """Each metric across folds (mean, standard deviation, 95% interval of the mean) beside the pooled value."""
     summary, pooled = report["summary"], report["pooled"]

@@ -1,4 +1,5 @@
-"""Report figures (PNG): confusion matrix, ROC and precision-recall curves, reliability diagram.
+"""Report figures (PNG): confusion matrix, ROC and precision-recall curves, reliability diagram,
+and a search's history and parameter importances.
 
 Figures are built with matplotlib's object API on the Agg canvas, so no
 display or GUI backend is needed.
@@ -143,6 +144,40 @@ def reliability_figure(calibration: dict[str, Any]) -> Any:
     counts_axes.set_ylim(0, max(counts, default=1) * 1.35)
     counts_axes.set_ylabel("examples")
     counts_axes.set_xlabel("confidence (probability of the predicted class)")
+    return figure
+
+
+def search_history_figure(numbers: list[int], values: list[float], metric: str, higher_is_better: bool,
+                          pruned: list[tuple[int, float]] | None = None) -> Any:
+    """Each complete trial's objective by trial number, the best value found so far as a step line, and
+    the pruned trials at the last value they reported."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure(6, 4)
+    axes = figure.subplots()
+    axes.plot(numbers, values, "o", color="tab:blue", label=f"complete trial's {metric}")
+    best = np.maximum.accumulate(values) if higher_is_better else np.minimum.accumulate(values)
+    axes.step(numbers, best, where="post", color="tab:red", label="best so far")
+    if pruned:
+        axes.plot([n for n, _ in pruned], [v for _, v in pruned], "x", color="grey", label="pruned (last reported value)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("trial")
+    axes.set_ylabel(metric)
+    axes.set_title(f"Search history: {len(values)} complete, {len(pruned or [])} pruned trials")
+    axes.legend(loc="best", fontsize=8)
+    return figure
+
+
+def importance_figure(importances: dict[str, float]) -> Any:
+    """How much of the objective's variation each searched setting explains (Optuna's fANOVA), largest on top."""
+    names = list(importances)[::-1]
+    figure = _figure(6, 1.2 + 0.45 * len(names))
+    axes = figure.subplots()
+    bars = axes.barh(names, [importances[name] for name in names], color="tab:blue")
+    axes.bar_label(bars, labels=[f"{importances[name]:.2f}" for name in names], fontsize=8, padding=2)
+    axes.set_xlim(0, 1.1)
+    axes.set_xlabel("importance (share of the objective's variance)")
+    axes.set_title("Parameter importances")
     return figure
 
 

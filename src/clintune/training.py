@@ -152,16 +152,18 @@ def run_trainer(
     score_validation: Callable[[Any], dict[str, float]] | None,
     class_weights: list[float] | None,
     resume: bool,
+    extra_callbacks: list[Any] | None = None,
 ) -> Any:
     """Train with ``args``, keeping the best checkpoint by the configured metric; returns the Trainer.
 
     ``score_validation`` (the train workflow passes ``clintune.workflows.scoring.validation_scorer``)
     adds its metrics to every evaluation, beside the Trainer's own validation loss.
+    ``extra_callbacks`` (tracking, a search's pruning) see every log and evaluation.
     """
     from transformers import EarlyStoppingCallback
 
     checkpoint_dir = Path(args.output_dir)
-    callbacks = []
+    callbacks = list(extra_callbacks or [])
     if config.training.early_stopping_patience and validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
     trainer = _trainer_class()(

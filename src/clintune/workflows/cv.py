@@ -20,6 +20,7 @@ import logging
 import math
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from clintune.config import Config
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.errors import ClintuneError
 from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
+from clintune.tracking import tracked_run
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 from clintune.workflows.train import train
 
@@ -48,7 +50,7 @@ def default_output(config: Config) -> Path:
 def cross_validate(
     config: Config, folds: int, output: str | Path | None = None, keep_models: bool = False,
     tune_thresholds: list[str] | None = None, resume: bool = False, overwrite: bool = False, seed: int | None = None,
-    train_final: bool = False,
+    train_final: bool = False, on_fold: Callable[[int, dict[str, Any]], None] | None = None, run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train ``folds`` models on stratified folds of ``data.train`` and report per-fold, summary and pooled metrics.
 
@@ -57,6 +59,9 @@ def cross_validate(
     folder as ``decision.json`` and the pooled metrics are reported under it.
     With ``train_final``, the config is then trained as ``train`` would (into ``output.dir``,
     replaced only with ``overwrite``) and that model stores the rule tuned out of fold.
+    ``on_fold(fold, metrics)`` is called after each fold (``tune`` reports to its pruner through it).
+    With ``tracking.mlflow`` (or inside ``tune``'s open run) the cross-validation is a run named
+    ``run_name`` (default: the output folder's name) and each fold a child run.
     Returns the content of ``cv.json``.
     """
     config = resolve_paths(config)
@@ -79,10 +84,17 @@ def cross_validate(
     assignment = fold_assignment(pooled_data, folds, seed)
     state = {"config": config.to_dict(), "folds": folds, "seed": seed, "fold_of": assignment.tolist()}
     _prepare_work(work, state, resume, overwrite)
-    results = []
-    for fold in range(folds):
-        results.append(_fold_result(config, data.encoder.classes, pooled_data, assignment, fold, folds, work, keep_models))
-    report, records, rule = _report(config, data.encoder, pooled_data, assignment, results, tune_thresholds)
+    with tracked_run(config, run_name or out.name, "cv") as tracker:
+        tracker.set_tags({"clintune.folds": str(folds)})
+        results = []
+        for fold in range(folds):
+            results.append(_fold_result(config, data.encoder.classes, pooled_data, assignment, fold, folds, work, keep_models))
+            if on_fold is not None:
+                on_fold(fold, results[-1]["metrics"])
+        report, records, rule = _report(config, data.encoder, pooled_data, assignment, results, tune_thresholds)
+        tracker.log_metrics({key: spread["mean"] for key, spread in report["summary"].items() if "mean" in spread}, prefix="cv_mean/")
+        tracker.log_metrics({key: spread["std"] for key, spread in report["summary"].items() if "std" in spread}, prefix="cv_std/")
+        tracker.log_metrics(report["pooled"], prefix="pooled/")
     write_json(work / CV_FILE, report)
     write_jsonl(work / OOF_FILE, records)
     if rule is not None:
@@ -187,7 +199,7 @@ def _fold_result(config: Config, classes: tuple[str, ...], data: Examples, assig
     fold_config.data.tokenization_cache = False  # each fold's files are read once
     fold_config.output.dir = str(folder / "model")
     logger.info("fold %d/%d: training on %d examples, holding out %d", fold + 1, folds, len(kept), len(held_out))
-    result = train(fold_config, overwrite=True)
+    result = train(fold_config, overwrite=True, run_name=f"fold-{fold + 1}")
     outputs = _out_of_fold_outputs(folder / "model", data.subset(held_out))
     record = {"fold": fold + 1, "examples": held_out, "metrics": result.metrics["test"], "outputs": outputs}
     write_json(done, record)

@@ -14,6 +14,7 @@ from clintune.data import Examples, preprocessed
 from clintune.errors import ClintuneError
 from clintune.files import publish, write_json
 from clintune.labels import LabelEncoder
+from clintune.tracking import tracked_run
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
 
 logger = logging.getLogger(__name__)
@@ -36,13 +37,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None) -> TrainResult:
+def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None,
+          callbacks: list[Any] | None = None, run_name: str | None = None) -> TrainResult:
     """Fine-tune the configured model and write a complete model folder to ``output.dir``.
 
     ``command`` (the CLI line, when there is one) is recorded in the model card.
+    ``callbacks`` are added to the Trainer's (``tune`` prunes through one). With
+    ``tracking.mlflow``, or inside an open run of ``cv`` or ``tune``, the run is recorded
+    as ``run_name`` (default: the output folder's name).
     """
     from clintune.modeling import detect_hardware, resolve_precision
-    from clintune.prediction import Predictor
 
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
@@ -61,11 +65,27 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
         artifacts.record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
-    trainer, tokenizer, weights = _fit(config, data, precision, work, resume)
+    with tracked_run(config, run_name or output_dir.name, "train") as tracker:
+        result = _train_and_publish(config, data, precision, work, resume, command, [*(callbacks or []), tracker.trainer_callback()])
+        for split in ("validation", "test"):
+            if split in result.metrics:
+                tracker.log_metrics(result.metrics[split], prefix=f"{split}/")
+        if result.metrics:
+            tracker.log_model_folder(output_dir)
+    _leave_process_group()
+    return result
+
+
+def _train_and_publish(config: Config, data: PreparedData, precision: str, work: Path, resume: bool, command: str | None,
+                       callbacks: list[Any]) -> TrainResult:
+    """Fit, then (on the main process) save, score and publish the model folder."""
+    from clintune.prediction import Predictor
+
+    output_dir = Path(config.output.dir)
+    trainer, tokenizer, weights = _fit(config, data, precision, work, resume, [c for c in callbacks if c is not None])
     staging = work / "final"
     _save_weights(trainer, staging)
     if not trainer.is_world_process_zero():
-        _leave_process_group()
         return TrainResult(output_dir, {})
     artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
     predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size)  # the saved model, as eval loads it
@@ -79,7 +99,6 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     publish(staging, output_dir)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("model folder written to %s", output_dir)
-    _leave_process_group()
     return TrainResult(output_dir, metrics)
 
 
@@ -122,7 +141,8 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool) -> tuple[Any, Any, list[float] | None]:
+def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool,
+         callbacks: list[Any]) -> tuple[Any, Any, list[float] | None]:
     """Tokenise (once, cached), build the model and run the Trainer; returns it, the tokenizer and the class weights."""
     from transformers import set_seed
 
@@ -147,7 +167,7 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code, config.model.pooling)
     logger.info("training on %s in %s", _device_of(model), precision)
     score = validation_scorer(tokenizer, data.encoder, config, data.validation)
-    trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume)
+    trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume, callbacks)
     return trainer, tokenizer, weights
 
 
