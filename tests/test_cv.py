@@ -48,9 +48,33 @@ def test_groups_stay_in_one_fold() -> None:
         cv_module.fold_assignment(data, 13, seed=0)
 
 
+def test_a_class_with_one_example_is_refused_and_a_rare_class_is_held_out_in_fewer_folds(caplog) -> None:  # noqa: ANN001
+    labels = ["a"] * 20 + ["b"] * 10 + ["c"] * 2
+    data = TextExamples([f"t{i}" for i in range(len(labels))], labels, list(range(len(labels))), "x.csv")
+    assignment = cv_module.fold_assignment(data, 5, seed=0)
+    folds_with_c = {int(f) for f, gold in zip(assignment, labels) if gold == "c"}
+    assert len(folds_with_c) == 2  # held out twice, so every fold's training part keeps at least one
+    assert "'c' (2) have fewer examples than folds" in caplog.text
+    single = TextExamples(data.texts + ["t32"], labels + ["d"], list(range(33)), "x.csv")
+    with pytest.raises(ClintuneError, match="class 'd' has only 1 example in x.csv; a class needs at least 2"):
+        cv_module.fold_assignment(single, 2, seed=0)
+
+
+def test_per_class_spread_uses_only_the_folds_that_held_the_class_out() -> None:
+    row = {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    folds = [{"f1": 0.5, "per_class": {"a": {**row, "support": 3}, "c": {**row, "f1": 0.6, "support": 1}}},
+             {"f1": 0.7, "per_class": {"a": {**row, "f1": 0.8, "support": 3}, "c": {**row, "f1": 0.0, "support": 0}}},
+             {"f1": 0.6, "per_class": {"a": {**row, "f1": 0.9, "support": 2}, "c": {**row, "f1": 0.4, "support": 1}}}]
+    summary = cv_module.summarise(folds)
+    assert summary["per_class"]["c"]["folds"] == 2
+    assert summary["per_class"]["c"]["f1"]["mean"] == pytest.approx(0.5)
+    assert summary["per_class"]["c"]["f1"]["std"] == pytest.approx(np.std([0.6, 0.4], ddof=1))
+    assert summary["per_class"]["a"]["folds"] == 3
+
+
 @pytest.mark.parametrize(("folds", "message"), [
     (1, "needs at least 2 folds"),
-    (80, "class 'valid' has only 67 example"),
+    (300, "has only 160 examples"),
 ])
 def test_impossible_fold_counts_are_refused_before_anything_is_written(tmp_path: Path, folds: int, message: str) -> None:
     with pytest.raises(ClintuneError, match=message):

@@ -158,6 +158,15 @@ def test_stratified_split_keeps_every_class() -> None:
     assert again.texts == train.texts
 
 
+@pytest.mark.parametrize("singles", [["c"], ["c", "d"]])
+def test_a_class_with_one_example_does_not_cost_the_others_their_stratification(singles: list[str]) -> None:
+    labels = ["a"] * 60 + ["b"] * 20 + singles
+    data = TextExamples([str(i) for i in range(len(labels))], labels, list(range(len(labels))), "t.csv")
+    for seed in range(5):  # a random split would put 4 +- 1.8 of the b rows in validation; stratified, always 4
+        _, val = stratified_split(data, 0.2, seed=seed)
+        assert val.labels.count("b") == 4 and val.labels.count("a") in (12, 13), (seed, val.labels)
+
+
 def test_sample_ner_evaluation_entities_never_occur_in_training() -> None:
     """The synthetic validation and test sentences name diseases training never shows, so the tiny
     model's scores measure tagging, not recall of memorised strings."""

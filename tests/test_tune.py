@@ -139,7 +139,7 @@ def test_a_study_started_with_other_settings_is_not_mixed_in(tmp_path: Path) -> 
 @pytest.mark.parametrize(("args", "message"), [
     (["--trials", "0"], "--trials 0: needs at least one trial"),
     (["--trials", "1", "--cv", "1"], "--folds 1: cross-validation needs at least 2 folds"),
-    (["--trials", "1", "--cv", "80"], "class 'valid' has only 67 example"),
+    (["--trials", "1", "--cv", "300"], "--folds 300: "),
     (["--trials", "1", "--storage", "sqlite:////no/such/folder/study.db"], "--storage: cannot open sqlite:////no/such/folder/study.db"),
     (["--trials", "1", "--storage", "nosuchdb://x"], "--storage: cannot open nosuchdb://x"),
 ])

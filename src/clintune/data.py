@@ -512,14 +512,29 @@ def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Exampl
         return _grouped_split(data, fraction, seed)
     stratify = None
     if isinstance(data, TextExamples) and data.labels is not None:
-        counts = Counter(data.labels)
+        strata = stratification_labels(data.labels)
         n_val = max(1, round(fraction * len(indices)))
-        if min(counts.values()) >= 2 and n_val >= len(counts):
-            stratify = data.labels
+        if len(set(strata)) > 1 and n_val >= len(set(strata)):
+            stratify = strata
         else:
-            logger.warning("validation split is not stratified: some classes have fewer than 2 examples")
+            logger.warning("validation split is not stratified: too few examples per class for %d validation rows", n_val)
     train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+RARE_STRATUM = "\x00rare"
+
+
+def stratification_labels(labels: list[str]) -> list[str]:
+    """The labels to stratify a split by: classes with a single example share one stratum of rare
+    classes (joined to the largest class if that stratum is a single example too), so that one
+    singleton class does not cost every other class its stratification."""
+    counts = Counter(labels)
+    single = {label for label, n in counts.items() if n < 2}
+    if not single:
+        return list(labels)
+    rare = RARE_STRATUM if len(single) >= 2 else counts.most_common(1)[0][0]
+    return [rare if label in single else label for label in labels]
 
 
 def _grouped_split(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:

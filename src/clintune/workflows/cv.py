@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -137,16 +138,13 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
         raise ClintuneError(f"--folds {folds}: {data.source} has only {len(set(groups))} groups, and a group stays in one fold\n"
                             f"  fix: use at most --folds {len(set(groups))}")
     if isinstance(data, TextExamples):
-        counts = Counter(data.labels or [])
-        rarest, count = min(counts.items(), key=lambda item: item[1])
-        if count < folds:
-            raise ClintuneError(
-                f"--folds {folds}: class {rarest!r} has only {count} example(s) in {data.source}, so some folds would "
-                f"have none\n  fix: use at most --folds {count}, or add examples of {rarest!r}")
-        if groups is not None:
-            splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels, groups)
-        else:
-            splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels)
+        _check_class_counts(Counter(data.labels or []), folds, data.source)
+        with warnings.catch_warnings():  # scikit-learn's "least populated class" warning: said above, in clintune's words
+            warnings.simplefilter("ignore", UserWarning)
+            if groups is not None:
+                splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels, groups))
+            else:
+                splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(indices, data.labels))
     elif groups is not None:
         splits = GroupKFold(folds).split(indices, groups=groups)
     else:
@@ -155,6 +153,23 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
     for fold, (_, held_out) in enumerate(splits):
         assignment[held_out] = fold
     return assignment
+
+
+def _check_class_counts(counts: Counter[str], folds: int, source: str) -> None:
+    """A class needs two examples, one to hold out and one to train on; with fewer examples than folds it is
+    held out in only some folds, which is allowed and said."""
+    rarest, count = min(counts.items(), key=lambda item: item[1])
+    if count < 2:
+        singles = sorted(label for label, n in counts.items() if n < 2)
+        raise ClintuneError(
+            f"--folds {folds}: class {rarest!r} has only {count} example in {source}; a class needs at least 2, one to hold "
+            f"out and one to train on (classes with 1: {', '.join(map(repr, singles))})\n"
+            f"  fix: add examples of {rarest!r}, merge it into another class with labels.map, or drop its rows")
+    few = sorted((n, label) for label, n in counts.items() if n < folds)
+    if few:
+        logger.warning("--folds %d: %s have fewer examples than folds, so each is held out in only that many folds; "
+                       "their per-class spread comes from those folds, the pooled out-of-fold metrics cover them whole",
+                       folds, ", ".join(f"{label!r} ({n})" for n, label in few))
 
 
 def _prepare_work(work: Path, state: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -273,7 +288,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
 
 def summarise(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """For every numeric metric (and every per-class number): mean, standard deviation (n-1) and the 95%
-    t-interval of the mean across folds."""
+    t-interval of the mean across folds; a class's numbers over the folds that held it out (``folds``)."""
     from clintune.training import scalar_metrics
 
     scalars = [scalar_metrics(metrics) for metrics in fold_metrics]
@@ -281,8 +296,10 @@ def summarise(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     per_class: dict[str, dict[str, Any]] = {}
     for label in fold_metrics[0].get("per_class", {}):
         rows = [metrics.get("per_class", {}).get(label) for metrics in fold_metrics]
-        if all(rows):
-            per_class[label] = {key: _spread([row[key] for row in rows]) for key in ("precision", "recall", "f1")}
+        held_out = [row for row in rows if row and row.get("support", 1) > 0]  # a fold that held none out says nothing of it
+        if held_out:
+            per_class[label] = {key: _spread([row[key] for row in held_out]) for key in ("precision", "recall", "f1")}
+            per_class[label]["folds"] = len(held_out)
     if per_class:
         summary["per_class"] = per_class
     return summary
