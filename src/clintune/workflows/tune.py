@@ -92,6 +92,7 @@ def tune(
     name = study_name or out.name
     study = _open_study(optuna, storage, name, direction, seed, _identity(config, cv_folds), overwrite)
     logger.info("study %r in %s: %d of %d trials finished", name, storage, _finished(study), trials)
+    _remove_failed_trial_folders(study, trials_dir)
     objective = _Objective(config, metric, cv_folds, trials_dir)
     with tracked_run(config, name, "tune") as tracker:
         while _finished(study) < trials:
@@ -179,6 +180,17 @@ def _storage(storages: Any, url: str, engine_kwargs: dict[str, Any], attempts: i
                     raise
                 time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _remove_failed_trial_folders(study: Any, trials_dir: Path) -> None:
+    """The work folders a killed worker left behind (a failed trial is running nowhere, whichever worker asks)."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        folder = trials_dir / f"trial-{trial.number}"
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            logger.info("removed %s, left by failed trial %d", folder, trial.number)
 
 
 def _finished(study: Any) -> int:
