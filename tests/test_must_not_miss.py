@@ -136,3 +136,58 @@ def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, t
     from clintune.model_card import render_model_card
 
     assert "could not be met** (no threshold reaches recall 1.0" in render_model_card(folder)
+
+
+# -- a group of nested classes ("serious or worse") -------------------------
+
+
+def seriousness_encoder():  # noqa: ANN201
+    from clintune.labels import LabelEncoder
+
+    return LabelEncoder(tuple(CLASSES), "multiclass")
+
+
+def test_a_group_threshold_judges_the_summed_probability_and_predicts_the_groups_more_probable_class() -> None:
+    from clintune.decision import DecisionRule
+
+    # columns: D/LT, Serious, Non-serious (CLASSES order)
+    probabilities = np.array([
+        [0.30, 0.25, 0.45],   # serious or worse 0.55 >= 0.5: the group wins; D/LT is its more probable class
+        [0.10, 0.35, 0.55],   # 0.45: below, so the most probable class, Non-serious
+        [0.05, 0.50, 0.45],   # 0.55: Serious
+        [0.60, 0.10, 0.30],   # 0.70: D/LT
+    ])
+    rule = DecisionRule(class_thresholds={"D/LT+Serious": 0.5})
+    assert [CLASSES[i] for i in rule.predict(probabilities, seriousness_encoder())] == ["D/LT", "Non-serious", "Serious", "D/LT"]
+    assert "more probable of 'D/LT', 'Serious' when their summed probability >= 0.5" in rule.describe(seriousness_encoder())
+
+
+def test_a_group_recall_target_takes_the_highest_sum_that_reaches_it() -> None:
+    from clintune.thresholds import tune_targets
+
+    rng = np.random.default_rng(0)
+    gold = rng.choice(3, size=400, p=[0.05, 0.15, 0.80])
+    logits = rng.normal(size=(400, 3)) + np.eye(3)[gold] * 1.5
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    from clintune.decision import DecisionRule
+
+    rule = tune_targets(DecisionRule(), probabilities, gold,
+                        seriousness_encoder(), ["D/LT+Serious:recall=0.9"], "test")
+    threshold = rule.class_thresholds["D/LT+Serious"]
+    assert threshold < 0.5  # so below it Non-serious holds more than half: the group is predicted exactly when its sum reaches it
+    # independently: the group's recall at a threshold is the share of gold D/LT or Serious whose summed probability reaches it
+    in_group = gold != 2
+    summed = probabilities[:, 0] + probabilities[:, 1]
+    candidates = np.unique(summed)
+    reaching = [t for t in candidates if np.mean(summed[in_group] >= t) >= 0.9]
+    assert threshold == pytest.approx(max(reaching))
+    assert rule.tuning[0]["achieved"] == pytest.approx(np.mean(summed[in_group] >= threshold))
+    predicted = rule.predict(probabilities, seriousness_encoder())
+    hand = np.where(summed >= threshold, np.where(probabilities[:, 0] >= probabilities[:, 1], 0, 1), probabilities.argmax(axis=1))
+    assert (predicted == hand).all()
+
+
+def test_a_group_must_name_known_classes() -> None:
+    assert load_config(CONFIG, ["decision.must_not_miss={D/LT+Serious: 0.9}"]).decision.must_not_miss == {"D/LT+Serious": 0.9}
+    with pytest.raises(ConfigError, match="'D/LT\\+Grave' not in labels.classes"):
+        load_config(CONFIG, ["decision.must_not_miss={D/LT+Grave: 0.9}"])

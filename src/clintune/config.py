@@ -175,7 +175,8 @@ class EvaluationSection(_Section):
 class DecisionSection(_Section):
     """The decision rule chosen at the end of training, on the validation split, and stored with the model.
 
-    ``must_not_miss``: class -> recall target. Each class gets the highest probability
+    ``must_not_miss``: class (or group of classes joined by ``+``, e.g. ``D/LT+Serious``:
+    "serious or worse", judged on their summed probability) -> recall target. Each gets the highest probability
     threshold at which it reaches that recall on validation; it is then predicted
     whenever its probability reaches the threshold, checked in the order given (put
     the costliest miss first). A binary task names its positive class.
@@ -417,7 +418,8 @@ def _decision_problems(config: Config) -> list[str]:
     if config.task.type == "ner":
         return ["decision.must_not_miss: applies to classification tasks, not NER"]
     classes, problems = config.labels.classes, []
-    unknown = [label for label in targets if classes is not None and label not in classes]
+    unknown = [label for label in targets if classes is not None and label not in classes
+               and not all(part.strip() in classes for part in label.split("+"))]
     if unknown:
         problems.append(f"decision.must_not_miss: {', '.join(map(repr, unknown))} not in labels.classes {classes}")
     if config.task.type == "binary" and len(targets) > 1:

@@ -60,13 +60,38 @@ class WindowLogits:
         return np.exp(self.log_probabilities(temperature))
 
 
+def class_ids(key: str, encoder: LabelEncoder) -> list[int]:
+    """The class ids a threshold key names: one class, or a group of classes joined by ``+``.
+
+    A group such as ``D/LT+Serious`` ("serious or worse") is for nested classes, where the
+    costly miss is missing the group: its threshold applies to the summed probability of its
+    classes, and the more probable class of the group is predicted.
+    """
+    if key in encoder.classes:
+        return [encoder.classes.index(key)]
+    parts = [part.strip() for part in key.split("+")]
+    unknown = [part for part in parts if part not in encoder.classes]
+    if len(parts) < 2 or unknown or len(set(parts)) < len(parts):
+        raise ClintuneError(f"{key!r} is not one of the classes {list(encoder.classes)}, nor a group of them joined by '+' "
+                            "(e.g. 'D/LT+Serious')")
+    return [encoder.classes.index(part) for part in parts]
+
+
+def key_scores(probabilities: np.ndarray, ids: list[int]) -> np.ndarray:
+    """The probability that a threshold key compares with its threshold: its class's, or its group's sum."""
+    return np.atleast_2d(probabilities)[:, ids].sum(axis=1)
+
+
 @dataclass
 class DecisionRule:
     """Temperature for the logits, a binary threshold, and per-class minimum probabilities.
 
     ``class_thresholds`` (multiclass): a class whose probability reaches its
     threshold is predicted even if another class is more probable; classes
-    are checked in the order given. ``tuning`` records how each was chosen.
+    are checked in the order given. A key may name a group of classes
+    (``D/LT+Serious``): when their summed probability reaches the threshold,
+    the group's most probable class is predicted. ``tuning`` records how each
+    was chosen.
     """
 
     temperature: float = 1.0
@@ -82,9 +107,9 @@ class DecisionRule:
         predicted = probabilities.argmax(axis=1)
         decided = np.zeros(len(predicted), dtype=bool)
         for label, minimum in self.class_thresholds.items():
-            index = encoder.classes.index(label)
-            hit = ~decided & (probabilities[:, index] >= minimum)
-            predicted[hit] = index
+            ids = class_ids(label, encoder)
+            hit = ~decided & (key_scores(probabilities, ids) >= minimum)
+            predicted[hit] = np.asarray(ids)[probabilities[hit][:, ids].argmax(axis=1)]
             decided |= hit
         return predicted
 
@@ -105,7 +130,12 @@ class DecisionRule:
         if encoder.task_type == "binary":
             parts.append(f"predict {encoder.positive!r} when its probability >= {self.threshold:.4g}")
         for label, minimum in self.class_thresholds.items():
-            parts.append(f"predict {label!r} when its probability >= {minimum:.4g}")
+            members = [encoder.classes[i] for i in class_ids(label, encoder)]
+            if len(members) == 1:
+                parts.append(f"predict {label!r} when its probability >= {minimum:.4g}")
+            else:
+                parts.append(f"predict the more probable of {', '.join(map(repr, members))} when their summed probability "
+                             f">= {minimum:.4g}")
         if not parts:
             parts.append("most probable class")
         if self.temperature != 1.0:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from clintune.decision import DecisionRule, WindowLogits
+from clintune.decision import DecisionRule, WindowLogits, class_ids, key_scores
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 
@@ -22,7 +22,8 @@ _TARGET = re.compile(r"^(?:(?P<label>.+):)?(?P<metric>recall|precision)=(?P<valu
 
 
 def parse_target(text: str, encoder: LabelEncoder) -> tuple[str, str, float]:
-    """``recall=0.95`` (binary: the positive class) or ``LABEL:recall=0.95`` -> (label, metric, value)."""
+    """``recall=0.95`` (binary: the positive class) or ``LABEL:recall=0.95`` -> (label, metric, value).
+    A multiclass target may name a group of classes, ``D/LT+Serious:recall=0.9`` (see ``decision.class_ids``)."""
     match = _TARGET.match(text.strip())
     if not match:
         raise ClintuneError(f"--tune-threshold {text!r}: expected recall=0.95, precision=0.9 or LABEL:recall=0.95")
@@ -41,8 +42,12 @@ def parse_target(text: str, encoder: LabelEncoder) -> tuple[str, str, float]:
             raise ClintuneError("--tune-threshold: for a multiclass model, set a recall target for a must-not-miss class")
     else:
         raise ClintuneError("--tune-threshold applies to classification models, not NER")
-    if label not in encoder.classes:
+    if encoder.task_type == "binary" and label not in encoder.classes:
         raise ClintuneError(f"--tune-threshold: {label!r} is not one of the model's classes {list(encoder.classes)}")
+    try:
+        class_ids(label, encoder)
+    except ClintuneError as exc:
+        raise ClintuneError(f"--tune-threshold: {exc}") from None
     return label, match["metric"], value
 
 
@@ -55,10 +60,9 @@ def tune(rule: DecisionRule, probabilities: np.ndarray, gold: np.ndarray, encode
     target, that is an error rather than a silent best effort.
     """
     label, metric, value = parse_target(target, encoder)
-    index = encoder.classes.index(label)
     tuned = rule.copy(tuning=[entry for entry in rule.tuning if entry["class"] != label])
-    if encoder.task_type == "binary" and np.any(gold == index):
-        found = _binary_threshold(probabilities[:, index], gold == index, metric, value)
+    if encoder.task_type == "binary" and np.any(gold == encoder.positive_id):
+        found = _binary_threshold(probabilities[:, encoder.positive_id], gold == encoder.positive_id, metric, value)
     else:
         found = _searched_threshold(tuned, probabilities, gold, encoder, label, metric, value)
     if found is None:
@@ -99,11 +103,11 @@ def _searched_threshold(
 ) -> tuple[float, float] | None:
     """The class's threshold for a target, found by trying every distinct probability under the whole rule:
     a multiclass must-not-miss threshold acts with the other classes' thresholds, checked in order."""
-    index = encoder.classes.index(label)
-    candidates = np.unique(probabilities[:, index])
+    ids = class_ids(label, encoder)
+    candidates = np.unique(key_scores(probabilities, ids))
     for candidate in candidates[::-1] if metric == "recall" else candidates:
         _set(tuned, encoder, label, float(candidate))
-        achieved = _score(tuned.predict(probabilities, encoder), gold, index, metric)
+        achieved = _score(tuned.predict(probabilities, encoder), gold, ids, metric)
         if achieved >= value:
             return float(candidate), achieved
     return None
@@ -154,7 +158,7 @@ def restate_achieved(rule: DecisionRule, probabilities: np.ndarray, gold: np.nda
         if entry["data"] != source or entry["n_examples"] != len(gold):
             continue
         metric, value = entry["target"].split(">=")
-        entry["achieved"] = _score(predicted, gold, encoder.classes.index(entry["class"]), metric)
+        entry["achieved"] = _score(predicted, gold, class_ids(entry["class"], encoder), metric)
         if entry["achieved"] < float(value):
             logger.warning("with every threshold set, %r reaches %s %.3f on %s, below its target %s",
                            entry["class"], metric, entry["achieved"], source, value)
@@ -167,9 +171,11 @@ def _set(rule: DecisionRule, encoder: LabelEncoder, label: str, value: float) ->
         rule.class_thresholds[label] = value
 
 
-def _score(predicted: np.ndarray, gold: np.ndarray, index: int, metric: str) -> float:
-    hits = np.sum((predicted == index) & (gold == index))
-    denominator = np.sum(gold == index) if metric == "recall" else np.sum(predicted == index)
+def _score(predicted: np.ndarray, gold: np.ndarray, ids: int | list[int], metric: str) -> float:
+    """Recall or precision of one class, or of a group (a prediction inside the group counts for a gold label inside it)."""
+    in_predicted, in_gold = np.isin(predicted, ids), np.isin(gold, ids)
+    hits = np.sum(in_predicted & in_gold)
+    denominator = np.sum(in_gold) if metric == "recall" else np.sum(in_predicted)
     return float(hits / denominator) if denominator else 0.0
 
 

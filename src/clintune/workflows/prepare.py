@@ -142,6 +142,7 @@ def decision_targets(config: Config) -> list[str]:
 
 def check_decision_targets(config: Config, encoder: LabelEncoder, validation: Any, validation_source: str) -> None:
     """Refuse, before any training, must-not-miss targets that cannot be tuned on this validation split."""
+    from clintune.decision import class_ids
     from clintune.thresholds import parse_target
 
     for target in decision_targets(config):
@@ -149,7 +150,8 @@ def check_decision_targets(config: Config, encoder: LabelEncoder, validation: An
             label = parse_target(target, encoder)[0]
         except ClintuneError as exc:
             raise ClintuneError(f"decision.must_not_miss: {str(exc).split(': ', 1)[-1]}") from None
-        found = (validation.labels or []).count(label)
+        members = set(encoder.classes[i] for i in class_ids(label, encoder))
+        found = sum(gold in members for gold in validation.labels or [])
         if not found:
             raise ClintuneError(
                 f"decision.must_not_miss: the validation split ({validation_source}) has no {label!r} example to tune "
