@@ -191,3 +191,9 @@ def test_a_group_must_name_known_classes() -> None:
     assert load_config(CONFIG, ["decision.must_not_miss={D/LT+Serious: 0.9}"]).decision.must_not_miss == {"D/LT+Serious": 0.9}
     with pytest.raises(ConfigError, match="'D/LT\\+Grave' not in labels.classes"):
         load_config(CONFIG, ["decision.must_not_miss={D/LT+Grave: 0.9}"])
+    with pytest.raises(ConfigError, match="names a class twice"):
+        load_config(CONFIG, ["decision.must_not_miss={D/LT+D/LT: 0.9}"])
+    with pytest.raises(ConfigError, match="joins every class, so it would always be predicted"):
+        load_config(CONFIG, ["decision.must_not_miss={D/LT+Serious+Non-serious: 0.9}"])
+    with pytest.raises(ConfigError, match="a binary task has no groups of classes"):
+        load_config(REPO / "configs" / "tiny" / "diagnosis.yaml", ["decision.must_not_miss={valid+invalid: 0.9}"])

@@ -88,3 +88,36 @@ def test_chunked_text_gets_the_mean_of_its_windows_probabilities(trained_models:
     assert len(windows) >= 3
     by_hand = np.mean([_model_probabilities(predictor, window, temperature) for window in windows], axis=0)
     assert predictor.classify([text])[0].probabilities == pytest.approx(dict(zip(predictor.encoder.classes, by_hand)), abs=1e-5)
+
+
+def test_texts_and_sentences_read_in_chunks_get_the_same_answers_as_read_at_once(
+        trained_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Chunks bound the memory of eval and the end of training; they must not change a single number, nor the
+    order, nor merge windows of texts from different chunks (long texts sit on the chunk edges here)."""
+    from clintune import prediction
+    from clintune.data import read_split
+    from clintune.prediction import Predictor
+
+    classifier = Predictor.from_folder(trained_models["section_header"])
+    classifier.config.model.long_text, classifier.config.model.max_length, classifier.config.model.stride = "chunk", 24, 4
+    texts = read_split(classifier.config, str(REPO / "data" / "section_header" / "test.csv")).texts[:11]
+    texts[2] = texts[3] = " ".join(texts[:4])  # two windows or more, at the edge of the first 3-text chunk
+    tagger = Predictor.from_folder(trained_models["ner"])
+    sentences = read_split(tagger.config, str(REPO / "data" / "ner" / "test.conll")).tokens[:10]
+    sentences[5] = [word for sentence in sentences[:6] for word in sentence] * 3  # windows at a chunk edge
+    def notes() -> list[str]:
+        return [record.message for record in caplog.records if "exceed model.max_length" in record.message]
+
+    caplog.clear()
+    whole = classifier.window_logits(texts), tagger.tag_sentences(sentences)
+    notes_whole = notes()
+    monkeypatch.setattr(prediction, "ENCODE_CHUNK", 3)
+    caplog.clear()
+    chunked = classifier.window_logits(texts), tagger.tag_sentences(sentences)
+    assert chunked[0].n_examples == 11 and (chunked[0].example_index == whole[0].example_index).all()
+    np.testing.assert_allclose(chunked[0].logits, whole[0].logits, atol=1e-5)
+    np.testing.assert_allclose(chunked[0].probabilities(), whole[0].probabilities(), atol=1e-5)
+    assert chunked[1][0] == whole[1][0]
+    np.testing.assert_allclose(np.concatenate(chunked[1][1]), np.concatenate(whole[1][1]), atol=1e-5)
+    assert notes() == notes_whole and len(notes_whole) == 2  # one note for all the chunks, with the totals
+    assert notes_whole[0].startswith("8 of 11 example(s)") and notes_whole[1].startswith("1 of 10 example(s)")

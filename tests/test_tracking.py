@@ -100,3 +100,17 @@ def test_a_tracking_store_that_cannot_be_opened_stops_before_training(tmp_path: 
     assert "tracking.mlflow: cannot open the tracking store nosuch://store" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_class_names_become_names_mlflow_accepts() -> None:
+    from mlflow.utils.validation import _validate_metric_name, _validate_param_name
+
+    from clintune.tracking import mlflow_name, without_password
+
+    for key in ("decision.must_not_miss.D/LT+Serious", "per_class/Heart (R&L), other/f1"):
+        with pytest.raises(Exception):  # noqa: B017, PT011 - MLflow's own check refuses the raw name ...
+            _validate_param_name(key)
+        _validate_param_name(mlflow_name(key))  # ... and accepts clintune's
+        _validate_metric_name(mlflow_name(key))
+    assert mlflow_name("decision.must_not_miss.D/LT+Serious") == "decision.must_not_miss.D/LT_Serious"
+    assert without_password("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"

@@ -143,12 +143,14 @@ def test_a_study_started_with_other_settings_is_not_mixed_in(tmp_path: Path) -> 
     (["--trials", "1", "--cv", "300"], "--folds 300: "),
     (["--trials", "1", "--storage", "sqlite:////no/such/folder/study.db"], "--storage: cannot open sqlite:////no/such/folder/study.db"),
     (["--trials", "1", "--storage", "nosuchdb://x"], "--storage: cannot open nosuchdb://x"),
+    (["--trials", "1", "--storage", "postgresql://me:secret@127.0.0.1:1/db"], "--storage: cannot open postgresql://me:***@127.0.0.1:1/db"),
+    (["--trials", "1", "--cv", "2", "--set", "training.metric_for_best_model=loss"], "--cv: the folds are scored by their metrics"),
 ])
 def test_bad_tune_arguments_exit_2_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     path = search_config(tmp_path)
     result = invoke_cli("tune", str(path), "--output", str(tmp_path / "out"), *args)
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr and "secret" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["search.yaml"]
 
 

@@ -418,10 +418,19 @@ def _decision_problems(config: Config) -> list[str]:
     if config.task.type == "ner":
         return ["decision.must_not_miss: applies to classification tasks, not NER"]
     classes, problems = config.labels.classes, []
+    groups = [label for label in targets if "+" in label and (classes is None or label not in classes)]
     unknown = [label for label in targets if classes is not None and label not in classes
                and not all(part.strip() in classes for part in label.split("+"))]
     if unknown:
         problems.append(f"decision.must_not_miss: {', '.join(map(repr, unknown))} not in labels.classes {classes}")
+    for group in groups:
+        parts = [part.strip() for part in group.split("+")]
+        if config.task.type == "binary":
+            problems.append(f"decision.must_not_miss: {group!r}: a binary task has no groups of classes; name its positive class")
+        elif len(set(parts)) < len(parts):
+            problems.append(f"decision.must_not_miss: {group!r} names a class twice")
+        elif classes is not None and set(parts) >= set(classes):
+            problems.append(f"decision.must_not_miss: {group!r} joins every class, so it would always be predicted")
     if config.task.type == "binary" and len(targets) > 1:
         problems.append("decision.must_not_miss: a binary task has one threshold, for its positive class; name only that class")
     return problems

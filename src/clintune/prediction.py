@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 # batches of 4-8, 38 at 32, 24 at 64, 40 one at a time. GPUs want wide batches.
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 64
+# Texts (or sentences) tokenised and held at a time. Encodings, not texts, are what grows with the
+# input (about 0.4 MB a text with PyTorch), so eval and the end of training read a file of any
+# size in this much memory; length-sorting within a chunk this size keeps the batches as tight.
+ENCODE_CHUNK = 2048
 
 
 @dataclass
@@ -84,8 +88,9 @@ class Predictor:
 
     # -- raw model outputs -------------------------------------------------
 
-    def logits(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Per-feature logits (token-level ones trimmed to the feature's length), in input order."""
+    def logits(self, features: list[dict[str, Any]], progress: Any = None) -> list[np.ndarray]:
+        """Per-feature logits (token-level ones trimmed to the feature's length), in input order.
+        ``progress(n)`` is told after each batch how many features it held."""
         import torch
 
         collate = self.task.collator(self.tokenizer)
@@ -94,12 +99,29 @@ class Predictor:
         forward = forward_function(self.model)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         with torch.inference_mode():
-            for batch_indices in _progress(batches, self.show_progress):
+            for batch_indices in batches:
                 output = forward(collate([{k: v for k, v in features[i].items() if k != "labels"} for i in batch_indices]))
                 for row, index in enumerate(batch_indices):
                     length = len(features[index]["input_ids"])
                     results[index] = output[row, :length] if output.ndim == 3 else output[row]
+                if progress is not None:
+                    progress(len(batch_indices))
         return results  # type: ignore[return-value]
+
+    def _chunked(self, examples: list[Any], encode: Any) -> Any:
+        """For each chunk of ``ENCODE_CHUNK`` examples: its offset, its encoding and its features' logits; with
+        one progress bar over all the examples and one note on the long ones at the end."""
+        too_long = 0
+        with _progress_bar(len(examples), self.show_progress) as bar:
+            for start in range(0, len(examples), ENCODE_CHUNK):
+                chunk = examples[start : start + ENCODE_CHUNK]
+                encoded = encode(chunk)
+                too_long += encoded.too_long
+                share = len(chunk) / max(len(encoded.features), 1)  # a long text's windows advance the bar by one text in all
+                yield start, encoded, self.logits(encoded.features, lambda n, share=share: bar.update(n * share))
+        note = long_text_note(too_long, len(examples), self.config)
+        if note:
+            logger.warning(note)
 
     # -- classification ----------------------------------------------------
 
@@ -107,15 +129,22 @@ class Predictor:
         """Logits of every window of every raw text (one window each unless ``model.long_text: chunk``).
 
         The texts are preprocessed here, with the model's ``data.preprocessing``, exactly
-        once: callers pass texts as the user or the data file gives them.
+        once: callers pass texts as the user or the data file gives them. They are
+        tokenised ``ENCODE_CHUNK`` at a time, so memory does not grow with their number.
         """
         settings = self.config.model
-        texts = [preprocess_text(text, self.config.data.preprocessing) for text in texts]
-        encoded = encode_texts(self.tokenizer, texts, settings.max_length, long_text=settings.long_text, stride=settings.stride)
-        self._report_long(encoded)
-        rows = self.logits(encoded.features)
-        logits = np.stack(rows) if rows else np.zeros((0, len(self.encoder.classes)))
-        return WindowLogits(logits.astype(float), np.asarray(encoded.example_index, dtype=int), len(texts))
+
+        def encode(chunk: list[str]) -> Encoded:
+            chunk = [preprocess_text(text, self.config.data.preprocessing) for text in chunk]
+            return encode_texts(self.tokenizer, chunk, settings.max_length, long_text=settings.long_text, stride=settings.stride)
+
+        logits, example_index = [], []
+        for start, encoded, rows in self._chunked(texts, encode):
+            logits += rows
+            example_index.append(np.asarray(encoded.example_index, dtype=int) + start)
+        stacked = np.stack(logits) if logits else np.zeros((0, len(self.encoder.classes)))
+        index = np.concatenate(example_index) if example_index else np.zeros(0, dtype=int)
+        return WindowLogits(stacked.astype(float), index, len(texts))
 
     def class_probabilities(self, texts: list[str]) -> np.ndarray:
         """Class probabilities per raw text, after the model's temperature (windows averaged, see ``WindowLogits``)."""
@@ -130,25 +159,23 @@ class Predictor:
     # -- NER ---------------------------------------------------------------
 
     def tag_sentences(self, sentences: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        """A tag and a probability for every word of every pre-split sentence."""
+        """A tag and a probability for every word of every pre-split sentence (``ENCODE_CHUNK`` sentences at a time)."""
         task = self.task
         assert isinstance(task, TokenClassification), "tag_sentences() needs an NER model"
         settings = self.config.model
-        encoded = encode_words(self.tokenizer, sentences, settings.max_length, stride=settings.stride)
-        self._report_long(encoded)
-        by_example: list[list[int]] = [[] for _ in sentences]
-        for feature, example in enumerate(encoded.example_index):
-            by_example[example].append(feature)
-        logits = self.logits(encoded.features)
         tags, scores = [], []
-        for example, words in enumerate(sentences):
-            features = by_example[example]
-            sentence_tags, sentence_scores = task.word_tags(
-                [logits[f] for f in features], [encoded.word_ids[f] for f in features],
-                [encoded.word_starts[f] for f in features], len(words), self.encoder,
-            )
-            tags.append(sentence_tags)
-            scores.append(sentence_scores)
+        for start, encoded, logits in self._chunked(
+                sentences, lambda chunk: encode_words(self.tokenizer, chunk, settings.max_length, stride=settings.stride)):
+            by_example: list[list[int]] = [[] for _ in range(encoded.n_examples)]
+            for feature, example in enumerate(encoded.example_index):
+                by_example[example].append(feature)
+            for example, features in enumerate(by_example):
+                sentence_tags, sentence_scores = task.word_tags(
+                    [logits[f] for f in features], [encoded.word_ids[f] for f in features],
+                    [encoded.word_starts[f] for f in features], len(sentences[start + example]), self.encoder,
+                )
+                tags.append(sentence_tags)
+                scores.append(sentence_scores)
         return tags, scores
 
     def extract_entities(self, texts: list[str]) -> list[list[Entity]]:
@@ -156,11 +183,6 @@ class Predictor:
         words = [split_words(text) for text in texts]
         tags, scores = self.tag_sentences([[w for w, _, _ in sentence] for sentence in words])
         return [entities_from_words(text, w, t, s) for text, w, t, s in zip(texts, words, tags, scores)]
-
-    def _report_long(self, encoded: Encoded) -> None:
-        note = long_text_note(encoded, self.config)
-        if note:
-            logger.warning(note)
 
 
 def forward_batch_size(folder: ModelFolder, requested: int | None, on_gpu: bool) -> int:
@@ -182,24 +204,24 @@ def forward_batch_size(folder: ModelFolder, requested: int | None, on_gpu: bool)
     return GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
 
 
-def long_text_note(encoded: Encoded, config: Config) -> str | None:
+def long_text_note(too_long: int, n_examples: int, config: Config) -> str | None:
     """How many examples exceed ``max_length`` and what was done with them (None if none)."""
-    if not encoded.too_long:
+    if not too_long:
         return None
     settings = config.model
     if config.task.type == "ner" or settings.long_text == "chunk":
         how = f"read in overlapping windows (stride {settings.stride} tokens)"
     else:
         how = "truncated (set model.long_text=chunk to read them whole)"
-    return f"{encoded.too_long} of {encoded.n_examples} example(s) exceed model.max_length={settings.max_length} tokens and were {how}"
+    return f"{too_long} of {n_examples} example(s) exceed model.max_length={settings.max_length} tokens and were {how}"
 
 
-def _progress(batches: list[Any], show: bool) -> Any:
-    if not show or len(batches) < 2:
-        return batches
+def _progress_bar(total: int, show: bool) -> Any:
+    """A bar over ``total`` texts (or a stand-in that ignores updates when hidden or when there is little to show)."""
     from tqdm.auto import tqdm
 
-    return tqdm(batches, desc="predicting", unit="batch", leave=False)
+    return tqdm(total=total, desc="predicting", unit="text", leave=False, disable=not show or total < 2 * CPU_BATCH_SIZE,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total} [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 # -- backends ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +52,7 @@ class Tracker:
 
         settings = config.to_dict()
         settings.pop("search", None)
-        params = {key: _param_text(value) for key, value in flatten(settings).items()}
+        params = {mlflow_name(key): _param_text(value) for key, value in flatten(settings).items()}
         self._mlflow.log_params(params)
         self._mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), "config.yaml")
 
@@ -59,7 +60,7 @@ class Tracker:
         """The numbers of ``metrics`` (nested mappings flattened with ``/``); lists, text and missing values are left out."""
         if self._mlflow is None:
             return
-        numbers = {f"{prefix}{key}": float(value) for key, value in flatten(metrics, "/").items()
+        numbers = {mlflow_name(f"{prefix}{key}"): float(value) for key, value in flatten(metrics, "/").items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value}
         if numbers:
             self._mlflow.log_metrics(numbers, step=step)
@@ -97,6 +98,15 @@ def flatten(tree: dict[str, Any], separator: str = ".", prefix: str = "") -> dic
         else:
             flat[name] = value
     return flat
+
+
+_NOT_IN_A_NAME = re.compile(r"[^\w\-. :/]")
+
+
+def mlflow_name(key: str) -> str:
+    """A parameter or metric name MLflow accepts (letters, digits, ``_-. :/``): class names such as
+    ``D/LT+Serious`` or ``FAM/SOCHX`` become ``D/LT_Serious``, ``FAM/SOCHX``."""
+    return _NOT_IN_A_NAME.sub("_", key)
 
 
 def _param_text(value: Any) -> str:
@@ -138,7 +148,7 @@ def _open_experiment(mlflow: Any, uri: str, name: str, config: Config) -> None:
     except ClintuneError:
         raise
     except Exception as exc:  # MLflow raises its own and the database driver's errors
-        raise ClintuneError(f"tracking.mlflow: cannot open the tracking store {uri}: {str(exc).splitlines()[0]}\n"
+        raise ClintuneError(f"tracking.mlflow: cannot open the tracking store {without_password(uri)}: {str(exc).splitlines()[0]}\n"
                             "  fix: check the URI (sqlite:///path/file.db, http://host:port, postgresql://...), "
                             "or set tracking.mlflow: false") from None
 
@@ -146,7 +156,7 @@ def _open_experiment(mlflow: Any, uri: str, name: str, config: Config) -> None:
 def check_store(config: Config) -> None:
     """Open the configured store now, so that a wrong URI stops a run before any work (exit 2), not after it."""
     uri = store_uri(config)
-    if uri is None or not _is_main_process():
+    if uri is None or not _is_main_process() or _active_run() is not None:  # inside cv or tune: their store is open
         return
     mlflow = _mlflow_module()
     _open_experiment(mlflow, uri, config.tracking.experiment or config.task.name, config)
@@ -160,7 +170,7 @@ def _is_main_process() -> bool:
 def tracked_run(config: Config, run_name: str, kind: str) -> Iterator[Tracker]:
     """A run recording ``config`` (a child of the open run if there is one); a no-op Tracker when tracking is off.
 
-    ``kind`` (train, cv, tune, fold, trial) is stored as the ``clintune.kind`` tag. The run
+    ``kind`` (train, cv or tune) is stored as the ``clintune.kind`` tag. The run
     ends FAILED if the body raises, and KILLED when it is interrupted.
     """
     parent = _active_run()
@@ -173,10 +183,10 @@ def tracked_run(config: Config, run_name: str, kind: str) -> Iterator[Tracker]:
         _open_experiment(mlflow, uri or "", config.tracking.experiment or config.task.name, config)
     run = mlflow.start_run(run_name=run_name, nested=parent is not None)
     tracker = Tracker(mlflow)
-    tracker.set_tags({"clintune.kind": kind})
-    tracker.log_config(config)
-    logger.info("tracking %s run %s (%s) in %s", kind, run.info.run_id, run_name, mlflow.get_tracking_uri())
     try:
+        tracker.set_tags({"clintune.kind": kind})
+        tracker.log_config(config)
+        logger.info("tracking %s run %s (%s) in %s", kind, run.info.run_id, run_name, without_password(mlflow.get_tracking_uri()))
         yield tracker
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
@@ -214,3 +224,17 @@ def _epoch_logger_class() -> Any:
                 self.tracker.log_metrics({**evaluation, "epoch": logs.get("epoch")}, prefix="epoch/", step=state.global_step)
 
     return EpochLogger
+
+
+def without_password(url: str) -> str:
+    """A URL as it may be logged or written: ``postgresql://user:***@host/db``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@")))

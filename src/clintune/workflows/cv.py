@@ -83,7 +83,8 @@ def cross_validate(
     pooled_data = data.train  # the folds split the training data; data.validation and data.test are not used
     seed = config.data.split_seed if seed is None else seed
     assignment = fold_assignment(pooled_data, folds, seed)
-    state = {"config": config.to_dict(), "folds": folds, "seed": seed, "fold_of": assignment.tolist()}
+    settings = {key: value for key, value in config.to_dict().items() if key != "tracking"}  # not a setting of the folds
+    state = {"config": settings, "folds": folds, "seed": seed, "fold_of": assignment.tolist()}
     _prepare_work(work, state, resume, overwrite)
     with tracked_run(config, run_name or out.name, "cv") as tracker:
         tracker.set_tags({"clintune.folds": str(folds)})

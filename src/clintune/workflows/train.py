@@ -14,7 +14,7 @@ from clintune.data import Examples, preprocessed
 from clintune.errors import ClintuneError
 from clintune.files import publish, write_json
 from clintune.labels import LabelEncoder
-from clintune.tracking import tracked_run
+from clintune.tracking import check_store, tracked_run
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     ])
     artifacts.check_output_dir(output_dir, overwrite, resume)
     data = prepare_data(config)
+    check_store(config)  # a tracking store that cannot be opened stops the run before any folder is made
     if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
         raise ClintuneError(f"training.deepspeed: config file not found: {config.training.deepspeed}")
     precision = resolve_precision(config.training.precision, detect_hardware())
@@ -186,7 +187,7 @@ def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder
         lambda: task.encode(examples, tokenizer, encoder, config.model),
     )
     logger.info("%s: %d examples -> %d features%s", name, encoded.n_examples, len(encoded), " (tokenisation cache)" if from_cache else "")
-    note = long_text_note(encoded, config)
+    note = long_text_note(encoded.too_long, encoded.n_examples, config)
     if note:
         logger.warning("%s: %s", name, note)
     return encoded

@@ -21,9 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from clintune import guards
 from clintune.config import Config, SearchRange, default_metric, set_dotted, validate_config
 from clintune.errors import ClintuneError
 from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_text_atomic
-from clintune.tracking import tracked_run
+from clintune.tracking import tracked_run, without_password
 from clintune.workflows.cv import cross_validate, fold_assignment
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 from clintune.workflows.train import train
@@ -75,6 +78,13 @@ def tune(
                             "    training.batch_size: {choices: [8, 16, 32]}")
     if trials < 1:
         raise ClintuneError(f"--trials {trials}: needs at least one trial")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ClintuneError("clintune tune runs its trials one after another in one process; under torchrun or accelerate "
+                            "every process would run a study of its own\n  fix: run tune without a launcher (several workers: "
+                            "the same command on each, with one --storage)")
+    if cv_folds is not None and objective_metric(config)[0] == "loss":
+        raise ClintuneError("--cv: the folds are scored by their metrics, which hold no validation loss\n"
+                            "  fix: set training.metric_for_best_model to a metric (f1, f1_macro, accuracy, ...), or leave --cv out")
     out = Path(output) if output is not None else default_output(config)
     storage = storage or default_storage(out)
     trials_dir = out.with_name(f".{out.name}.trials")
@@ -91,7 +101,7 @@ def tune(
     metric, direction = objective_metric(config)
     name = study_name or out.name
     study = _open_study(optuna, storage, name, direction, seed, _identity(config, cv_folds), overwrite)
-    logger.info("study %r in %s: %d of %d trials finished", name, storage, _finished(study), trials)
+    logger.info("study %r in %s: %d of %d trials finished", name, without_password(storage), _finished(study), trials)
     _remove_failed_trial_folders(study, trials_dir)
     objective = _Objective(config, metric, cv_folds, trials_dir)
     with tracked_run(config, name, "tune") as tracker:
@@ -131,7 +141,7 @@ def _open_study(optuna: Any, storage: str, name: str, direction: str, seed: int 
     try:
         rdb = _storage(storages, storage, engine_kwargs)
     except Exception as exc:  # SQLAlchemy's and the driver's errors: a bad URL, a missing folder, no server
-        raise ClintuneError(f"--storage: cannot open {storage}: {str(exc).splitlines()[0]}\n"
+        raise ClintuneError(f"--storage: cannot open {without_password(storage)}: {str(exc).splitlines()[0]}\n"
                             "  fix: give a URL Optuna supports (sqlite:///path/file.db, postgresql://user@host/db, "
                             "mysql://...) whose folder or server exists") from None
     existing = {summary.study_name for summary in optuna.get_all_study_summaries(rdb)}
@@ -140,7 +150,8 @@ def _open_study(optuna: Any, storage: str, name: str, direction: str, seed: int 
         logger.info("--overwrite: study %r deleted from %s", name, storage)
     elif name in existing:
         study = optuna.load_study(study_name=name, storage=rdb)
-        if study.user_attrs.get("clintune") != identity:
+        started_with = study.user_attrs.get("clintune")  # None: another worker made the study a moment ago
+        if started_with is not None and started_with != identity:
             raise ClintuneError(f"--storage: the study {name!r} in {storage} was started with other settings (config, search "
                                 "space or --cv)\n  fix: run with the same settings, --study-name to start another study, "
                                 "or --overwrite to delete this one")
@@ -187,10 +198,15 @@ def _remove_failed_trial_folders(study: Any, trials_dir: Path) -> None:
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        folder = trials_dir / f"trial-{trial.number}"
+        folder = trial_folder(trials_dir, study.study_name, trial.number)
         if folder.is_dir():
             shutil.rmtree(folder)
             logger.info("removed %s, left by failed trial %d", folder, trial.number)
+
+
+def trial_folder(trials_dir: Path, study_name: str, number: int) -> Path:
+    """A trial's work folder: named by study and trial, so studies sharing an output folder never share one."""
+    return trials_dir / f"{study_name}-trial-{number}"
 
 
 def _finished(study: Any) -> int:
@@ -234,7 +250,7 @@ class _Objective:
     def __call__(self, trial: Any) -> float:
         settings = {key: suggest(trial, key, searched) for key, searched in self.config.search.items()}
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        folder = self.trials_dir / f"trial-{trial.number}"
+        folder = trial_folder(self.trials_dir, trial.study.study_name, trial.number)
         remove_stale(folder)
         logger.info("trial %d: %s", trial.number, ", ".join(f"{key}={value}" for key, value in settings.items()))
         try:
@@ -245,6 +261,8 @@ class _Objective:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         trial.set_user_attr("metrics", metrics)
+        if math.isnan(value):  # a diverged run: finished, and no better than any other
+            raise _pruned(trial, self.metric, value, "training (its metric is NaN: the run diverged)")
         logger.info("trial %d: %s %.4f", trial.number, self.metric, value)
         return value
 
@@ -252,6 +270,7 @@ class _Objective:
         from clintune.training import scalar_metrics
 
         config = with_settings(self.config, settings, str(folder / "model"))
+        config.decision.must_not_miss = {}  # the objective is the metric the checkpoint is chosen by, as with --cv
         result = train(config, overwrite=True, callbacks=[_pruning_callback_class()(trial, self.metric)],
                        run_name=f"trial-{trial.number}")
         validation = scalar_metrics(result.metrics.get("validation", {}))
@@ -322,37 +341,53 @@ def _pruning_callback_class() -> Any:
 
 def _write_report(optuna: Any, study: Any, config: Config, metric: str, direction: str, out: Path, storage: str,
                   cv_folds: int | None) -> dict[str, Any]:
-    """best.yaml, trials.csv, tune.json and the plots, published together into ``out``."""
+    """best.yaml, trials.csv, tune.json and the plots, read from the study and published together into ``out``;
+    workers sharing one output folder take turns (the last to finish writes the fullest report)."""
     from clintune.config import save_config
 
-    trials = study.get_trials(deepcopy=False)
-    complete = _complete(study)
-    states: dict[str, int] = {}
-    for trial in trials:
-        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
-    summary: dict[str, Any] = {
-        "study": study.study_name, "storage": _without_password(storage), "metric": metric, "direction": direction,
-        "objective": f"mean {metric} over {cv_folds} folds" if cv_folds else f"validation {metric}",
-        "trials": states, "search": {key: searched.model_dump(exclude_none=True) for key, searched in config.search.items()},
-    }
-    staging = staging_dir_for(out)
-    remove_stale(staging)
-    staging.mkdir(parents=True)
-    if complete:
-        best = study.best_trial
-        summary["best"] = {"trial": best.number, "value": best.value, "settings": best.params,
-                           "metrics": best.user_attrs.get("metrics", {})}
-        save_config(with_settings(config, best.params), staging / BEST_FILE)
-        _plot_history(trials, metric, direction, staging / HISTORY_PLOT)
-        importances = _importances(optuna, study)
-        if importances:
-            summary["importances"] = importances
-            _plot_importances(importances, staging / IMPORTANCE_PLOT)
-    write_text_atomic(staging / TRIALS_FILE, trials_csv(trials, list(config.search)))
-    write_json(staging / SUMMARY_FILE, summary)
-    publish(staging, out)
+    with _report_lock(out):
+        trials = study.get_trials(deepcopy=False)
+        complete = _complete(study)
+        states: dict[str, int] = {}
+        for trial in trials:
+            states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+        summary: dict[str, Any] = {
+            "study": study.study_name, "storage": without_password(storage), "metric": metric, "direction": direction,
+            "objective": f"mean {metric} over {cv_folds} folds" if cv_folds else f"validation {metric}",
+            "trials": states, "search": {key: searched.model_dump(exclude_none=True) for key, searched in config.search.items()},
+        }
+        staging = staging_dir_for(out)
+        remove_stale(staging)
+        staging.mkdir(parents=True)
+        if complete:
+            best = study.best_trial
+            summary["best"] = {"trial": best.number, "value": best.value, "settings": best.params,
+                               "metrics": best.user_attrs.get("metrics", {})}
+            save_config(with_settings(config, best.params), staging / BEST_FILE)
+            _plot_history(trials, metric, direction, staging / HISTORY_PLOT)
+            importances = _importances(optuna, study)
+            if importances:
+                summary["importances"] = importances
+                _plot_importances(importances, staging / IMPORTANCE_PLOT)
+        write_text_atomic(staging / TRIALS_FILE, trials_csv(trials, list(config.search)))
+        write_json(staging / SUMMARY_FILE, summary)
+        publish(staging, out)
     logger.info("search report written to %s", out)
     return summary
+
+
+@contextmanager
+def _report_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on the file ``.OUT.lock`` beside the output folder, for the time the report is written."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def trials_csv(trials: list[Any], keys: list[str]) -> str:
@@ -398,14 +433,3 @@ def _plot_importances(importances: dict[str, float], path: Path) -> None:
     from clintune.plots import importance_figure, save
 
     save(importance_figure(importances), path)
-
-
-def _without_password(url: str) -> str:
-    """A database URL as it may be written into a report: ``postgresql://user:***@host/db``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
