@@ -107,7 +107,7 @@ def test_a_killed_search_resumes_to_n_finished_trials_and_reports_the_best(tmp_p
     database = tmp_path / "search.optuna.db"
     assert [state for _, state in study_rows(database)] == ["COMPLETE", "FAIL"]
     assert not out.exists()
-    (tmp_path / ".search.trials" / "trial-1" / "model.work").mkdir(parents=True)  # as a kill -9 would leave it
+    (tmp_path / ".search.trials" / "search-trial-1" / "model.work").mkdir(parents=True)  # as a kill -9 would leave it
     monkeypatch.setattr(tune_module, "train", real_train)
     summary = api.tune(config, 3, out, seed=1)  # the same command again: two more finished trials, not three
     rows = study_rows(database)
