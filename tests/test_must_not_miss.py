@@ -197,3 +197,25 @@ def test_a_group_must_name_known_classes() -> None:
         load_config(CONFIG, ["decision.must_not_miss={D/LT+Serious+Non-serious: 0.9}"])
     with pytest.raises(ConfigError, match="a binary task has no groups of classes"):
         load_config(REPO / "configs" / "tiny" / "diagnosis.yaml", ["decision.must_not_miss={valid+invalid: 0.9}"])
+
+
+def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None:
+    from clintune.console import format_rule_cost
+    from clintune.data import TextExamples
+    from clintune.decision import DecisionRule
+    from clintune.evaluation import evaluate_texts, group_metrics
+
+    encoder = seriousness_encoder()
+    probabilities = np.array([[0.30, 0.25, 0.45], [0.10, 0.35, 0.55], [0.05, 0.50, 0.45], [0.60, 0.10, 0.30], [0.02, 0.08, 0.90]])
+    data = TextExamples([f"t{i}" for i in range(5)], ["Serious", "D/LT", "Non-serious", "D/LT", "Non-serious"], list(range(5)), "x")
+    tuned = evaluate_texts(data, probabilities, encoder, DecisionRule(class_thresholds={"D/LT+Serious": 0.5}), resamples=0)
+    # by hand: the rule flags rows 0, 2, 3 (sums 0.55, 0.55, 0.70); gold serious-or-worse rows are 0, 1, 3
+    assert tuned.metrics["per_group"]["D/LT+Serious"] == {"recall": 2 / 3, "precision": 2 / 3, "support": 3, "predicted": 3}
+    default = evaluate_texts(data, probabilities, encoder, DecisionRule(), resamples=0)
+    assert "per_group" not in default.metrics  # the most probable class names no group ...
+    plain = group_metrics(default.gold_ids, default.predicted_ids, encoder, ["D/LT+Serious"])  # ... so it is asked for
+    # by hand: the most probable class flags rows 2 (Serious, gold Non-serious) and 3 (D/LT, gold D/LT)
+    assert plain["D/LT+Serious"] == {"recall": 1 / 3, "precision": 0.5, "support": 3, "predicted": 2}
+    table = format_rule_cost(tuned.metrics, {**default.metrics, "per_group": plain})
+    row = next(line for line in table.splitlines() if line.startswith("D/LT+Serious (group)"))
+    assert row.split()[2:] == ["0.333", "->", "0.667", "0.500", "->", "0.667"]

@@ -81,6 +81,11 @@ def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
         plain = default.get("per_class", {}).get(label)
         if plain:
             rows.append([label, f"{plain['recall']:.3f} -> {ours['recall']:.3f}", f"{plain['precision']:.3f} -> {ours['precision']:.3f}"])
+    for group, ours in tuned.get("per_group", {}).items():  # "serious or worse": a member caught as any member counts
+        plain = default.get("per_group", {}).get(group)
+        if plain:
+            rows.append([f"{group} (group)", f"{plain['recall']:.3f} -> {ours['recall']:.3f}",
+                         f"{plain['precision']:.3f} -> {ours['precision']:.3f}"])
     for key in ("f1_macro", "f1", "accuracy"):
         if isinstance(tuned.get(key), float) and isinstance(default.get(key), float):
             rows.append([key, f"{default[key]:.3f} -> {tuned[key]:.3f}", ""])

@@ -82,6 +82,13 @@ def key_scores(probabilities: np.ndarray, ids: list[int]) -> np.ndarray:
     return np.atleast_2d(probabilities)[:, ids].sum(axis=1)
 
 
+def group_keys(rule: DecisionRule, encoder: LabelEncoder) -> list[str]:
+    """The threshold keys of ``rule`` that name a group of classes (``D/LT+Serious``), in order."""
+    if encoder.task_type != "multiclass":
+        return []
+    return [key for key in rule.class_thresholds if len(class_ids(key, encoder)) > 1]
+
+
 @dataclass
 class DecisionRule:
     """Temperature for the logits, a binary threshold, and per-class minimum probabilities.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from clintune.data import TaggedSentences, TextExamples
-from clintune.decision import DecisionRule
+from clintune.decision import DecisionRule, class_ids, group_keys
 from clintune.labels import LabelEncoder
 from clintune.metrics import (
     binary_metrics,
@@ -57,6 +57,8 @@ def evaluate_texts(
     metrics["calibration"] = calibration
     metrics["decision_rule"] = rule.describe(encoder)
     metrics["temperature"] = rule.temperature
+    if group_keys(rule, encoder):
+        metrics["per_group"] = group_metrics(gold, predicted, encoder, group_keys(rule, encoder))
     positive = encoder.positive_id if encoder.task_type == "binary" else None
     if resamples:
         metrics["confidence_intervals"] = bootstrap_intervals(
@@ -73,6 +75,19 @@ def evaluate_texts(
         for i in range(len(gold))
     ]
     return Evaluation(metrics, records, encoder.classes, gold, predicted, probabilities, positive)
+
+
+def group_metrics(gold: np.ndarray, predicted: np.ndarray, encoder: LabelEncoder, keys: list[str]) -> dict[str, dict[str, float]]:
+    """Recall and precision of each group of classes (``D/LT+Serious``): a gold member predicted as any member counts."""
+    scores = {}
+    for key in keys:
+        ids = class_ids(key, encoder)
+        in_gold, in_predicted = np.isin(gold, ids), np.isin(predicted, ids)
+        hits = int(np.sum(in_gold & in_predicted))
+        scores[key] = {"recall": hits / int(in_gold.sum()) if in_gold.any() else 0.0,
+                       "precision": hits / int(in_predicted.sum()) if in_predicted.any() else 0.0,
+                       "support": int(in_gold.sum()), "predicted": int(in_predicted.sum())}
+    return scores
 
 
 def classification_metrics(probabilities: np.ndarray, gold: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> dict[str, Any]:

@@ -87,17 +87,23 @@ def evaluate(
 
 def default_rule_metrics(predictor: Any, data: Any, resamples: int, seed: int, logits: Any) -> dict[str, Any]:
     """The same data scored by the default rule (at the rule's temperature): what the thresholds gain and cost.
-    The calibration bins are left out: the probabilities, and so the bins, are those of the rule in force."""
-    from clintune.decision import DecisionRule
+    The calibration bins are left out: the probabilities, and so the bins, are those of the rule in force.
+    Groups the rule in force names (``D/LT+Serious``) are scored too, as the most probable class catches them."""
+    from clintune.decision import DecisionRule, group_keys
+    from clintune.evaluation import group_metrics
     from clintune.workflows.scoring import score
 
     tuned = predictor.decision
     predictor.decision = DecisionRule(temperature=tuned.temperature)
     try:
-        metrics = score(predictor, data, resamples, seed, logits).metrics
+        evaluation = score(predictor, data, resamples, seed, logits)
     finally:
         predictor.decision = tuned
-    return {key: value for key, value in metrics.items() if key not in ("calibration",)}
+    metrics = {key: value for key, value in evaluation.metrics.items() if key not in ("calibration",)}
+    groups = group_keys(tuned, predictor.encoder)
+    if groups:
+        metrics["per_group"] = group_metrics(evaluation.gold_ids, evaluation.predicted_ids, predictor.encoder, groups)
+    return metrics
 
 
 def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_temperature: bool, source: str) -> Any:
