@@ -47,6 +47,9 @@ def test_chunked_classification_checkpoint_is_chosen_by_document(tmp_path: Path)
                      "--set", "model.max_length=16", "--set", "model.stride=4", "--set", "training.epochs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "read in overlapping windows" in result.stderr
+    long_notes = [line for line in result.stderr.splitlines() if "exceed model.max_length" in line]
+    assert [note.split(":")[1].strip() for note in long_notes] == ["train", "validation", "test"], \
+        f"each split's long texts are counted once, not again at every evaluation: {long_notes}"
     check_kept_checkpoint_is_scored_like_eval(folder, "data/seriousness/validation.csv", "f1_macro")
 
 

@@ -52,6 +52,9 @@ class Predictor:
     batch_size: int = CPU_BATCH_SIZE
     decision: DecisionRule = field(default_factory=DecisionRule)
     show_progress: bool = False
+    # How the note on long texts names what was read ("test" -> "test: 3 of 40 ..."); None: no note, where
+    # the caller has already counted them (training counts the validation split once, not at every evaluation)
+    long_text_note_as: str | None = ""
 
     @property
     def task(self) -> SequenceClassification | TokenClassification:
@@ -120,8 +123,8 @@ class Predictor:
                 share = len(chunk) / max(len(encoded.features), 1)  # a long text's windows advance the bar by one text in all
                 yield start, encoded, self.logits(encoded.features, lambda n, share=share: bar.update(n * share))
         note = long_text_note(too_long, len(examples), self.config)
-        if note:
-            logger.warning(note)
+        if note and self.long_text_note_as is not None:
+            logger.warning(f"{self.long_text_note_as}: {note}" if self.long_text_note_as else note)
 
     # -- classification ----------------------------------------------------
 

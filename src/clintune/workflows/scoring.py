@@ -35,7 +35,8 @@ def validation_scorer(tokenizer: Any, encoder: LabelEncoder, config: Config, val
     """
 
     def scorer(model: Any) -> dict[str, float]:
-        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size)
+        # training has already said how many validation texts are long: not again at every evaluation
+        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size, long_text_note_as=None)
         return scalar_metrics(score(predictor, validation, resamples=0).metrics)
 
     return scorer

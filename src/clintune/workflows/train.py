@@ -232,7 +232,9 @@ def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, fol
     from clintune.workflows.evaluate import tuned_rule
     from clintune.workflows.prepare import decision_targets
 
+    predictor.long_text_note_as = None  # validation's long texts were counted before training
     logits = predictor.window_logits(data.validation.texts)
+    predictor.long_text_note_as = ""
     try:
         rule = tuned_rule(predictor, logits, data.validation, decision_targets(config), False, data.validation_source)
     except ClintuneError as exc:  # the trained model is kept: it is the rule that failed, not the training
@@ -259,10 +261,12 @@ def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision
     metrics: dict[str, Any] = {}
     default: dict[str, Any] = {}
     for name, examples in splits.items():
+        predictor.long_text_note_as = None if name == "validation" else name  # validation's were counted before training
         logits = predictor.window_logits(examples.texts) if tuned else None  # type: ignore[union-attr]
         metrics[name] = score(predictor, examples, resamples, seed, logits).metrics
         if tuned:
             default[name] = default_rule_metrics(predictor, examples, resamples, seed, logits)
+    predictor.long_text_note_as = ""
     if default:
         metrics["default_rule"] = default
     metrics |= {"data": data.summary(), "precision": precision}
