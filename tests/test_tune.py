@@ -43,12 +43,25 @@ def search_config(tmp: Path, search: str = SEARCH, *overrides: str) -> Path:
     ("model: {choices: [x]}", "search.model: model is a section"),
     ("output.dir: {choices: [a, b]}", "search.output.dir: output.* cannot be searched"),
     ("training.lr_scheduler: {choices: [linear, cosin]}", "'cosin' is not a valid training.lr_scheduler"),
+    ("training.metric_for_best_model: {choices: [accuracy, f1_macro]}", "search.training.metric_for_best_model: cannot be searched: "
+                                                                      "it is the objective itself"),
+    ("data.split_seed: {low: 1, high: 5}", "search.data.split_seed: cannot be searched: each trial must be scored on the same examples"),
+    ("decision.temperature: {low: 0.5, high: 2.0}", "search.decision.temperature: cannot be searched: trials are scored by the most"),
 ])
 def test_a_bad_search_space_is_a_config_error(tmp_path: Path, search: str, message: str) -> None:
     path = search_config(tmp_path, f"search:\n  {search}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert message in str(caught.value)
+
+
+def test_a_problem_of_the_base_config_is_reported_once_not_once_per_candidate(tmp_path: Path) -> None:
+    search = "search:\n  training.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n  training.batch_size: {choices: [8, 16, 32]}\n"
+    path = write(tmp_path / "search.yaml", f"extends: {CONFIG}\ntraining:\n  epochs: 1\n  metric_for_best_model: bleu\n"
+                                            f"output:\n  dir: {tmp_path}/model\n{search}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).count("bleu") == 1, str(caught.value)
 
 
 def test_ranges_sample_the_right_kind_of_value() -> None:

@@ -513,16 +513,34 @@ def _label_map_problems(config: Config) -> list[str]:
 
 
 UNSEARCHABLE = ("task", "output", "search", "tracking")
+# Settings that would make trials' objective values incomparable, or that the objective ignores: why.
+_SAME_DATA = "each trial must be scored on the same examples, or their values cannot be compared"
+UNSEARCHABLE_KEYS = {
+    "data.train": _SAME_DATA, "data.validation": _SAME_DATA, "data.test": "the test split plays no part in a trial's objective",
+    "data.validation_fraction": _SAME_DATA, "data.split_seed": _SAME_DATA, "data.group_column": _SAME_DATA,
+    "training.metric_for_best_model": "it is the objective itself: set it outside search:",
+    "decision": "trials are scored by the most probable class; tune a rule on the best model afterwards (eval --tune-threshold)",
+    "evaluation": "bootstrap settings do not change a trial's objective",
+}
 
 
 def _search_problems(config: Config) -> list[str]:
     """Each searched key names a setting (not a section) that accepts every end of its range and every choice."""
+    if not config.search:
+        return []
     problems: list[str] = []
+    raw = config.to_dict()
+    raw["search"] = {}
+    base_problems = set(cross_field_problems(Config.model_validate(raw)))  # reported once, by the caller, not per candidate
     for key, searched in config.search.items():
         where = f"search.{key}"
         parts = key.split(".")
         if parts[0] in UNSEARCHABLE:
             problems.append(f"{where}: {parts[0]}.* cannot be searched")
+            continue
+        reason = next((why for prefix, why in UNSEARCHABLE_KEYS.items() if key == prefix or key.startswith(prefix + ".")), None)
+        if reason:
+            problems.append(f"{where}: cannot be searched: {reason}")
             continue
         unknown = _unknown_setting(parts)
         if unknown:
@@ -541,7 +559,8 @@ def _search_problems(config: Config) -> list[str]:
             except ValidationError as exc:
                 problems += [f"{where}: {value!r} is not a valid {key}: {_describe(err)}" for err in exc.errors()]
                 continue
-            problems += [f"{where}: with {key}={value!r}: {problem}" for problem in cross_field_problems(candidate)]
+            problems += [f"{where}: with {key}={value!r}: {problem}" for problem in cross_field_problems(candidate)
+                         if problem not in base_problems]
     return problems
 
 
