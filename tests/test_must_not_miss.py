@@ -219,3 +219,18 @@ def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None
     table = format_rule_cost(tuned.metrics, {**default.metrics, "per_group": plain})
     row = next(line for line in table.splitlines() if line.startswith("D/LT+Serious (group)"))
     assert row.split()[2:] == ["0.333", "->", "0.667", "0.500", "->", "0.667"]
+
+
+def test_the_model_card_lists_a_group_beside_its_classes() -> None:
+    from clintune.data import TextExamples
+    from clintune.decision import DecisionRule
+    from clintune.evaluation import evaluate_texts
+    from clintune.model_card import _per_class_table
+
+    probabilities = np.array([[0.30, 0.25, 0.45], [0.10, 0.35, 0.55], [0.05, 0.50, 0.45], [0.60, 0.10, 0.30]])
+    data = TextExamples([f"t{i}" for i in range(4)], ["Serious", "D/LT", "Non-serious", "Non-serious"], list(range(4)), "x")
+    tuned = evaluate_texts(data, probabilities, seriousness_encoder(), DecisionRule(class_thresholds={"D/LT+Serious": 0.5}), resamples=0)
+    table = _per_class_table(tuned.metrics["per_class"], tuned.metrics["per_group"]).splitlines()
+    # by hand: rows 0, 2, 3 are flagged (sums 0.55, 0.55, 0.70); gold serious-or-worse are rows 0 and 1
+    assert table[-1] == "| `D/LT+Serious` (group) | 0.333 | 0.500 | | 2 |"
+    assert len(table) == 2 + 3 + 1

@@ -91,11 +91,11 @@ def render_model_card(folder: Path, published: Path | None = None) -> str:
     for split in ("validation", "test"):
         if split in metrics:
             lines += [f"### {split.capitalize()}", "", _headline_table(metrics[split], HEADLINES[task_type]), "",
-                      _per_class_table(metrics[split].get("per_class", {})), ""]
+                      _per_class_table(metrics[split].get("per_class", {}), metrics[split].get("per_group", {})), ""]
         if split in default:
             lines += [f"With the default rule (most probable class) instead, on the same {split} data:", "",
                       _headline_table(default[split], HEADLINES[task_type]), "",
-                      _per_class_table(default[split].get("per_class", {})), ""]
+                      _per_class_table(default[split].get("per_class", {}), default[split].get("per_group", {})), ""]
     if metrics.get("selection"):
         lines += ["## Checkpoint selection", "", _selection_text(metrics["selection"]), ""]
     lines += ["## Decision rule and calibration", "", _decision_text(rule, encoder, metrics), ""]
@@ -180,12 +180,15 @@ def _headline_table(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
     return "\n".join(rows)
 
 
-def _per_class_table(per_class: dict[str, Any]) -> str:
+def _per_class_table(per_class: dict[str, Any], per_group: dict[str, Any] | None = None) -> str:
+    """Per-class rows, then one row per decision group (a member caught as any member counts)."""
     if not per_class:
         return ""
     rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, row in per_class.items():
         rows.append(f"| `{label}` | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    for group, row in (per_group or {}).items():
+        rows.append(f"| `{group}` (group) | {row['precision']:.3f} | {row['recall']:.3f} | | {row['support']} |")
     return "\n".join(rows)
 
 
