@@ -7,6 +7,7 @@ import csv
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, run_cli, write
@@ -275,3 +276,28 @@ def test_group_of_a_document_defaults_to_its_name() -> None:
     report = ReadReport("x")
     documents = [Document("a", "One sentence here. Another one here."), Document("b", "Third sentence.")]
     assert tag_documents(documents, report).groups == ["a", "a", "b"]
+
+
+def test_label_studio_offsets_in_utf16_units_are_converted_by_the_quoted_text(tmp_path: Path) -> None:
+    """Some Label Studio versions count offsets as JavaScript does (an emoji is two UTF-16 units), others in
+    characters: the quoted region text says which, and both must give the same spans."""
+    text = "Pt \U0001F637 seen. Has breast cancer \U0001FA7A and no asthma."
+    words = ["breast cancer", "asthma"]
+    def utf16(offset: int) -> int:  # independently: the length of the UTF-16 encoding of what precedes
+        return len(text[:offset].encode("utf-16-le")) // 2
+    spans = [(text.index(w), text.index(w) + len(w), w) for w in words]
+    def task(task_id: int, convert: Any) -> dict:
+        return {"id": task_id, "data": {"text": text}, "annotations": [{"result": [
+            {"type": "labels", "value": {"start": convert(s), "end": convert(e), "text": w, "labels": ["Disease"]}} for s, e, w in spans]}]}
+    assert [utf16(s) for s, _, _ in spans] != [s for s, _, _ in spans]  # the emoji shift the JavaScript offsets
+    path = write(tmp_path / "ls.json", json.dumps([task(1, utf16), task(2, lambda offset: offset)]))
+    documents, report = read_span_records(path)
+    for document in documents:
+        assert [(span.start, span.end) for span in document.spans] == [(s, e) for s, e, _ in spans]
+        assert [document.text[span.start:span.end] for span in document.spans] == words
+    assert report.utf16_offsets == [f"task 1 {utf16(s)}-{utf16(e)}" for s, e, _ in spans]
+    assert sum(": 2 region(s) whose offsets count UTF-16 units" in note for note in report.notes()) == 1
+    bad = task(3, utf16)
+    bad["annotations"][0]["result"][0]["value"]["text"] = "breast cancre"
+    with pytest.raises(DataError, match="the export says 'breast cancre'"):
+        read_span_records(write(tmp_path / "bad.json", json.dumps([bad])))

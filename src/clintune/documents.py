@@ -81,6 +81,7 @@ class ReadReport:
     duplicates: list[str] = field(default_factory=list)
     overlaps_dropped: list[str] = field(default_factory=list)
     several_annotations: list[str] = field(default_factory=list)
+    utf16_offsets: list[str] = field(default_factory=list)
 
     def notes(self) -> list[str]:
         """One line per thing worth knowing, each with a count and where."""
@@ -95,6 +96,8 @@ class ReadReport:
             (self.duplicates, "span(s) annotated twice (same offsets and type), kept once"),
             (self.overlaps_dropped, "overlapping span(s) dropped (data.overlapping_spans: longest)"),
             (self.several_annotations, "task(s) with more than one annotation; the first was used"),
+            (self.utf16_offsets, "region(s) whose offsets count UTF-16 units (as some Label Studio versions write them "
+                                 "after an emoji or other character outside the BMP); converted to characters"),
         ]
         for items, what in listed:
             if items:
@@ -281,11 +284,29 @@ def _label_studio_task(path: Path, number: int, task: dict[str, Any], group_key:
         if len(labels) != 1:
             raise DataError(f"{path} task {task_id}: region {value.get('start')}-{value.get('end')} carries "
                             f"{len(labels)} labels {labels}; one label per region is needed")
-        span = _checked_span(path, f"task {task_id}", text, value["start"], value["end"], labels[0], value.get("text"))
+        start, end = value["start"], value["end"]
+        quoted = value.get("text")
+        if isinstance(quoted, str) and isinstance(start, int) and isinstance(end, int) and text[start:end] != quoted:
+            converted = _from_utf16_units(text, start), _from_utf16_units(text, end)
+            if text[converted[0]:converted[1]] == quoted:
+                report.utf16_offsets.append(f"task {task_id} {start}-{end}")
+                start, end = converted
+        span = _checked_span(path, f"task {task_id}", text, start, end, labels[0], quoted)
         spans.append(span)
         report.spans[labels[0]] += 1
     name = f"task {task_id}"
     return Document(name, text, spans, group=_group(data, group_key, name, path, f"task {task_id}"))
+
+
+def _from_utf16_units(text: str, offset: int) -> int:
+    """The character offset in ``text`` of ``offset`` counted in UTF-16 code units, as JavaScript counts
+    (a character outside the Basic Multilingual Plane, such as an emoji, counts as two)."""
+    units = 0
+    for index, char in enumerate(text):
+        if units >= offset:
+            return index
+        units += 2 if ord(char) > 0xFFFF else 1
+    return len(text)
 
 
 def _checked_span(path: Path, place: str, text: str, start: Any, end: Any, kind: str, quoted: str | None) -> Span:
