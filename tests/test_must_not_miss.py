@@ -127,7 +127,7 @@ def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, t
 
     monkeypatch.setattr(evaluate_module, "tuned_rule", unreachable)
     config = load_config(CONFIG, [f"output.dir={folder}", "decision.must_not_miss={Serious: 1.0}"])
-    reason = train_module._store_decision_rule(config, prepare_data(config), Predictor.from_folder(folder), folder)
+    reason, _ = train_module._store_decision_rule(config, prepare_data(config), Predictor.from_folder(folder), folder)
     assert reason == "no threshold reaches recall 1.0 for 'Serious' on v.jsonl"
     assert not (folder / "decision.json").exists()
     metrics = json.loads((folder / "metrics.json").read_text()) | {"must_not_miss_unmet": reason}

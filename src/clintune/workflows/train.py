@@ -90,8 +90,8 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
         return TrainResult(output_dir, {})
     artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
     predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size)  # the saved model, as eval loads it
-    unmet = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else None
-    metrics = _final_metrics(config, data, predictor, precision, weights)
+    unmet, validation_logits = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else (None, None)
+    metrics = _final_metrics(config, data, predictor, precision, weights, validation_logits)
     if unmet:
         metrics["must_not_miss_unmet"] = unmet
     metrics["selection"] = _selection(config, trainer)
@@ -226,9 +226,10 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     return folder, files, size
 
 
-def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, folder: Path) -> str | None:
+def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, folder: Path) -> tuple[str | None, Any]:
     """Tune ``decision.must_not_miss`` on the validation split with the kept model and store it in ``folder``
-    (and in ``predictor``); ``predict`` applies it. Returns why no rule was stored, when a target cannot be reached."""
+    (and in ``predictor``); ``predict`` applies it. Returns why no rule was stored, when a target cannot be
+    reached, and the validation logits, which the final scoring reuses rather than predicting them again."""
     from clintune.workflows.evaluate import tuned_rule
     from clintune.workflows.prepare import decision_targets
 
@@ -241,14 +242,15 @@ def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, fol
         reason = str(exc).split(": ", 1)[-1]
         logger.warning("decision.must_not_miss: %s; the model keeps the default rule (choose a lower target and run "
                        "'clintune eval --model %s --data VALIDATION --tune-threshold LABEL:recall=VALUE')", reason, config.output.dir)
-        return reason
+        return reason, logits
     rule.save(folder)
     predictor.decision = rule
     logger.info("decision rule, tuned on the validation split: %s", rule.describe(data.encoder))
-    return None
+    return None, logits
 
 
-def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision: str, weights: list[float] | None) -> dict[str, Any]:
+def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision: str, weights: list[float] | None,
+                   validation_logits: Any = None) -> dict[str, Any]:
     """Validation (and test) metrics of the saved best model, scored as ``clintune eval`` scores its folder,
     under the decision rule stored with it. A tuned rule's cost is kept beside it: the same splits scored by
     the default rule, under ``default_rule``."""
@@ -262,7 +264,9 @@ def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision
     default: dict[str, Any] = {}
     for name, examples in splits.items():
         predictor.long_text_note_as = None if name == "validation" else name  # validation's were counted before training
-        logits = predictor.window_logits(examples.texts) if tuned else None  # type: ignore[union-attr]
+        logits = validation_logits if name == "validation" and validation_logits is not None else None
+        if logits is None and tuned:
+            logits = predictor.window_logits(examples.texts)  # type: ignore[union-attr]
         metrics[name] = score(predictor, examples, resamples, seed, logits).metrics
         if tuned:
             default[name] = default_rule_metrics(predictor, examples, resamples, seed, logits)
