@@ -31,7 +31,7 @@ from conftest import REPO, require_module, run_cli
 from clintune import api
 from clintune.errors import ClintuneError
 from clintune.workflows.serve import ServeSettings, check_bind, is_loopback, read_api_key
-from clintune.workflows.serve.batching import MicroBatcher
+from clintune.workflows.serve.batching import MicroBatcher, Overloaded
 from clintune.workflows.serve.protocol import RequestProblem, parse_predict_request
 
 require_module("fastapi", "fastapi is not installed (pip install 'clintune[serve]')")
@@ -250,6 +250,58 @@ def test_a_request_that_breaks_the_model_fails_alone() -> None:
     assert batcher.submit(["n"]).result(10) == ["N"]  # the worker lives on
     assert batcher.largest_batch == 9  # a request larger than max_texts runs alone, whole
     batcher.stop(10)
+
+
+def test_past_the_queue_limit_a_caller_is_told_to_come_back_and_nothing_is_lost() -> None:
+    release = threading.Event()
+
+    def run(texts: list[str]) -> list[str]:
+        release.wait(10)
+        return [text.upper() for text in texts]
+
+    batcher = MicroBatcher(run, max_texts=2, max_wait=0.0, max_pending=5)
+    batcher.start()
+    accepted = [batcher.submit(["a", "b"]), batcher.submit(["c", "d"])]  # 4 texts waiting or running
+    with pytest.raises(Overloaded, match="4 text\\(s\\) are waiting or running \\(at most 5\\)"):
+        batcher.submit(["e", "f"])
+    accepted.append(batcher.submit(["e"]))  # 5: at the limit, still taken
+    release.set()
+    assert [future.result(10) for future in accepted] == [["A", "B"], ["C", "D"], ["E"]]
+    deadline = time.monotonic() + 10
+    while batcher.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.pending == 0
+    alone = MicroBatcher(run, max_texts=2, max_wait=0.0, max_pending=5)
+    alone.start()
+    assert alone.submit(list("abcdefgh")).result(10) == list("ABCDEFGH")  # nothing waiting: any request is taken
+    batcher.stop(10)
+    alone.stop(10)
+
+
+def test_a_busy_server_answers_503_with_retry_after(trained_models: dict[str, Path]) -> None:
+    with running(trained_models["section_header"], ServeSettings(max_queued_texts=3)) as (url, app, logs):
+        gate = threading.Event()
+        model = app.state.model
+        original = model.run
+        model.run = lambda texts: (gate.wait(30), original(texts))[1]
+        app.state.batcher.run = model.run
+        try:
+            first = threading.Thread(target=call, args=(f"{url}/v1/predict", {"texts": ["a note", "another note"]}))
+            first.start()
+            deadline = time.monotonic() + 10
+            while app.state.batcher.pending < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            request = urllib.request.Request(f"{url}/v1/predict", data=json.dumps({"texts": ["x", "y"]}).encode(),
+                                             method="POST", headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                DIRECT.open(request, timeout=30)
+            assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+            assert "the server is busy: 2 text(s) are waiting or running (at most 3)" in json.loads(refused.value.read())["detail"]
+        finally:
+            gate.set()
+            first.join(30)
+        assert call(f"{url}/v1/predict", {"texts": ["x", "y"]})[0] == 200  # the place is free again
+        assert any("busy: refused a request of 2 text(s)" in line for line in logs.lines)
 
 
 # -- bad input and safety ----------------------------------------------------------------------

@@ -466,6 +466,8 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for more requests once one is waiting (ms).")] = 5.0,
     max_texts: Annotated[int, typer.Option(min=1, help="Texts per request (more: 413).")] = 256,
     max_bytes: Annotated[int, typer.Option(min=1, help="Bytes per request body (more: 413).")] = 1_000_000,
+    max_queued_texts: Annotated[int, typer.Option(
+        min=1, help="Texts waiting or running at once; a request past it gets 503 with Retry-After.")] = 1024,
     batch_size: BatchOption = None,
     threads: ThreadsOption = None,
 ) -> None:
@@ -474,7 +476,9 @@ def serve(
     from clintune.api import serve as serve_model
     from clintune.workflows.serve import read_api_key
 
-    settings = ServeSettings(max_batch_texts, max_wait_ms, max_texts, max_bytes, batch_size, threads, tuple(cors_origin or ()))
+    settings = ServeSettings(max_batch_texts=max_batch_texts, max_wait_ms=max_wait_ms, max_texts=max_texts, max_bytes=max_bytes,
+                             max_queued_texts=max_queued_texts, batch_size=batch_size, threads=threads,
+                             cors_origins=tuple(cors_origin or ()))
     try:
         serve_model(model, host, port, settings, read_api_key(api_key_file))
     except KeyboardInterrupt:

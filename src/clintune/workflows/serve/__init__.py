@@ -38,12 +38,15 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long the worker waits for more requests once it holds one
     max_texts: int = 256  # texts per request; more: 413
     max_bytes: int = 1_000_000  # request body bytes; more: 413
+    # texts waiting or running at once; a request past it gets 503 with Retry-After (about 20 s of PyTorch work
+    # for MiniLM on 2 CPU cores; one request is always taken when nothing is waiting, whatever its size)
+    max_queued_texts: int = 1024
     batch_size: int | None = None  # texts per forward pass (default: 8 on CPU, 64 on a GPU)
     threads: int | None = None  # CPU threads for inference (default: all)
     cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser page of theirs
 
     def check(self) -> None:
-        problems = [f"{name}: must be >= 1" for name in ("max_batch_texts", "max_texts", "max_bytes")
+        problems = [f"{name}: must be >= 1" for name in ("max_batch_texts", "max_texts", "max_bytes", "max_queued_texts")
                     if getattr(self, name) < 1]
         if self.max_wait_ms < 0:
             problems.append("max_wait_ms: must be >= 0")

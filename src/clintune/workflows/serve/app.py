@@ -21,7 +21,7 @@ from clintune import __version__
 from clintune.artifacts import ModelFolder
 from clintune.workflows.predict import result_record
 from clintune.workflows.serve import ServeSettings
-from clintune.workflows.serve.batching import MicroBatcher, WorkerStopped
+from clintune.workflows.serve.batching import MicroBatcher, Overloaded, WorkerStopped
 from clintune.workflows.serve.docs import render_docs
 from clintune.workflows.serve.protocol import (
     ERROR_SCHEMA,
@@ -81,10 +81,12 @@ class InferenceModel:
 def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None, trusted_hosts: tuple[str, ...] | None) -> FastAPI:
     """The application: API, page, docs, and the inference worker started and drained by its lifespan."""
     model = InferenceModel(folder, settings)
-    batcher = MicroBatcher(model.run, settings.max_batch_texts, settings.max_wait_ms / 1000, load=model.load)
+    batcher = MicroBatcher(model.run, settings.max_batch_texts, settings.max_wait_ms / 1000, load=model.load,
+                           max_pending=settings.max_queued_texts)
     description = model_description(folder)
     description["limits"] = {"max_texts": settings.max_texts, "max_bytes": settings.max_bytes,
-                             "max_batch_texts": settings.max_batch_texts, "max_wait_ms": settings.max_wait_ms}
+                             "max_batch_texts": settings.max_batch_texts, "max_wait_ms": settings.max_wait_ms,
+                             "max_queued_texts": settings.max_queued_texts}
     description["api_key_required"] = api_key is not None
 
     @asynccontextmanager
@@ -141,6 +143,10 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
             results = await asyncio.wrap_future(batcher.submit(texts))
         except WorkerStopped as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
+        except Overloaded as exc:
+            logger.warning("busy: refused a request of %d text(s); %s", len(texts), exc)
+            return JSONResponse({"detail": f"the server is busy: {exc}; retry later"}, status_code=503,
+                                headers={"Retry-After": "1"})
         except Exception as exc:  # logged by the worker (type and stack only)
             return JSONResponse({"detail": f"inference failed ({type(exc).__name__}); the server's log says where"},
                                 status_code=500)

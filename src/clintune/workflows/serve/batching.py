@@ -39,6 +39,10 @@ class WorkerStopped(RuntimeError):
     """The worker is stopping or has stopped and takes no new requests."""
 
 
+class Overloaded(RuntimeError):
+    """More texts are waiting or running than the batcher holds; the caller should retry later."""
+
+
 class MicroBatcher:
     """One worker thread running ``run(texts) -> results`` (one result per text, in order) over gathered requests.
 
@@ -48,10 +52,14 @@ class MicroBatcher:
     """
 
     def __init__(self, run: Callable[[list[str]], list[Any]], max_texts: int = 32, max_wait: float = 0.005,
-                 load: Callable[[], Any] | None = None) -> None:
-        if max_texts < 1 or max_wait < 0:
-            raise ValueError("max_texts must be >= 1 and max_wait >= 0")
+                 load: Callable[[], Any] | None = None, max_pending: int | None = None) -> None:
+        if max_texts < 1 or max_wait < 0 or (max_pending is not None and max_pending < 1):
+            raise ValueError("max_texts and max_pending must be >= 1 and max_wait >= 0")
         self.run, self.max_texts, self.max_wait, self.load = run, max_texts, max_wait, load
+        # Texts queued or running, at most ``max_pending``: past it a caller is told to come back (503)
+        # rather than wait behind minutes of work that its own client will have given up on.
+        self.max_pending = max_pending
+        self.pending = 0
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self._queue: queue.Queue[Request | None] = queue.Queue()
@@ -72,8 +80,16 @@ class MicroBatcher:
                 raise WorkerStopped("the inference worker is stopping")
             if self._thread.ident is not None and not self._thread.is_alive():
                 raise WorkerStopped("the inference worker has stopped")
+            if self.max_pending is not None and self.pending and self.pending + len(texts) > self.max_pending:
+                raise Overloaded(f"{self.pending} text(s) are waiting or running (at most {self.max_pending})")
+            self.pending += len(texts)
             self._queue.put(request)
+        request.future.add_done_callback(lambda _: self._release(len(texts)))  # answered, failed or cancelled
         return request.future
+
+    def _release(self, n_texts: int) -> None:
+        with self._lock:
+            self.pending -= n_texts
 
     def stop(self, timeout: float | None = None) -> None:
         """Take no new requests, finish every queued one, and end the worker."""
