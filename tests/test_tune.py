@@ -96,6 +96,22 @@ def test_a_trial_behind_the_median_is_pruned_by_its_evaluation_callback() -> Non
     assert good.storage.get_trial(good._trial_id).intermediate_values == {0: 0.95}
 
 
+def test_the_study_prunes_a_trial_from_its_third_evaluation_not_its_first(tmp_path: Path) -> None:
+    """Early epochs (learning-rate warm-up, a new head) say little about the end: a trial far behind after
+    one or two evaluations runs on, and is stopped at the third if still behind."""
+    study = tune_module._open_study(optuna, f"sqlite:///{tmp_path / 's.db'}", "s", "maximize", 0, {}, False,
+                                    warmup=tune_module.PRUNE_FROM_EVALUATION - 1)
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value in (0.8, 0.85, 0.9):
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=distributions, value=value,
+                                                  intermediate_values={0: value, 1: value, 2: value}))
+    callback = tune_module._pruning_callback_class()(study.ask(), "f1")
+    callback.on_evaluate(None, None, None, metrics={"eval_f1": 0.1})
+    callback.on_evaluate(None, None, None, metrics={"eval_f1": 0.2})
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_evaluate(None, None, None, metrics={"eval_f1": 0.3})
+
+
 def study_rows(database: Path) -> list[tuple[int, str]]:
     """(number, state) of every trial, read with sqlite3 from Optuna's tables, not through Optuna."""
     with sqlite3.connect(database) as connection:
