@@ -36,6 +36,28 @@ def test_folds_are_stratified_and_cover_every_example_once() -> None:
         assert max(per_fold.values()) - min(per_fold.values()) <= 1 and len(per_fold) == 5, (label, per_fold)
 
 
+def test_the_folds_split_the_whole_training_file_with_or_without_a_validation_file(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config that carves its validation share from train (data.validation: null, as a search config does)
+    must not lose that share from the folds: both configs fold the same rows, in file order."""
+    import csv
+
+    folded: list[list[str]] = []
+
+    def captured(data, folds, seed):  # noqa: ANN001, ANN202
+        folded.append(list(data.texts))
+        raise KeyboardInterrupt  # no fold needs to train
+
+    monkeypatch.setattr(cv_module, "fold_assignment", captured)
+    for overrides in ([], ["data.validation=null"]):
+        with pytest.raises(KeyboardInterrupt):
+            api.cross_validate(diagnosis(tmp_path, *overrides), 3, tmp_path / f"cv{len(folded)}")
+    config = diagnosis(tmp_path)
+    with open(config.data.train, newline="") as handle:
+        rows = [row[config.data.text_column] for row in csv.DictReader(handle)]
+    assert folded[0] == folded[1] and len(folded[1]) == len(rows)
+
+
 def test_groups_stay_in_one_fold() -> None:
     labels = (["a"] * 6 + ["b"] * 3) * 4
     groups = [f"patient-{i // 3}" for i in range(len(labels))]  # 12 patients, 3 notes each

@@ -80,7 +80,7 @@ def cross_validate(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ClintuneError(f"--output: {out} holds an earlier cross-validation\n  fix: pass --overwrite, or choose another folder")
     data = prepare_data(config)
-    pooled_data = data.train  # the folds split the training data; data.validation and data.test are not used
+    pooled_data, encoder = _whole_training_file(config, data)
     seed = config.data.split_seed if seed is None else seed
     assignment = fold_assignment(pooled_data, folds, seed)
     settings = {key: value for key, value in config.to_dict().items() if key != "tracking"}  # not a setting of the folds
@@ -90,10 +90,10 @@ def cross_validate(
         tracker.set_tags({"clintune.folds": str(folds)})
         results = []
         for fold in range(folds):
-            results.append(_fold_result(config, data.encoder.classes, pooled_data, assignment, fold, folds, work, keep_models))
+            results.append(_fold_result(config, encoder.classes, pooled_data, assignment, fold, folds, work, keep_models))
             if on_fold is not None:
                 on_fold(fold, results[-1]["metrics"])
-        report, records, rule = _report(config, data.encoder, pooled_data, assignment, results, tune_thresholds)
+        report, records, rule = _report(config, encoder, pooled_data, assignment, results, tune_thresholds)
         tracker.log_metrics({key: spread["mean"] for key, spread in report["summary"].items() if "mean" in spread}, prefix="cv_mean/")
         tracker.log_metrics({key: spread["std"] for key, spread in report["summary"].items() if "std" in spread}, prefix="cv_std/")
         tracker.log_metrics(report["pooled"], prefix="pooled/")
@@ -108,6 +108,20 @@ def cross_validate(
         _train_final(config, rule, overwrite)
     return report
 
+
+
+def _whole_training_file(config: Config, data: Any) -> tuple[Examples, Any]:
+    """Every row of the training file, in file order, and the label encoder over them. The folds split the whole
+    training file; data.validation and data.test are not used. Without ``data.validation``, ``prepare_data``
+    has carved a validation share off train, which the folds must not lose (each fold carves its own)."""
+    if config.data.validation:
+        return data.train, data.encoder
+    from clintune.data import read_split
+    from clintune.labels import LabelEncoder
+
+    whole = read_split(config, config.data.train)
+    encoder = LabelEncoder.fit(whole.labels or [], config.task.type, config.labels.classes, config.labels.positive)
+    return whole, encoder
 
 def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
     """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions."""
