@@ -50,7 +50,8 @@ def main() -> None:
     if folds_a != folds_b:
         raise SystemExit(f"the two runs held out different folds ({folds_a} vs {folds_b} examples): the comparison is not paired")
 
-    print(f"| metric | {name_a}: folds | {name_a}: mean ± std | {name_b}: folds | {name_b}: mean ± std | {name_b} - {name_a} (95% CI over folds) |")
+    print(f"| metric | {name_a}: folds | {name_a}: mean ± std | {name_b}: folds | {name_b}: mean ± std "
+          f"| {name_b} - {name_a} (95% CI over folds) |")
     print("|---|---|---|---|---|---|")
     for metric in METRICS:
         va, vb = fold_values(a, metric), fold_values(b, metric)
@@ -59,7 +60,7 @@ def main() -> None:
         print(f"| {metric} | {' '.join(f'{v:.3f}' for v in va)} | {statistics.fmean(va):.4f} ± {statistics.stdev(va):.4f} "
               f"| {' '.join(f'{v:.3f}' for v in vb)} | {statistics.fmean(vb):.4f} ± {statistics.stdev(vb):.4f} "
               f"| {mean:+.4f} ({low:+.4f} to {high:+.4f}) |")
-    print(f"\npooled out-of-fold: " + ", ".join(
+    print("\npooled out-of-fold: " + ", ".join(
         f"{metric} {a['pooled'][metric]:.4f} -> {b['pooled'][metric]:.4f}" for metric in ("f1_macro", "accuracy")))
 
     print(f"\n| class | folds | {name_a} F1 | {name_b} F1 |")
