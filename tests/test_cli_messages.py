@@ -55,6 +55,7 @@ def test_ctrl_c_during_training_exits_130_and_says_how_to_go_on(tmp_path: Path) 
     deadline = time.monotonic() + 240
     while not any(checkpoints.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
+    seen = (any(checkpoints.glob("checkpoint-*/trainer_state.json")), process.poll(), round(deadline - time.monotonic()))
     process.send_signal(signal.SIGINT)
     try:
         _, stderr = process.communicate(timeout=300)
@@ -63,7 +64,7 @@ def test_ctrl_c_during_training_exits_130_and_says_how_to_go_on(tmp_path: Path) 
         _, stderr = process.communicate()
         pytest.fail(f"no exit within 300 s of Ctrl-C; checkpoint seen: {any(checkpoints.glob('checkpoint-*'))}; "
                     f"stderr ends:\n{stderr[-3000:]}")
-    assert process.returncode == 130, stderr[-2000:]
+    assert process.returncode == 130, f"(checkpoint seen, exit code, seconds left) at Ctrl-C: {seen}\n{stderr[-2000:]}"
     assert "interrupted; the last checkpoint is kept in" in stderr and str(checkpoints) in stderr
     assert "--resume" in stderr and "--overwrite" in stderr and "Traceback" not in stderr
     assert not output.exists()
