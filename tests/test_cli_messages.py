@@ -50,6 +50,8 @@ def test_ctrl_c_during_training_exits_130_and_says_how_to_go_on(tmp_path: Path) 
         [sys.executable, "-m", "clintune", "train", "configs/tiny/ner.yaml", "--set", f"output.dir={output}",
          "--set", "training.epochs=200", "--set", "data.tokenization_cache=false"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a shell: a child inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     checkpoints = tmp_path / "ner.work" / "checkpoints"
     deadline = time.monotonic() + 240
