@@ -80,7 +80,7 @@ def cross_validate(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ClintuneError(f"--output: {out} holds an earlier cross-validation\n  fix: pass --overwrite, or choose another folder")
     data = prepare_data(config)
-    pooled_data, encoder = _whole_training_file(config, data)
+    pooled_data, encoder = _whole_training_file(config, data), data.encoder
     seed = config.data.split_seed if seed is None else seed
     assignment = fold_assignment(pooled_data, folds, seed)
     settings = {key: value for key, value in config.to_dict().items() if key != "tracking"}  # not a setting of the folds
@@ -110,18 +110,17 @@ def cross_validate(
 
 
 
-def _whole_training_file(config: Config, data: Any) -> tuple[Examples, Any]:
-    """Every row of the training file, in file order, and the label encoder over them. The folds split the whole
-    training file; data.validation and data.test are not used. Without ``data.validation``, ``prepare_data``
-    has carved a validation share off train, which the folds must not lose (each fold carves its own)."""
+def _whole_training_file(config: Config, data: Any) -> Examples:
+    """Every row of the training file, in file order: the folds split the whole training file; data.validation
+    and data.test are not used. Without ``data.validation``, ``prepare_data`` has carved a validation share off
+    train, which the folds must not lose (each fold carves its own). Its label encoder covers that share too:
+    a label found only there is an error before any of this."""
     if config.data.validation:
-        return data.train, data.encoder
+        return data.train
     from clintune.data import read_split
-    from clintune.labels import LabelEncoder
 
-    whole = read_split(config, config.data.train)
-    encoder = LabelEncoder.fit(whole.labels or [], config.task.type, config.labels.classes, config.labels.positive)
-    return whole, encoder
+    return read_split(config, config.data.train)
+
 
 def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
     """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions."""

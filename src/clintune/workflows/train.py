@@ -90,6 +90,7 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
         return TrainResult(output_dir, {})
     artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
     predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size)  # the saved model, as eval loads it
+    predictor.long_text_note_as = None  # validation's long texts were counted before training; _final_metrics names the test's
     unmet, validation_logits = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else (None, None)
     metrics = _final_metrics(config, data, predictor, precision, weights, validation_logits)
     if unmet:
@@ -233,9 +234,7 @@ def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, fol
     from clintune.workflows.evaluate import tuned_rule
     from clintune.workflows.prepare import decision_targets
 
-    predictor.long_text_note_as = None  # validation's long texts were counted before training
     logits = predictor.window_logits(data.validation.texts)
-    predictor.long_text_note_as = ""
     try:
         rule = tuned_rule(predictor, logits, data.validation, decision_targets(config), False, data.validation_source)
     except ClintuneError as exc:  # the trained model is kept: it is the rule that failed, not the training
@@ -264,13 +263,12 @@ def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision
     default: dict[str, Any] = {}
     for name, examples in splits.items():
         predictor.long_text_note_as = None if name == "validation" else name  # validation's were counted before training
-        logits = validation_logits if name == "validation" and validation_logits is not None else None
+        logits = validation_logits if name == "validation" else None
         if logits is None and tuned:
             logits = predictor.window_logits(examples.texts)  # type: ignore[union-attr]
         metrics[name] = score(predictor, examples, resamples, seed, logits).metrics
         if tuned:
             default[name] = default_rule_metrics(predictor, examples, resamples, seed, logits)
-    predictor.long_text_note_as = ""
     if default:
         metrics["default_rule"] = default
     metrics |= {"data": data.summary(), "precision": precision}
