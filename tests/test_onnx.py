@@ -93,3 +93,55 @@ def test_an_encoder_without_token_types_exports_with_the_inputs_its_tokenizer_gi
     onnx = evaluate(tmp_path / "onnx", "data/seriousness/test.csv", resamples=0)
     assert onnx.predicted_ids.tolist() == original.predicted_ids.tolist()
     assert abs(onnx.probabilities - original.probabilities).max() < 1e-4
+
+
+def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_input_order(
+        trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """One text per pass leaves a core idle unless passes run side by side. The answers must still be each
+    text's own, in input order: checked against an ONNX Runtime session called by hand, one text at a time."""
+    import threading
+    import time
+
+    import numpy as np
+    import onnxruntime
+
+    from clintune import api
+    from clintune.prediction import Predictor
+
+    exported = tmp_path / "int8"
+    api.export(trained_models["section_header"], exported, quantize="int8")
+    predictor = Predictor.from_folder(exported, threads=2)
+    assert predictor.batch_size == 1 and predictor.model.passes == 2
+    assert predictor.model.session.get_session_options().intra_op_num_threads == 1
+    assert Predictor.from_folder(exported, batch_size=4).model.passes == 1  # batched passes keep ONNX's own threads
+
+    session, running, most = predictor.model.session, [0], [0]
+    lock = threading.Lock()
+
+    class Watched:  # the session, counting how many passes are under way at once
+        def __getattr__(self, name: str) -> object:
+            return getattr(session, name)
+
+        def run(self, *args: object) -> object:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.01)
+            try:
+                return session.run(*args)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    predictor.model.session = Watched()
+    words = "patient reports chest pain and shortness of breath since yesterday evening".split()
+    texts = [" ".join(words[: 1 + (7 * k) % len(words)]) for k in range(24)]  # lengths shuffled against input order
+    got = predictor.window_logits(texts)
+    assert most[0] == 2, "the passes ran one after another"
+    alone = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in alone.get_inputs()]
+    for k, text in enumerate(texts):
+        encoded = predictor.tokenizer(text, return_tensors="np")
+        by_hand = alone.run(None, {name: encoded[name].astype(np.int64) for name in names})[0][0]
+        assert got.example_index[k] == k
+        np.testing.assert_allclose(got.logits[k], by_hand, atol=1e-5)

@@ -121,3 +121,39 @@ def test_texts_and_sentences_read_in_chunks_get_the_same_answers_as_read_at_once
     np.testing.assert_allclose(np.concatenate(chunked[1][1]), np.concatenate(whole[1][1]), atol=1e-5)
     assert notes() == notes_whole and len(notes_whole) == 2  # one note for all the chunks, with the totals
     assert notes_whole[0].startswith("8 of 11 example(s)") and notes_whole[1].startswith("1 of 10 example(s)")
+
+
+@pytest.mark.parametrize(("lengths", "batch_size", "expected"), [
+    ([10, 11, 12], 8, [[0, 1, 2]]),                 # 36 positions, 3 of them padding: one batch
+    ([100, 10], 8, [[1], [0]]),                    # together 90 of 200 positions would be padding
+    ([12, 10, 10, 10, 10], 2, [[1, 2], [3, 4], [0]]),  # the size cap, equal lengths kept in input order
+    ([20, 16, 16, 16, 16], 8, [[1, 2, 3, 4, 0]]),  # 100 positions, 16 padding: under a fifth
+    ([22, 16, 16, 16, 16], 8, [[1, 2, 3, 4], [0]]),  # 110 positions, 24 padding: over a fifth
+    ([], 8, []),
+])
+def test_forward_batches_are_cut_where_padding_would_pass_a_fifth(lengths: list[int], batch_size: int,
+                                                                 expected: list[list[int]]) -> None:
+    from clintune.prediction import length_batches
+
+    assert length_batches(lengths, batch_size, max_padding=0.2) == expected
+
+
+def test_gathered_requests_of_mixed_lengths_waste_little_on_padding() -> None:
+    """Eight lengths drawn as a web service gathers them: every batch of two or more stays within the padding
+    bound, and no two neighbouring batches could have been one (each cut had a reason)."""
+    from clintune.prediction import length_batches
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        lengths = [int(n) for n in rng.integers(5, 257, size=8)]
+        batches = length_batches(lengths, 8, max_padding=0.2)
+        assert sorted(i for batch in batches for i in batch) == list(range(8))
+        for batch, following in zip(batches, batches[1:] + [None]):
+            rows = [lengths[i] for i in batch]
+            assert rows == sorted(rows)
+            positions = max(rows) * len(rows)
+            assert positions - sum(rows) <= 0.2 * positions
+            if following is not None:
+                joined = rows + [lengths[following[0]]]
+                joined_positions = max(joined) * len(joined)
+                assert joined_positions - sum(joined) > 0.2 * joined_positions
