@@ -112,10 +112,11 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
     api.export(trained_models["section_header"], exported, quantize="int8")
     predictor = Predictor.from_folder(exported, threads=2)
     assert predictor.batch_size == 1 and predictor.model.passes == 2
-    assert predictor.model.session.get_session_options().intra_op_num_threads == 1
+    assert predictor.model.side_session.get_session_options().intra_op_num_threads == 1
+    assert predictor.model.session.get_session_options().intra_op_num_threads == 2  # a lone text's pass
     assert Predictor.from_folder(exported, batch_size=4).model.passes == 1  # batched passes keep ONNX's own threads
 
-    session, running, most = predictor.model.session, [0], [0]
+    session, running, most = predictor.model.side_session, [0], [0]
     lock = threading.Lock()
 
     class Watched:  # the session, counting how many passes are under way at once
@@ -133,7 +134,7 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
                 with lock:
                     running[0] -= 1
 
-    predictor.model.session = Watched()
+    predictor.model.side_session = Watched()
     words = "patient reports chest pain and shortness of breath since yesterday evening".split()
     texts = [" ".join(words[: 1 + (7 * k) % len(words)]) for k in range(24)]  # lengths shuffled against input order
     got = predictor.window_logits(texts)
@@ -145,3 +146,7 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
         by_hand = alone.run(None, {name: encoded[name].astype(np.int64) for name in names})[0][0]
         assert got.example_index[k] == k
         np.testing.assert_allclose(got.logits[k], by_hand, atol=1e-5)
+    most[0] = 0
+    lone = predictor.window_logits(texts[:1])
+    assert most[0] == 0, "a lone text took the one-thread session"
+    np.testing.assert_allclose(lone.logits[0], got.logits[0], atol=1e-5)
