@@ -96,7 +96,7 @@ def test_an_encoder_without_token_types_exports_with_the_inputs_its_tokenizer_gi
 
 
 def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_input_order(
-        trained_models: dict[str, Path], tmp_path: Path) -> None:
+        trained_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """One text per pass leaves a core idle unless passes run side by side. The answers must still be each
     text's own, in input order: checked against an ONNX Runtime session called by hand, one text at a time."""
     import threading
@@ -114,7 +114,9 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
     assert predictor.batch_size == 1 and predictor.model.passes == 2
     assert predictor.model.side_session.get_session_options().intra_op_num_threads == 1
     assert predictor.model.session.get_session_options().intra_op_num_threads == 2  # a lone text's pass
+    caplog.clear()
     assert Predictor.from_folder(exported, batch_size=4).model.passes == 1  # batched passes keep ONNX's own threads
+    assert sum("will depend on the other texts" in r.message for r in caplog.records) == 1  # said once
 
     session, running, most = predictor.model.side_session, [0], [0]
     lock = threading.Lock()
@@ -136,7 +138,7 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
 
     predictor.model.side_session = Watched()
     words = "patient reports chest pain and shortness of breath since yesterday evening".split()
-    texts = [" ".join(words[: 1 + (7 * k) % len(words)]) for k in range(24)]  # lengths shuffled against input order
+    texts = [f"note {k}: " + " ".join(words[: 1 + (7 * k) % len(words)]) for k in range(24)]  # lengths shuffled
     got = predictor.window_logits(texts)
     assert most[0] == 2, "the passes ran one after another"
     alone = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])

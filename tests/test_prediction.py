@@ -129,6 +129,8 @@ def test_texts_and_sentences_read_in_chunks_get_the_same_answers_as_read_at_once
     ([12, 10, 10, 10, 10], 2, [[1, 2], [3, 4], [0]]),  # the size cap, equal lengths kept in input order
     ([20, 16, 16, 16, 16], 8, [[1, 2, 3, 4, 0]]),  # 100 positions, 16 padding: under a fifth
     ([22, 16, 16, 16, 16], 8, [[1, 2, 3, 4], [0]]),  # 110 positions, 24 padding: over a fifth
+    ([5, 3], 8, [[1, 0]]),                          # exactly a fifth (2 of 10 positions): still one batch
+    ([5, 2], 8, [[1], [0]]),                        # 3 of 10: cut
     ([], 8, []),
 ])
 def test_forward_batches_are_cut_where_padding_would_pass_a_fifth(lengths: list[int], batch_size: int,
