@@ -12,8 +12,10 @@ through this one path.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -222,6 +224,22 @@ def length_batches(lengths: list[int], batch_size: int, max_padding: float = MAX
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity where the platform tells it, else the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by finished work back to the system (glibc only; elsewhere nothing to do).
+
+    glibc keeps what a chunk's tensors freed in fragmented heaps, so the process grows with every
+    chunk of a long run: PyTorch predict peaked at 2.04 GB after 10,000 MTS-Dialog texts and 2.18 GB
+    after 33,000. Trimming after each chunk costs milliseconds."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim(0)
 
 
 def forward_batch_size(folder: ModelFolder, requested: int | None, on_gpu: bool, warn: bool = True) -> int:

@@ -186,7 +186,7 @@ def predict_file(
     scan = scan_input(source, chunk_size, steps)
     _check_scan(scan, source, rule)
 
-    from clintune.prediction import Predictor
+    from clintune.prediction import Predictor, release_freed_memory
 
     predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads)
     out = None
@@ -228,6 +228,7 @@ def predict_file(
             elif on_records is not None:
                 on_records(records)
             progress.update(len(good))
+            release_freed_memory()
     finally:
         progress.close()
     seconds = time.perf_counter() - started
