@@ -19,6 +19,9 @@ run in its own child process:
   for the "no more than 10% slower per text" comparison. Skipped above
   `--old-max` texts, where it needs tens of GB.
 
+`--allocators default,system` runs each `local` measurement as shipped (under
+jemalloc where the machine has libjemalloc.so.2) and with CLINTUNE_MALLOC=system
+(glibc's malloc), side by side; the allocator column is the one the run reports.
 `texts/s` is over the whole command (start-up and model load included);
 `predict texts/s` is clintune's own count of the prediction loop where it
 prints one (the `local` path). CPU use is the child's (user + system) CPU
@@ -128,6 +131,8 @@ def main() -> None:
     parser.add_argument("--old-ref", default=OLD_REF, help="commit of the whole-file path compared against")
     parser.add_argument("--old-max", type=int, default=10_000, help="largest size run on the whole-file path")
     parser.add_argument("--workers", type=int, default=2, help="Ray actors")
+    parser.add_argument("--allocators", default="default",
+                        help="any of default (as shipped: jemalloc where installed), system (CLINTUNE_MALLOC=system)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-predict-scale")
     args = parser.parse_args()
 
@@ -137,12 +142,15 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         csv, parquet = synthesize(args.data, size, args.out / "inputs")
         for backend in args.backends.split(","):
-            for engine in args.engines.split(","):
-                if engine == "old" and size > args.old_max:
+            for engine, allocator in [(e, a) for e in args.engines.split(",") for a in args.allocators.split(",")]:
+                if engine == "old" and (size > args.old_max or allocator != "default"):
                     continue
                 source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
                 env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
-                output = args.out / "outputs" / f"{engine}-{backend}-{size}"
+                env.pop("CLINTUNE_MALLOC", None)
+                if allocator == "system":
+                    env["CLINTUNE_MALLOC"] = "system"
+                output = args.out / "outputs" / f"{engine}-{backend}-{size}-{allocator}"
                 base = [sys.executable, "-m", "clintune", "predict", "--model", str(models[backend])]
                 if engine == "ray":
                     command = base + ["--engine", "ray", "--input", str(parquet), "--output", str(output), "--id-column", "note_id",
@@ -151,7 +159,9 @@ def main() -> None:
                     command = base + ["--input", str(csv), "--output", str(output) + ".jsonl"]
                 result = measure(command, env, sample_tree=engine == "ray")
                 loop = re.search(r"predicted in [\d.]+ s \(([\d.]+) texts/s\)", str(result["stderr"]))
-                row = {"engine": engine, "backend": backend, "texts": size, "wall_s": round(float(result["wall_s"]), 1),
+                used = re.search(r"memory allocator: (\w+)", str(result["stderr"]))
+                row = {"engine": engine, "backend": backend, "allocator": used[1] if used else "", "texts": size,
+                       "wall_s": round(float(result["wall_s"]), 1),
                        "texts_per_s": round(size / float(result["wall_s"]), 1),
                        "predict_texts_per_s": float(loop[1]) if loop else None,
                        "peak_rss_gb": round(float(result["peak_rss_gb"]), 3), "cpu_use": round(float(result["cpu_use"]), 2),
@@ -160,10 +170,10 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
-    print("\n| engine | backend | texts | wall s | texts/s | predict texts/s | peak RSS GB | CPU use | commit |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| engine | backend | allocator | texts | wall s | texts/s | predict texts/s | peak RSS GB | CPU use | commit |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['engine']} | {r['backend']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
+        print(f"| {r['engine']} | {r['backend']} | {r['allocator']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
               f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
 
 

@@ -1,3 +1,3 @@
-from clintune.cli import main
+from clintune.cli import entry
 
-main()
+entry()

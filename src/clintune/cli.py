@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clintune.allocator import relaunch_under_jemalloc
 from clintune.errors import ClintuneError
 
 app = typer.Typer(
@@ -569,14 +570,22 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
     return line
 
 
-def main() -> None:
-    """Console entry point: run the app, turning user errors into messages."""
+def main(relaunch: bool = False) -> None:
+    """Run the app, turning user errors into messages; with ``relaunch``, first start a ``predict --input``
+    run again under jemalloc where the machine has it (see ``clintune.allocator``)."""
     try:
+        if relaunch:
+            relaunch_under_jemalloc(sys.argv)
         app()
     except ClintuneError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
 
 
+def entry() -> None:
+    """The ``clintune`` command (``main`` run in-process, as the tests do, never starts itself again)."""
+    main(relaunch=True)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

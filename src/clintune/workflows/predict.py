@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune import guards
+from clintune.allocator import allocator_in_use
 from clintune.config import PreprocessingSection
 from clintune.data import MAX_LISTED, TextExamples
 from clintune.errors import ClintuneError, DataError
@@ -235,8 +236,8 @@ def predict_file(
     if out is not None:
         out.publish(len(scan.predictable_per_chunk))
     done = scan.predictable - sum(scan.predictable_per_chunk[:start])
-    logger.info("%d text(s) predicted in %.1f s (%.1f texts/s)%s", done, seconds, done / seconds if seconds else 0.0,
-                f"; {scan.skipped} row(s) skipped" if scan.skipped else "")
+    logger.info("%d text(s) predicted in %.1f s (%.1f texts/s); memory allocator: %s%s", done, seconds,
+                done / seconds if seconds else 0.0, allocator_in_use(), f"; {scan.skipped} row(s) skipped" if scan.skipped else "")
     return PredictionRun(Path(output_path) if output_path else None, scan.predictable, scan.skipped,
                          len(scan.predictable_per_chunk), start, seconds)
 

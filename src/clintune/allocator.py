@@ -1,0 +1,77 @@
+"""The memory allocator of a long ``clintune predict --input`` run: jemalloc where the system has it.
+
+A PyTorch run over a large file, one chunk after another, grows under glibc's malloc: each
+batch's tensors have a different shape, and glibc keeps the freed memory in fragments it cannot
+reuse. MiniLM on MTS-Dialog dialogues, 2 cores: peak 2.00 GB after 10,000 texts and 2.23 GB
+after 100,000, even with the freed heap handed back after each chunk. Under jemalloc with its
+decay off (memory it frees is kept for reuse, never handed back) the same 10,000 texts peak at
+0.85 GB, and the run is no slower.
+
+The allocator is chosen when a process starts (``LD_PRELOAD``), so ``clintune predict --input``
+(the local engine) starts itself again under jemalloc when it finds the library
+(Debian/Ubuntu: ``apt-get install libjemalloc2``). ``CLINTUNE_MALLOC=system`` keeps the system
+allocator; ``CLINTUNE_MALLOC=/path/to/libjemalloc.so.2`` names the library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clintune.errors import ClintuneError
+
+SWITCH = "CLINTUNE_MALLOC"
+# Decay off: freed pages stay with jemalloc for the next batch instead of going back to the system
+# and being faulted in again (with jemalloc's default 10 s decay the 10,000 texts took 44% longer).
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+_RELAUNCHED = "_CLINTUNE_ALLOCATOR_SET"
+_LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+
+
+def wants_jemalloc(args: Sequence[str]) -> bool:
+    """Whether these command-line arguments (after the program name) run a file through the local engine."""
+    if not args or args[0] != "predict":
+        return False
+    reads_a_file = any(arg == "--input" or arg.startswith("--input=") for arg in args)
+    on_ray = any(arg == "--engine=ray" or (arg == "--engine" and following == "ray") for arg, following in zip(args, [*args[1:], ""]))
+    return reads_a_file and not on_ray
+
+
+def jemalloc_library(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path | None:
+    """The jemalloc library to preload: as ``CLINTUNE_MALLOC`` names it, else the system's, else none."""
+    choice = environ.get(SWITCH, "")
+    if choice == "system":
+        return None
+    if choice:
+        path = Path(choice)
+        if not path.is_file():
+            raise ClintuneError(f"{SWITCH}={choice}: no such file\n"
+                                f"  fix: name a jemalloc library (libjemalloc.so.2), or set {SWITCH}=system")
+        return path
+    return next((Path(d) / "libjemalloc.so.2" for d in _LIBRARY_DIRS if (Path(d) / "libjemalloc.so.2").is_file()), None)
+
+
+def relaunch_under_jemalloc(argv: Sequence[str]) -> None:
+    """Start this command again under jemalloc when it predicts a file and the library is there; else return."""
+    if not sys.platform.startswith("linux") or os.environ.get(_RELAUNCHED) or not wants_jemalloc(argv[1:]):
+        return
+    library = jemalloc_library()
+    if library is None or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD", "")]))
+    env = {**os.environ, "LD_PRELOAD": preload, _RELAUNCHED: "1"}
+    env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "clintune", *argv[1:]], env)
+
+
+def allocator_in_use() -> str:
+    """``jemalloc`` when this process has it loaded, else ``system``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "system"
+    return "jemalloc" if "libjemalloc" in maps else "system"
