@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
 from test_predict_stream import read_jsonl, same_records
 
-from clintune.allocator import jemalloc_library, wants_jemalloc
+from clintune import allocator
+from clintune.allocator import JEMALLOC_CONF, jemalloc_library, relaunch_under_jemalloc, wants_jemalloc
 from clintune.errors import ClintuneError
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
@@ -18,6 +20,8 @@ SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
 @pytest.mark.parametrize(("args", "wanted"), [
     (["predict", "--model", "m", "--input", "a.csv", "--output", "o.jsonl"], True),
     (["predict", "--model=m", "--input=a.csv"], True),
+    (["--verbose", "predict", "--model", "m", "-i", "a.csv"], True),
+    (["predict", "--model", "m", "-ia.csv"], True),
     (["predict", "--model", "m", "--input", "a.csv", "--engine", "local"], True),
     (["predict", "--model", "m", "--input", "a.parquet", "--engine", "ray"], False),  # Ray starts its own processes
     (["predict", "--engine=ray", "--input", "a.parquet"], False),
@@ -39,6 +43,67 @@ def test_the_switch_names_the_library_or_keeps_the_system_allocator(tmp_path: Pa
         jemalloc_library({"CLINTUNE_MALLOC": str(tmp_path / "missing.so")})
 
 
+class Relaunch:
+    """``os.execve`` replaced: records what would have been started."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fails: bool = False) -> None:
+        self.calls: list[tuple[str, list[str], dict[str, str]]] = []
+        self.library = tmp_path / "libjemalloc.so.2"
+        self.library.write_bytes(b"")
+        for name in ("LD_PRELOAD", "MALLOC_CONF", allocator._RELAUNCHED):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("CLINTUNE_MALLOC", str(self.library))
+        monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-X", "utf8", "/venv/bin/clintune", "predict", "--input", "a.csv"])
+
+        def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+            if fails:
+                raise OSError("no such interpreter")
+            self.calls.append((path, argv, env))
+
+        monkeypatch.setattr(os, "execve", execve)
+
+
+def test_relaunch_keeps_the_interpreter_its_flags_and_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    relaunch = Relaunch(monkeypatch, tmp_path)
+    relaunch_under_jemalloc(["/venv/bin/clintune", "predict", "--input", "a.csv"])
+    [(path, argv, env)] = relaunch.calls
+    assert path == sys.executable
+    assert argv == [sys.executable, "-X", "utf8", "/venv/bin/clintune", "predict", "--input", "a.csv"]
+    assert (env["LD_PRELOAD"], env["MALLOC_CONF"]) == (str(relaunch.library), JEMALLOC_CONF)
+
+
+def test_relaunch_leaves_a_preload_or_a_malloc_conf_the_user_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    relaunch = Relaunch(monkeypatch, tmp_path)
+    monkeypatch.setenv("MALLOC_CONF", "narenas:2")
+    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
+    assert relaunch.calls[0][2]["MALLOC_CONF"] == "narenas:2"
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc.so.4")
+    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
+    assert len(relaunch.calls) == 1
+
+
+@pytest.mark.parametrize("we_set_the_conf", [True, False])
+def test_the_relaunched_run_puts_the_environment_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, we_set_the_conf: bool) -> None:
+    relaunch = Relaunch(monkeypatch, tmp_path)
+    if not we_set_the_conf:
+        monkeypatch.setenv("MALLOC_CONF", "narenas:2")
+    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
+    [(_, _, env)] = relaunch.calls
+    for name, value in env.items():  # now be the started process
+        monkeypatch.setenv(name, value)
+    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
+    assert len(relaunch.calls) == 1  # it does not start itself a third time
+    assert "LD_PRELOAD" not in os.environ and allocator._RELAUNCHED not in os.environ
+    assert os.environ.get("MALLOC_CONF") == (None if we_set_the_conf else "narenas:2")
+
+
+def test_a_failed_relaunch_runs_on_under_the_system_allocator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    Relaunch(monkeypatch, tmp_path, fails=True)
+    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
+    assert "running under the system allocator" in caplog.text
+
+
 def test_a_missing_library_named_by_the_switch_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("predict", "--model", str(tmp_path), "--input", str(SECTION_CSV), "--output", str(tmp_path / "p.jsonl"),
                      env={"CLINTUNE_MALLOC": str(tmp_path / "missing.so")})
@@ -53,12 +118,12 @@ def test_predict_runs_under_jemalloc_with_the_answers_of_the_system_allocator(tr
             pytest.fail("CI installs libjemalloc2 (.ci/run); it is missing")
         pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
     outputs = {}
-    for allocator in ("jemalloc", "system"):
-        outputs[allocator] = tmp_path / f"{allocator}.jsonl"
-        env = {"CLINTUNE_MALLOC": "system"} if allocator == "system" else {}
+    for name in ("jemalloc", "system"):
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        env = {"CLINTUNE_MALLOC": "system"} if name == "system" else {}
         result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(SECTION_CSV),
-                         "--output", str(outputs[allocator]), "--chunk-size", "7", env={**env, "LD_PRELOAD": ""})
+                         "--output", str(outputs[name]), "--chunk-size", "7", env={**env, "LD_PRELOAD": ""})
         assert result.returncode == 0, result.stderr
-        assert f"memory allocator: {allocator}" in result.stderr  # read by the run from its own /proc/self/maps
+        assert f"memory allocator: {name}" in result.stderr  # read by the run from its own /proc/self/maps
     same_records(read_jsonl(outputs["jemalloc"]), read_jsonl(outputs["system"]))
     assert len(read_jsonl(outputs["system"])) > 10

@@ -15,6 +15,7 @@ allocator; ``CLINTUNE_MALLOC=/path/to/libjemalloc.so.2`` names the library.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -32,9 +33,12 @@ _LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/us
 
 def wants_jemalloc(args: Sequence[str]) -> bool:
     """Whether these command-line arguments (after the program name) run a file through the local engine."""
+    args = list(args)
+    while args and args[0] == "--verbose":  # the app's one option before the verb
+        args = args[1:]
     if not args or args[0] != "predict":
         return False
-    reads_a_file = any(arg == "--input" or arg.startswith("--input=") for arg in args)
+    reads_a_file = any(arg in ("--input", "-i") or arg.startswith(("--input=", "-i")) for arg in args[1:])
     on_ray = any(arg == "--engine=ray" or (arg == "--engine" and following == "ray") for arg, following in zip(args, [*args[1:], ""]))
     return reads_a_file and not on_ray
 
@@ -54,18 +58,34 @@ def jemalloc_library(environ: dict[str, str] | os._Environ[str] = os.environ) ->
 
 
 def relaunch_under_jemalloc(argv: Sequence[str]) -> None:
-    """Start this command again under jemalloc when it predicts a file and the library is there; else return."""
-    if not sys.platform.startswith("linux") or os.environ.get(_RELAUNCHED) or not wants_jemalloc(argv[1:]):
+    """Start this command again under jemalloc when it predicts a file and the library is there; else return.
+
+    The same interpreter runs the same command line (``sys.orig_argv``: its flags kept), in the same
+    process (``execve``: same PID, signals and exit status). A preload the user set is left alone. In
+    the started process the environment is put back as it was, so nothing it starts inherits the preload."""
+    if os.environ.get(_RELAUNCHED):
+        _restore_environment()
+        return
+    if not sys.platform.startswith("linux") or os.environ.get("LD_PRELOAD") or not wants_jemalloc(argv[1:]):
         return
     library = jemalloc_library()
-    if library is None or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+    if library is None:
         return
-    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD", "")]))
-    env = {**os.environ, "LD_PRELOAD": preload, _RELAUNCHED: "1"}
+    env = {**os.environ, "LD_PRELOAD": str(library), _RELAUNCHED: "conf" if "MALLOC_CONF" not in os.environ else "1"}
     env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "clintune", *argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as exc:  # carry on under the system allocator
+        logging.getLogger(__name__).warning("could not start again under jemalloc (%s); running under the system allocator", exc)
+
+
+def _restore_environment() -> None:
+    set_conf = os.environ.pop(_RELAUNCHED) == "conf"
+    os.environ.pop("LD_PRELOAD", None)
+    if set_conf:
+        os.environ.pop("MALLOC_CONF", None)
 
 
 def allocator_in_use() -> str:
