@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,8 +17,16 @@ TINY_MODEL = REPO / "models" / "tiny-bert"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TASKS = ("diagnosis", "section_header", "seriousness", "ner")
 
-# Keep the tokenisation cache of test runs out of the user's home folder.
-os.environ.setdefault("CLINTUNE_CACHE_DIR", tempfile.mkdtemp(prefix="clintune-test-cache-"))
+# Keep the tokenisation cache of test runs out of the user's home folder, in a folder made here and removed
+# when the run ends (pytest-xdist's workers inherit the controller's and leave it to the controller).
+_OWN_CACHE_DIR = None if "CLINTUNE_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="clintune-test-cache-")
+if _OWN_CACHE_DIR is not None:
+    os.environ["CLINTUNE_CACHE_DIR"] = _OWN_CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_CACHE_DIR is not None:
+        shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
 
 
 def require_module(name: str, reason: str = "") -> object:
