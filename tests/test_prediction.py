@@ -183,3 +183,33 @@ def test_release_freed_memory_gives_freed_heap_back_to_the_system() -> None:
     release_freed_memory()
     assert before - _resident_bytes() > 100_000_000
     assert len(last) == 100_000
+
+
+@pytest.mark.parametrize("task_name", ["section_header", "ner"])
+def test_a_lone_row_is_collated_as_the_tasks_collator_would(task_name: str) -> None:
+    """One text per pass skips the collator (nothing to pad); its inputs must be the collator's, value for
+    value and of its dtype, and more than one row still goes through the collator."""
+    from conftest import TINY_MODEL
+
+    from clintune.modeling import load_tokenizer
+    from clintune.prediction import collate_rows
+    from clintune.tasks import SequenceClassification, TokenClassification
+    from clintune.tokenization import encode_texts, encode_words
+
+    tokenizer = load_tokenizer(str(TINY_MODEL))
+    if task_name == "ner":
+        task = TokenClassification()
+        rows = encode_words(tokenizer, [["Familial", "adenomatous", "polyposis"], ["no", "disease"]], 32, [[1, 2, 2], [0, 0]]).features
+    else:
+        task = SequenceClassification()
+        rows = encode_texts(tokenizer, ["Doctor: any chest pain?", "Patient: no"], 32, [3, 1]).features
+    collator = task.collator(tokenizer)
+    for row in rows:
+        ours = collate_rows(collator, [row])
+        theirs = collator([{k: v for k, v in row.items() if k != "labels"}])
+        assert set(ours) == set(theirs) and "labels" not in ours
+        for name, value in theirs.items():
+            assert ours[name].dtype == value.numpy().dtype
+            np.testing.assert_array_equal(ours[name], value.numpy())
+    both = collate_rows(collator, rows)
+    assert isinstance(both["input_ids"], torch.Tensor) and both["input_ids"].shape[0] == 2
