@@ -229,3 +229,7 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     on_ray = sorted(ds.dataset(tmp_path / "ray", format="parquet").to_table().to_pylist(), key=lambda r: r["n"])
     same_records(on_ray, single)
     assert not (tmp_path / ".ray.partial").exists()
+    # the one input file was cut into blocks of at most chunk_size rows, each a task an actor can take
+    # (read as one block, it went to one actor and gave no output until all of it was done)
+    written = [pq.read_metadata(path).num_rows for path in (tmp_path / "ray").glob("*.parquet")]
+    assert len(written) > 1 and max(written) <= 16, written
