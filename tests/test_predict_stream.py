@@ -210,12 +210,16 @@ def local_ray_cluster():
     ray.shutdown()
 
 
-def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, Path], tmp_path: Path, local_ray_cluster) -> None:
+def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, Path], tmp_path: Path, local_ray_cluster,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
+    from clintune import inference
     from clintune.api import predict_file
     from clintune.inference import predict_parquet_on_ray
+
+    monkeypatch.setattr(inference, "RAY_BLOCK_BYTES", 2048)  # these short notes in blocks of a few dozen
 
     frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False)
     data = pd.concat([frame] * 3, ignore_index=True).assign(n=range(3 * len(frame)))
@@ -229,7 +233,7 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     on_ray = sorted(ds.dataset(tmp_path / "ray", format="parquet").to_table().to_pylist(), key=lambda r: r["n"])
     same_records(on_ray, single)
     assert not (tmp_path / ".ray.partial").exists()
-    # the one input file was cut into blocks of at most chunk_size rows, each a task an actor can take
+    # the one input file was read in blocks, each a task an actor can take, written as it finished
     # (read as one block, it went to one actor and gave no output until all of it was done)
     written = [pq.read_metadata(path).num_rows for path in (tmp_path / "ray").glob("*.parquet")]
-    assert len(written) > 1 and max(written) <= 16, written
+    assert len(written) > 1, written

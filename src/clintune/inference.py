@@ -108,6 +108,9 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
     )
 
 
+RAY_BLOCK_BYTES = 1 << 20
+
+
 def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, id_column: str | None,
                            text_column: str | None = None, probabilities: bool = False, batch_size: int | None = None,
                            threads: int | None = None, workers: int | None = None, chunk_size: int = 256,
@@ -137,15 +140,15 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
         ray.init(logging_level=logging.WARNING, log_to_driver=True)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # output files in input order, run after run
-    # Without Ray Data's per-operator CPU reservation: on two CPUs it kept one for the finished read
-    # and the actor pool never grew past one actor (measured: one busy actor, the other CPU idle).
+    # A Parquet file was read as one block, one task for one actor, whose results came out only at its
+    # end: one actor worked while the other CPU idled, and PyTorch over 100,000 texts passed Ray Data's
+    # 30 min without output and failed. So blocks of at most 1 MiB (about 1,000 dialogues), reads that
+    # hold no CPU while they wait for the actors to take their blocks, and no per-operator CPU
+    # reservation, which on two CPUs kept the actor pool at one actor.
+    context.target_max_block_size = RAY_BLOCK_BYTES
     context.op_resource_reservation_enabled = False
     text = text_column or config.data.text_column
-    # Streamed into blocks of at most ``chunk_size`` rows: a Parquet file is read as one block, one
-    # block is one task for one actor, and its results came out only at its end: over 100,000 texts
-    # with PyTorch that passed Ray Data's 30 min without output, and the run failed.
-    dataset = ray.data.read_parquet(str(source.absolute())).select_columns([text, id_column])
-    dataset = dataset.repartition(target_num_rows_per_block=chunk_size)
+    dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([text, id_column])
     predicted = predict_dataset(dataset, model_dir, id_column=id_column, text_column=text, probabilities=probabilities,
                                 batch_size=batch_size, threads=threads or 1, workers=workers, chunk_size=chunk_size,
                                 on_empty=on_empty)
