@@ -310,8 +310,8 @@ def require_onnx(module: str) -> Any:
 
 # ONNX Runtime rewrites that make a dynamic-int8 encoder slower on CPU. Fusing the residual add into
 # the layer norm (SkipLayerNormalization) took 13% of the time of int8 MiniLM, one thread, MTS-Dialog
-# validation: 11.1 ms a text fused, 9.6 unfused (ONNX Runtime 1.32, AVX-512 VNNI). Unfused is the graph as
-# exported; on those 300 dialogues its labels agree with the fused graph's and with the fp32 model's as often.
+# validation: 11.1 ms a text fused, 9.6 unfused (ONNX Runtime 1.32, AVX-512 VNNI; scripts/bench_int8_fusion.py).
+# Unfused is the graph as exported; on those 100 dialogues its labels agree with the fused graph's and with the fp32 model's as often.
 # No other single rewrite left out made a difference; an fp32 export gave the same logits and speed either way.
 # Other CPUs (AVX2 only, ARM) and batched int8 passes were not measured.
 SLOWER_WHEN_FUSED = ("SkipLayerNormFusion",)
