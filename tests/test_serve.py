@@ -418,7 +418,9 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(trained_models: dic
         while call(url + "/healthz")[1]["requests_in_flight"] == 0:  # queued: the worker waits up to 2 s for company
             time.sleep(0.02)
         process.send_signal(signal.SIGTERM)
-        with pytest.raises(urllib.error.URLError):  # no new connections while it drains
+        # no new connections while it drains: refused (URLError), or reset when one reached the
+        # listening socket's backlog just as it closed (ConnectionResetError, seen once in CI)
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
             for _ in range(100):
                 call(url + "/healthz")
                 time.sleep(0.02)
