@@ -43,6 +43,16 @@ def test_the_switch_names_the_library_or_keeps_the_system_allocator(tmp_path: Pa
         jemalloc_library({"CLINTUNE_MALLOC": str(tmp_path / "missing.so")})
 
 
+def test_the_environment_for_ray_actors_follows_the_same_switch(tmp_path: Path) -> None:
+    assert allocator.jemalloc_environment({"CLINTUNE_MALLOC": "system"}) == {}
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"")
+    named = {"CLINTUNE_MALLOC": str(library)}
+    assert allocator.jemalloc_environment(named) == {"LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}
+    assert allocator.jemalloc_environment({**named, "MALLOC_CONF": "narenas:2"})["MALLOC_CONF"] == "narenas:2"
+    assert allocator.jemalloc_environment({**named, "LD_PRELOAD": "/usr/lib/libtcmalloc.so.4"}) == {}  # the user's own
+
+
 class Relaunch:
     """``os.execve`` replaced: records what would have been started."""
 

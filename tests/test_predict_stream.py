@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, require_module, write
 
+from clintune.allocator import jemalloc_environment, jemalloc_library
 from clintune.errors import ClintuneError, DataError
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
@@ -220,6 +221,14 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     from clintune.inference import predict_parquet_on_ray
 
     monkeypatch.setattr(inference, "RAY_BLOCK_BYTES", 2048)  # these short notes in blocks of a few dozen
+    passed: dict[str, object] = {}
+    original = inference.predict_dataset
+
+    def spy(*args: object, **kwargs: object) -> object:
+        passed.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_dataset", spy)
 
     frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False)
     data = pd.concat([frame] * 3, ignore_index=True).assign(n=range(3 * len(frame)))
@@ -237,3 +246,23 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     # (read as one block, it went to one actor and gave no output until all of it was done)
     written = [pq.read_metadata(path).num_rows for path in (tmp_path / "ray").glob("*.parquet")]
     assert len(written) > 1, written
+    # the actors were started with the environment that puts a process under jemalloc, as the local engine runs
+    assert passed["actor_env"] == jemalloc_environment()
+    if jemalloc_library() is not None:
+        assert set(passed["actor_env"]) == {"LD_PRELOAD", "MALLOC_CONF"}
+
+
+def test_a_ray_actor_started_with_the_jemalloc_environment_runs_under_jemalloc(local_ray_cluster) -> None:
+    """What ``predict_dataset(actor_env=...)`` asks of Ray, checked in a Ray process's own memory map."""
+    if jemalloc_library() is None:
+        pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
+    ray = local_ray_cluster
+
+    def allocator() -> str:
+        from clintune.allocator import allocator_in_use
+
+        return allocator_in_use()
+
+    probe = ray.remote(num_cpus=1)(allocator)
+    with_env = probe.options(runtime_env={"env_vars": jemalloc_environment()}).remote()
+    assert ray.get([with_env, probe.remote()]) == ["jemalloc", "system"]

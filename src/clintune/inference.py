@@ -82,12 +82,14 @@ class ModelActor:
 
 def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text_column: str | None = None,
                     probabilities: bool = False, batch_size: int | None = None, threads: int = 1, workers: int | None = None,
-                    chunk_size: int = 256, on_empty: str | None = None) -> Any:
+                    chunk_size: int = 256, on_empty: str | None = None, actor_env: dict[str, str] | None = None) -> Any:
     """``dataset`` (a Ray Dataset holding ``text_column`` and ``id_column``) mapped to prediction rows, lazily.
 
     ``workers`` actors (default: the cluster's CPUs divided by ``threads``) each load the
     model once and take ``chunk_size`` rows at a time; ``text_column`` and ``on_empty``
-    default to the model's ``data.text_column`` and ``data.on_empty``.
+    default to the model's ``data.text_column`` and ``data.on_empty``. ``actor_env``:
+    environment variables the actors start with, such as ``clintune.allocator.jemalloc_environment()``
+    (``--engine ray`` passes that one).
     """
     ray = require_ray()
     from clintune.artifacts import check_model_folder
@@ -96,6 +98,7 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
     _, config = check_model_folder(folder)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(threads, 1)))
+    options = {"runtime_env": {"env_vars": dict(actor_env)}} if actor_env else {}
     return dataset.map_batches(
         ModelActor,
         fn_constructor_kwargs={"model_dir": str(folder), "text_column": text_column or config.data.text_column,
@@ -104,7 +107,7 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
         # An autoscaling pool (1 to ``workers`` actors): a fixed pool holding every CPU from the start
         # would leave none for the read tasks that feed it, and wait for ever.
         batch_size=chunk_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-        num_cpus=threads,
+        num_cpus=threads, **options,
     )
 
 
@@ -121,6 +124,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     (``clintune.files.publish``); an existing output is replaced only when it is a folder
     of Parquet files. Returns the number of rows written.
     """
+    from clintune.allocator import jemalloc_environment
     from clintune.artifacts import check_model_folder
     from clintune.files import publish, remove_stale, staging_dir_for
     from clintune.guards import check_replaceable
@@ -135,6 +139,9 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     _, config = check_model_folder(Path(model_dir))
     check_replaceable(output, "--output", lambda name: name.endswith(".parquet") or name.startswith("."), (),
                       "Parquet dataset folder")
+    # Actors under jemalloc where this machine has it, as the local engine: PyTorch over 10,000 texts
+    # took 140.8 s and a 3.19 GB process tree with it, 168.0 s and 4.75 GB under glibc.
+    actor_env = jemalloc_environment()
     ray = require_ray()
     if not ray.is_initialized():
         ray.init(logging_level=logging.WARNING, log_to_driver=True)
@@ -151,7 +158,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([text, id_column])
     predicted = predict_dataset(dataset, model_dir, id_column=id_column, text_column=text, probabilities=probabilities,
                                 batch_size=batch_size, threads=threads or 1, workers=workers, chunk_size=chunk_size,
-                                on_empty=on_empty)
+                                on_empty=on_empty, actor_env=actor_env)
     staging = staging_dir_for(output)
     remove_stale(staging)
     try:
