@@ -13,11 +13,14 @@ run in its own child process:
 - `ray`: `--engine ray --input N.parquet --output DIR --id-column note_id`
   on a local Ray cluster that the command starts (`--workers`, `--threads 1`
   each); peak RSS is the sum over the child's process tree (driver, raylet,
-  actors), sampled every 0.2 s;
-- `old`: the whole-file path of `--old-ref` (default: the last commit before
-  streaming), extracted with `git archive` and run the same way as `local`,
-  for the "no more than 10% slower per text" comparison. Skipped above
-  `--old-max` texts, where it needs tens of GB.
+  actors), sampled every 0.2 s, and apart from it the peak of the model
+  actors' sum, to tell clintune's part from Ray's own processes, with the
+  number of actor processes started and the largest one's own peak;
+- `old`: the code of `--old-ref` (default: the last commit before streaming,
+  whose predict read the whole file), extracted with `git archive` and run the
+  same way as `local`, for the "no more than 10% slower per text" comparison,
+  or to compare any earlier commit side by side. Skipped above `--old-max`
+  texts, where the whole-file path needs tens of GB.
 
 `--allocators default,system` runs each `local` measurement as shipped (under
 jemalloc where the machine has libjemalloc.so.2) and with CLINTUNE_MALLOC=system
@@ -63,26 +66,35 @@ def synthesize(data: Path, size: int, out: Path) -> tuple[Path, Path]:
     return csv, parquet
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of ``pid`` and every descendant, read from /proc."""
+def tree_rss(pid: int) -> tuple[int, dict[int, int]]:
+    """Resident memory (bytes) of ``pid`` and every descendant, read from /proc: (all of them, each model actor's).
+
+    The model actors are Ray's ``MapWorker`` processes (their name, ``/proc/PID/comm``); the rest of
+    a Ray run's tree is the driver and Ray's own processes (raylet, read tasks, stats actors)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    actors: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+                name, fields = handle.read().split("(", 1)[1].rsplit(")", 1)
+            fields = fields.split()
             children.setdefault(int(fields[1]), []).append(int(entry))
             rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            if name.startswith("ray::MapWorker"):
+                actors.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [pid]
+    total, in_actors, stack = 0, {}, [pid]
     while stack:
         current = stack.pop()
         total += rss.get(current, 0)
+        if current in actors:
+            in_actors[current] = rss.get(current, 0)
         stack += children.get(current, [])
-    return total
+    return total, in_actors
 
 
 def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[str, float | str]:
@@ -90,11 +102,15 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        peak = [0]
+        peak = [0, 0]
+        actor_peaks: dict[int, int] = {}  # each actor process's own peak
         if sample_tree:
             def sample() -> None:
                 while process.poll() is None:
-                    peak[0] = max(peak[0], tree_rss(process.pid))
+                    total, actors = tree_rss(process.pid)
+                    peak[:] = [max(peak[0], total), max(peak[1], sum(actors.values()))]
+                    for actor, rss in actors.items():
+                        actor_peaks[actor] = max(actor_peaks.get(actor, 0), rss)
                     time.sleep(0.2)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -107,7 +123,9 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{stderr[-3000:]}")
     rss = peak[0] if sample_tree else usage.ru_maxrss * 1024
-    return {"wall_s": wall, "peak_rss_gb": rss / 1e9, "cpu_use": (usage.ru_utime + usage.ru_stime) / wall, "stderr": stderr}
+    return {"wall_s": wall, "peak_rss_gb": rss / 1e9, "actors_peak_rss_gb": peak[1] / 1e9 if sample_tree else None,
+            "actors_seen": len(actor_peaks), "largest_actor_gb": max(actor_peaks.values(), default=0) / 1e9,
+            "cpu_use": (usage.ru_utime + usage.ru_stime) / wall, "stderr": stderr}
 
 
 def old_source(ref: str, work: Path) -> Path:
@@ -143,7 +161,7 @@ def main() -> None:
         csv, parquet = synthesize(args.data, size, args.out / "inputs")
         for backend in args.backends.split(","):
             for engine, allocator in [(e, a) for e in args.engines.split(",") for a in args.allocators.split(",")]:
-                if engine == "old" and (size > args.old_max or allocator != "default"):
+                if engine == "old" and size > args.old_max:
                     continue
                 source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
                 env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
@@ -164,17 +182,29 @@ def main() -> None:
                        "wall_s": round(float(result["wall_s"]), 1),
                        "texts_per_s": round(size / float(result["wall_s"]), 1),
                        "predict_texts_per_s": float(loop[1]) if loop else None,
-                       "peak_rss_gb": round(float(result["peak_rss_gb"]), 3), "cpu_use": round(float(result["cpu_use"]), 2),
+                       "peak_rss_gb": round(float(result["peak_rss_gb"]), 3),
+                       "actors_peak_rss_gb": round(float(result["actors_peak_rss_gb"]), 3) if engine == "ray" else None,
+                       "actors_seen": result["actors_seen"] if engine == "ray" else None,
+                       "largest_actor_gb": round(float(result["largest_actor_gb"]), 3) if engine == "ray" else None,
+                       "cpu_use": round(float(result["cpu_use"]), 2),
                        "commit": args.old_ref if engine == "old" else commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
-    print("\n| engine | backend | allocator | texts | wall s | texts/s | predict texts/s | peak RSS GB | CPU use | commit |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| engine | backend | allocator | texts | wall s | texts/s | predict texts/s | peak RSS GB | of it, actors "
+          "| CPU use | commit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['backend']} | {r['allocator']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
-              f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
+              f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {actors(r)} | {r['cpu_use']} | {r['commit']} |")
+
+
+def actors(row: dict) -> str:
+    """The actors' peak (sum), how many actor processes the run started and the largest one's own peak."""
+    if row["engine"] != "ray":
+        return ""
+    return f"{row['actors_peak_rss_gb']} ({row['actors_seen']} started, largest {row['largest_actor_gb']})"
 
 
 if __name__ == "__main__":

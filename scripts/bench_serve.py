@@ -14,7 +14,11 @@ requests back to back over keep-alive connections. The ways:
 - process:  one ``clintune predict --text`` process per request (no server: what a script calling
             the CLI pays, start-up included);
 - serve:    ``clintune serve`` on the PyTorch folder;
-- serve-int8: ``clintune serve`` on its ONNX int8 export.
+- serve-int8: ``clintune serve`` on its ONNX int8 export;
+- ceiling:  no server and no clients: the same texts handed to clintune's ``Predictor.classify``
+            on the PyTorch folder in one call, in a process of their own (sorted by length,
+            batches of 8): what this CPU computes with PyTorch at best, so what any server's
+            requests/s can reach. Its "× naive" column is against each client count's naive run.
 
 Each server runs in its own process with the machine's default threads; clients are threads of
 this process. Prints a markdown table and writes it with the raw numbers under --out.
@@ -72,6 +76,29 @@ def naive_server(model_dir: str, port: int) -> None:
 
     print(f"listening on http://127.0.0.1:{port}/", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def ceiling_run(model_dir: str, data: str, count: int) -> None:
+    """Print the seconds ``Predictor.classify`` takes for the ``count`` texts the clients would send, in one call."""
+    import pandas as pd
+
+    from clintune.prediction import Predictor
+
+    texts = list(pd.read_csv(data).dialogue)
+    chosen = [texts[i % len(texts)] for i in range(count)]
+    predictor = Predictor.from_folder(model_dir)
+    predictor.classify(chosen[:16])  # warm-up, untimed
+    started = time.perf_counter()
+    predictor.classify(chosen)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--ceiling-run", str(args.model), "--data", str(args.data),
+                           "--requests", str(args.requests)], cwd=ROOT, capture_output=True, text=True, check=True)
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return {"kind": "ceiling", "clients": 0, "requests": args.requests, "seconds": seconds,
+            "requests_per_second": args.requests / seconds, "p50_ms": float("nan"), "p99_ms": float("nan")}
 
 
 # -- servers ---------------------------------------------------------------------------------
@@ -182,13 +209,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 NAMES = {"naive": "naive FastAPI + pipeline()", "process": "`clintune predict --text` per request",
-         "serve": "`clintune serve`, PyTorch", "serve-int8": "`clintune serve`, ONNX int8"}
+         "serve": "`clintune serve`, PyTorch", "serve-int8": "`clintune serve`, ONNX int8",
+         "ceiling": "PyTorch compute ceiling: `Predictor.classify`, all texts in one call"}
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     naive = {r["clients"]: r["requests_per_second"] for r in results if r["kind"] == "naive"}
     lines = ["| way | clients | requests | req/s | p50 ms | p99 ms | × naive |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        if r["kind"] == "ceiling":
+            ratios = ", ".join(f"{r['requests_per_second'] / rate:.2f}× at {clients}" for clients, rate in naive.items())
+            lines.append(f"| {NAMES['ceiling']} | – | {r['requests']} | {r['requests_per_second']:.2f} | – | – | {ratios} |")
+            continue
         ratio = f"{r['requests_per_second'] / naive[r['clients']]:.2f}×" if r["clients"] in naive and r["kind"] != "naive" else ""
         lines.append(f"| {NAMES[r['kind']]} | {r['clients']} | {r['requests']} | {r['requests_per_second']:.2f} | "
                      f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {ratio} |")
@@ -212,9 +244,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-serve")
     parser.add_argument("--naive-server", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling-run", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
         naive_server(args.naive_server, args.port)
+        return
+    if args.ceiling_run:
+        ceiling_run(args.ceiling_run, str(args.data), args.requests)
         return
 
     import pandas as pd
@@ -223,6 +259,10 @@ def main() -> None:
     results = []
     for kind in args.ways:
         print(f"{kind}:", file=sys.stderr, flush=True)
+        if kind == "ceiling":
+            results.append(ceiling(args))
+            print(f"  {results[-1]['requests_per_second']:.2f} texts/s", file=sys.stderr, flush=True)
+            continue
         process, port = start_server(kind, args) if kind != "process" else (None, None)
         try:
             for clients in args.clients:
