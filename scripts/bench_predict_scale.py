@@ -12,10 +12,12 @@ run in its own child process:
   from the child's own rusage (`ru_maxrss`, exact);
 - `ray`: `--engine ray --input N.parquet --output DIR --id-column note_id`
   on a local Ray cluster that the command starts (`--workers`, `--threads 1`
-  each); peak RSS is the sum over the child's process tree (driver, raylet,
-  actors), sampled every 0.2 s, and apart from it the peak of the model
-  actors' sum, to tell clintune's part from Ray's own processes, with the
-  number of actor processes started and the largest one's own peak;
+  each); the child's process tree (driver, raylet, actors) is sampled every
+  0.5 s: peak RSS summed over it (as earlier runs reported), peak PSS summed
+  (shared pages, such as Ray's object store that every process maps, counted
+  once: the memory the tree holds), and the model actors' own part, RSS and
+  private (anonymous) memory, with the number of actor processes started and
+  the largest one's private peak;
 - `old`: the code of `--old-ref` (default: the last commit before streaming,
   whose predict read the whole file), extracted with `git archive` and run the
   same way as `local`, for the "no more than 10% slower per text" comparison,
@@ -49,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD_REF = "e57ab36"  # the last commit whose predict read, encoded and held the whole file
 
 
+RAY_MEMORY = ("pss_gb", "shmem_gb", "actors_rss_gb", "actors_private_gb", "largest_actor_private_gb")
+
+
 def synthesize(data: Path, size: int, out: Path) -> tuple[Path, Path]:
     """MTS-Dialog dialogues repeated to ``size`` rows, as csv and Parquet, with a unique note_id."""
     import pandas as pd
@@ -66,35 +71,52 @@ def synthesize(data: Path, size: int, out: Path) -> tuple[Path, Path]:
     return csv, parquet
 
 
-def tree_rss(pid: int) -> tuple[int, dict[int, int]]:
-    """Resident memory (bytes) of ``pid`` and every descendant, read from /proc: (all of them, each model actor's).
+def rollup(pid: int) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` in bytes (``Rss``, ``Pss``, ``Pss_Shmem``, ``Anonymous``, ...), or {} if it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return {}
+    return {name: int(value.split()[0]) * 1024 for name, _, value in (line.partition(":") for line in lines) if value.strip()}
 
-    The model actors are Ray's ``MapWorker`` processes (their name, ``/proc/PID/comm``); the rest of
+
+def tree_memory(pid: int) -> dict[str, float | dict[int, dict[str, int]]]:
+    """Memory of ``pid`` and every descendant, read from /proc, in bytes.
+
+    ``rss``: the processes' resident sets summed, which counts a shared page once per process that
+    maps it (Ray's object store, read by the driver, raylet and every actor; the same libraries in
+    each); ``pss``: proportional set sizes summed, each shared page split among the processes that
+    map it, so the memory the tree holds; ``shmem``: of it, shared memory (Ray's object store).
+    ``actors``: each model actor's ``rss`` and ``private`` (its anonymous memory: heap, model,
+    tensors). The model actors are Ray's ``MapWorker`` processes (``/proc/PID/comm``); the rest of
     a Ray run's tree is the driver and Ray's own processes (raylet, read tasks, stats actors)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    actors: set[int] = set()
+    actor_ids: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
                 name, fields = handle.read().split("(", 1)[1].rsplit(")", 1)
-            fields = fields.split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            children.setdefault(int(fields.split()[1]), []).append(int(entry))
             if name.startswith("ray::MapWorker"):
-                actors.add(int(entry))
+                actor_ids.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    total, in_actors, stack = 0, {}, [pid]
+    totals = {"rss": 0, "pss": 0, "shmem": 0}
+    actors: dict[int, dict[str, int]] = {}
+    stack = [pid]
     while stack:
         current = stack.pop()
-        total += rss.get(current, 0)
-        if current in actors:
-            in_actors[current] = rss.get(current, 0)
+        memory = rollup(current)
+        totals["rss"] += memory.get("Rss", 0)
+        totals["pss"] += memory.get("Pss", 0)
+        totals["shmem"] += memory.get("Pss_Shmem", 0)
+        if current in actor_ids and memory:
+            actors[current] = {"rss": memory.get("Rss", 0), "private": memory.get("Anonymous", 0)}
         stack += children.get(current, [])
-    return total, in_actors
+    return {**totals, "actors": actors}
 
 
 def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[str, float | str]:
@@ -102,16 +124,20 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        peak = [0, 0]
-        actor_peaks: dict[int, int] = {}  # each actor process's own peak
+        peak = {"rss": 0, "pss": 0, "shmem": 0, "actors_rss": 0, "actors_private": 0}
+        actor_peaks: dict[int, int] = {}  # each actor process's own peak of private memory
         if sample_tree:
             def sample() -> None:
                 while process.poll() is None:
-                    total, actors = tree_rss(process.pid)
-                    peak[:] = [max(peak[0], total), max(peak[1], sum(actors.values()))]
-                    for actor, rss in actors.items():
-                        actor_peaks[actor] = max(actor_peaks.get(actor, 0), rss)
-                    time.sleep(0.2)
+                    tree = tree_memory(process.pid)
+                    actors = tree["actors"]
+                    now = {"rss": tree["rss"], "pss": tree["pss"], "shmem": tree["shmem"],
+                           "actors_rss": sum(a["rss"] for a in actors.values()),
+                           "actors_private": sum(a["private"] for a in actors.values())}
+                    peak.update({key: max(peak[key], value) for key, value in now.items()})
+                    for actor, memory in actors.items():
+                        actor_peaks[actor] = max(actor_peaks.get(actor, 0), memory["private"])
+                    time.sleep(0.5)
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -122,9 +148,10 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
         stderr = errors.read().decode("utf-8", "replace")
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{stderr[-3000:]}")
-    rss = peak[0] if sample_tree else usage.ru_maxrss * 1024
-    return {"wall_s": wall, "peak_rss_gb": rss / 1e9, "actors_peak_rss_gb": peak[1] / 1e9 if sample_tree else None,
-            "actors_seen": len(actor_peaks), "largest_actor_gb": max(actor_peaks.values(), default=0) / 1e9,
+    rss = peak["rss"] if sample_tree else usage.ru_maxrss * 1024
+    tree = {f"{key}_gb": value / 1e9 for key, value in peak.items() if key != "rss"} if sample_tree else {}
+    return {"wall_s": wall, "peak_rss_gb": rss / 1e9, **tree, "actors_seen": len(actor_peaks),
+            "largest_actor_private_gb": max(actor_peaks.values(), default=0) / 1e9,
             "cpu_use": (usage.ru_utime + usage.ru_stime) / wall, "stderr": stderr}
 
 
@@ -183,28 +210,28 @@ def main() -> None:
                        "texts_per_s": round(size / float(result["wall_s"]), 1),
                        "predict_texts_per_s": float(loop[1]) if loop else None,
                        "peak_rss_gb": round(float(result["peak_rss_gb"]), 3),
-                       "actors_peak_rss_gb": round(float(result["actors_peak_rss_gb"]), 3) if engine == "ray" else None,
+                       **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if engine == "ray" else {}),
                        "actors_seen": result["actors_seen"] if engine == "ray" else None,
-                       "largest_actor_gb": round(float(result["largest_actor_gb"]), 3) if engine == "ray" else None,
                        "cpu_use": round(float(result["cpu_use"]), 2),
                        "commit": args.old_ref if engine == "old" else commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
-    print("\n| engine | backend | allocator | texts | wall s | texts/s | predict texts/s | peak RSS GB | of it, actors "
-          "| CPU use | commit |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| engine | backend | allocator | texts | wall s | texts/s | predict texts/s | peak RSS GB | CPU use | commit |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['backend']} | {r['allocator']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
-              f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {actors(r)} | {r['cpu_use']} | {r['commit']} |")
-
-
-def actors(row: dict) -> str:
-    """The actors' peak (sum), how many actor processes the run started and the largest one's own peak."""
-    if row["engine"] != "ray":
-        return ""
-    return f"{row['actors_peak_rss_gb']} ({row['actors_seen']} started, largest {row['largest_actor_gb']})"
+              f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
+    ray_rows = [r for r in rows if r["engine"] == "ray"]
+    if ray_rows:
+        print("\nRay's process tree, peaks in GB (RSS sums count each shared page once per process; PSS once in all):\n")
+        print("| backend | texts | tree RSS | tree PSS | of it, shared memory | actors' RSS | actors' private "
+              "| actors started | largest actor's private |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in ray_rows:
+            print(f"| {r['backend']} | {r['texts']:,} | {r['peak_rss_gb']} | {r['pss_gb']} | {r['shmem_gb']} | "
+                  f"{r['actors_rss_gb']} | {r['actors_private_gb']} | {r['actors_seen']} | {r['largest_actor_private_gb']} |")
 
 
 if __name__ == "__main__":
