@@ -89,9 +89,12 @@ def tree_memory(pid: int) -> dict[str, float | dict[int, dict[str, int]]]:
     each); ``pss``: proportional set sizes summed, each shared page split among the processes that
     map it, so the memory the tree holds; ``shmem``: of it, shared memory (Ray's object store).
     ``actors``: each model actor's ``rss`` and ``private`` (its anonymous memory: heap, model,
-    tensors). The model actors are Ray's ``MapWorker`` processes (``/proc/PID/comm``); the rest of
-    a Ray run's tree is the driver and Ray's own processes (raylet, read tasks, stats actors)."""
+    tensors); ``by_name``: PSS summed by process name (``/proc/PID/comm``: ``ray::MapWorker(...``,
+    ``raylet``, ``gcs_server``, the driver ``python``, ...). The model actors are Ray's ``MapWorker``
+    processes; the rest of a Ray run's tree is the driver and Ray's own processes (raylet, read
+    tasks, stats actors)."""
     children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
     actor_ids: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -100,12 +103,14 @@ def tree_memory(pid: int) -> dict[str, float | dict[int, dict[str, int]]]:
             with open(f"/proc/{entry}/stat") as handle:
                 name, fields = handle.read().split("(", 1)[1].rsplit(")", 1)
             children.setdefault(int(fields.split()[1]), []).append(int(entry))
+            names[int(entry)] = name
             if name.startswith("ray::MapWorker"):
                 actor_ids.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
     totals = {"rss": 0, "pss": 0, "shmem": 0}
     actors: dict[int, dict[str, int]] = {}
+    by_name: dict[str, int] = {}
     stack = [pid]
     while stack:
         current = stack.pop()
@@ -113,10 +118,12 @@ def tree_memory(pid: int) -> dict[str, float | dict[int, dict[str, int]]]:
         totals["rss"] += memory.get("Rss", 0)
         totals["pss"] += memory.get("Pss", 0)
         totals["shmem"] += memory.get("Pss_Shmem", 0)
+        name = names.get(current, "?")
+        by_name[name] = by_name.get(name, 0) + memory.get("Pss", 0)
         if current in actor_ids and memory:
             actors[current] = {"rss": memory.get("Rss", 0), "private": memory.get("Anonymous", 0)}
         stack += children.get(current, [])
-    return {**totals, "actors": actors}
+    return {**totals, "actors": actors, "by_name": by_name}
 
 
 def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[str, float | str]:
@@ -126,6 +133,7 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
         peak = {"rss": 0, "pss": 0, "shmem": 0, "actors_rss": 0, "actors_private": 0}
         actor_peaks: dict[int, int] = {}  # each actor process's own peak of private memory
+        name_peaks: dict[str, int] = {}  # PSS by process name, each name's own peak
         if sample_tree:
             def sample() -> None:
                 while process.poll() is None:
@@ -137,6 +145,8 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
                     peak.update({key: max(peak[key], value) for key, value in now.items()})
                     for actor, memory in actors.items():
                         actor_peaks[actor] = max(actor_peaks.get(actor, 0), memory["private"])
+                    for name, pss in tree["by_name"].items():
+                        name_peaks[name] = max(name_peaks.get(name, 0), pss)
                     time.sleep(0.5)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -152,6 +162,8 @@ def measure(command: list[str], env: dict[str, str], sample_tree: bool) -> dict[
     tree = {f"{key}_gb": value / 1e9 for key, value in peak.items() if key != "rss"} if sample_tree else {}
     return {"wall_s": wall, "peak_rss_gb": rss / 1e9, **tree, "actors_seen": len(actor_peaks),
             "largest_actor_private_gb": max(actor_peaks.values(), default=0) / 1e9,
+            "pss_peak_gb_by_process": {name: round(value / 1e9, 3) for name, value in
+                                       sorted(name_peaks.items(), key=lambda item: -item[1])[:8]},
             "cpu_use": (usage.ru_utime + usage.ru_stime) / wall, "stderr": stderr}
 
 
@@ -212,6 +224,7 @@ def main() -> None:
                        "peak_rss_gb": round(float(result["peak_rss_gb"]), 3),
                        **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if engine == "ray" else {}),
                        "actors_seen": result["actors_seen"] if engine == "ray" else None,
+                       "pss_peak_gb_by_process": result["pss_peak_gb_by_process"] if engine == "ray" else None,
                        "cpu_use": round(float(result["cpu_use"]), 2),
                        "commit": args.old_ref if engine == "old" else commit}
                 rows.append(row)

@@ -11,6 +11,9 @@ Ways (each in a fresh local Ray cluster with two CPUs, actors under jemalloc as
   `predict_parquet_on_ray`, but an actor that only answers each row with a
   constant: Ray Data and Ray core, no model;
 - `data-model`: the same with clintune's `ModelActor` (the real thing);
+- `written-echo` / `written-model`: as `data-`, but the results written with
+  `write_parquet` into a temporary folder, as `--engine ray` does (Ray Data
+  runs the write inside the map actors), and read back;
 - `core-echo` / `core-model`: two plain Ray actors (no Ray Data) fed the same
   256-row Arrow batches by the driver, round robin, at most two in flight each.
 
@@ -97,6 +100,28 @@ def on_ray_data(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) ->
     return pa.concat_tables([pa.Table.from_pandas(frame, preserve_index=False) for frame in batches])
 
 
+def on_ray_data_written(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) -> pa.Table:
+    """As ``on_ray_data``, but written with ``write_parquet`` (as ``--engine ray`` does: the write runs in the actors)."""
+    import tempfile
+
+    import pyarrow.dataset as pa_dataset
+
+    from clintune.inference import RAY_BLOCK_BYTES
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.target_max_block_size = RAY_BLOCK_BYTES
+    context.op_resource_reservation_enabled = False
+    dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([kwargs["text_column"], kwargs["id_column"]])
+    options = {"runtime_env": {"env_vars": env}} if env else {}
+    mapped = dataset.map_batches(make, fn_constructor_kwargs=kwargs, batch_size=chunk, batch_format="pyarrow",
+                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=1, **options)
+    with tempfile.TemporaryDirectory() as folder:
+        mapped.write_parquet(folder)
+        files = sorted(Path(folder).glob("*.parquet"))
+        return pa.concat_tables([pa_dataset.dataset(str(f), format="parquet").to_table() for f in files])
+
+
 def on_ray_core(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) -> pa.Table:
     options = {"runtime_env": {"env_vars": env}} if env else {}
     remote = ray.remote(num_cpus=1)(make)
@@ -150,7 +175,7 @@ def main() -> None:
             kwargs.update(model_dir=str(args.model.absolute()), threads=1)
         ray.init(num_cpus=2, logging_level=logging.WARNING, include_dashboard=False)
         started = time.perf_counter()
-        run = on_ray_data if engine == "data" else on_ray_core
+        run = {"data": on_ray_data, "written": on_ray_data_written, "core": on_ray_core}[engine]
         table = run(ray, args.input, Echo if actor == "echo" else Model, kwargs, env, args.chunk)
         row = summary(way, table, time.perf_counter() - started)
         ray.shutdown()
