@@ -21,9 +21,13 @@ run in its own child process:
 - `old`: the code of `--old-ref` (default: the last commit before streaming,
   whose predict read the whole file), extracted with `git archive` and run the
   same way as `local`, for the "no more than 10% slower per text" comparison,
-  or to compare any earlier commit side by side. Skipped above `--old-max`
+  or to compare any earlier commit side by side; `ray-old` runs that
+  commit's code on Ray the same way as `ray`. Skipped above `--old-max`
   texts, where the whole-file path needs tens of GB.
 
+`--malloc-confs ';dirty_decay_ms:1000,muzzy_decay_ms:0'` runs each measurement
+with jemalloc as shipped and with that `MALLOC_CONF` (the local engine and Ray's
+actors take a `MALLOC_CONF` set in the environment), side by side.
 `--allocators default,system` runs each `local` measurement as shipped (under
 jemalloc where the machine has libjemalloc.so.2) and with CLINTUNE_MALLOC=system
 (glibc's malloc), side by side; the allocator column is the one the run reports.
@@ -184,10 +188,13 @@ def main() -> None:
     parser.add_argument("--int8-model", type=Path, default=ROOT.parent / "main" / "runs" / "bench-quality-3" / "mts-clintune-int8")
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated text counts")
     parser.add_argument("--backends", default="pytorch,int8")
-    parser.add_argument("--engines", default="local,ray,old", help="any of local, ray, old")
+    parser.add_argument("--engines", default="local,ray,old", help="any of local, ray, old, ray-old")
     parser.add_argument("--old-ref", default=OLD_REF, help="commit of the whole-file path compared against")
     parser.add_argument("--old-max", type=int, default=10_000, help="largest size run on the whole-file path")
     parser.add_argument("--workers", type=int, default=2, help="Ray actors")
+    parser.add_argument("--malloc-confs", default="",
+                        help="';'-separated jemalloc MALLOC_CONF values run side by side ('' = as shipped), e.g. "
+                             "';dirty_decay_ms:1000,muzzy_decay_ms:0'")
     parser.add_argument("--allocators", default="default",
                         help="any of default (as shipped: jemalloc where installed), system (CLINTUNE_MALLOC=system)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-predict-scale")
@@ -199,34 +206,39 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         csv, parquet = synthesize(args.data, size, args.out / "inputs")
         for backend in args.backends.split(","):
-            for engine, allocator in [(e, a) for e in args.engines.split(",") for a in args.allocators.split(",")]:
+            runs = [(e, a, c) for e in args.engines.split(",") for a in args.allocators.split(",") for c in args.malloc_confs.split(";")]
+            for engine, allocator, conf in runs:
                 if engine == "old" and size > args.old_max:
                     continue
-                source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
+                source = old_source(args.old_ref, args.out) if engine in ("old", "ray-old") else ROOT / "src"
                 env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
                 env.pop("CLINTUNE_MALLOC", None)
                 if allocator == "system":
                     env["CLINTUNE_MALLOC"] = "system"
-                output = args.out / "outputs" / f"{engine}-{backend}-{size}-{allocator}"
+                env.pop("MALLOC_CONF", None)
+                if conf:
+                    env["MALLOC_CONF"] = conf
+                output = args.out / "outputs" / f"{engine}-{backend}-{size}-{allocator}-{len(conf)}"
                 base = [sys.executable, "-m", "clintune", "predict", "--model", str(models[backend])]
-                if engine == "ray":
+                if engine in ("ray", "ray-old"):
                     command = base + ["--engine", "ray", "--input", str(parquet), "--output", str(output), "--id-column", "note_id",
                                       "--workers", str(args.workers), "--threads", "1"]
                 else:
                     command = base + ["--input", str(csv), "--output", str(output) + ".jsonl"]
-                result = measure(command, env, sample_tree=engine == "ray")
+                result = measure(command, env, sample_tree=engine in ("ray", "ray-old"))
                 loop = re.search(r"predicted in [\d.]+ s \(([\d.]+) texts/s\)", str(result["stderr"]))
                 used = re.search(r"memory allocator: (\w+)", str(result["stderr"]))
-                row = {"engine": engine, "backend": backend, "allocator": used[1] if used else "", "texts": size,
+                row = {"engine": engine, "backend": backend, "allocator": used[1] if used else "", "malloc_conf": conf or "as shipped",
+                       "texts": size,
                        "wall_s": round(float(result["wall_s"]), 1),
                        "texts_per_s": round(size / float(result["wall_s"]), 1),
                        "predict_texts_per_s": float(loop[1]) if loop else None,
                        "peak_rss_gb": round(float(result["peak_rss_gb"]), 3),
-                       **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if engine == "ray" else {}),
-                       "actors_seen": result["actors_seen"] if engine == "ray" else None,
-                       "pss_peak_gb_by_process": result["pss_peak_gb_by_process"] if engine == "ray" else None,
+                       **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if engine in ("ray", "ray-old") else {}),
+                       "actors_seen": result["actors_seen"] if engine in ("ray", "ray-old") else None,
+                       "pss_peak_gb_by_process": result["pss_peak_gb_by_process"] if engine in ("ray", "ray-old") else None,
                        "cpu_use": round(float(result["cpu_use"]), 2),
-                       "commit": args.old_ref if engine == "old" else commit}
+                       "commit": args.old_ref if engine in ("old", "ray-old") else commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
@@ -236,14 +248,15 @@ def main() -> None:
     for r in rows:
         print(f"| {r['engine']} | {r['backend']} | {r['allocator']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
               f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
-    ray_rows = [r for r in rows if r["engine"] == "ray"]
+    ray_rows = [r for r in rows if r["engine"] in ("ray", "ray-old")]
     if ray_rows:
         print("\nRay's process tree, peaks in GB (RSS sums count each shared page once per process; PSS once in all):\n")
-        print("| backend | texts | tree RSS | tree PSS | of it, shared memory | actors' RSS | actors' private "
-              "| actors started | largest actor's private |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| engine | backend | MALLOC_CONF | texts | wall s | tree RSS | tree PSS | of it, shared memory | actors' RSS "
+              "| actors' private | actors started | largest actor's private |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in ray_rows:
-            print(f"| {r['backend']} | {r['texts']:,} | {r['peak_rss_gb']} | {r['pss_gb']} | {r['shmem_gb']} | "
+            print(f"| {r['engine']} | {r['backend']} | {r['malloc_conf']} | {r['texts']:,} | {r['wall_s']} | {r['peak_rss_gb']} | "
+                  f"{r['pss_gb']} | {r['shmem_gb']} | "
                   f"{r['actors_rss_gb']} | {r['actors_private_gb']} | {r['actors_seen']} | {r['largest_actor_private_gb']} |")
 
 

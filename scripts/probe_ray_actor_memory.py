@@ -36,7 +36,27 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-MEMORY = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Pss", "Private_Clean", "Private_Dirty")
+MEMORY = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Pss", "Private_Clean", "Private_Dirty",
+          "je_allocated", "je_active", "je_resident", "je_retained", "py_objects")
+
+
+def jemalloc_stats() -> dict[str, float]:
+    """jemalloc's own counts, MB, where this process runs under it: ``allocated`` (live), ``active``,
+    ``resident`` (what it holds in memory) and ``retained``; all zero under another allocator."""
+    import ctypes
+
+    try:
+        mallctl = ctypes.CDLL(None).mallctl
+    except AttributeError:
+        return {f"je_{name}": 0.0 for name in ("allocated", "active", "resident", "retained")}
+    epoch = ctypes.c_uint64(1)
+    mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(8))
+    stats = {}
+    for name in ("allocated", "active", "resident", "retained"):
+        value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+        mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, ctypes.c_size_t(0))
+        stats[f"je_{name}"] = value.value / 2**20
+    return stats
 
 
 def own_memory() -> dict[str, float]:
@@ -47,7 +67,9 @@ def own_memory() -> dict[str, float]:
             name, _, value = line.partition(":")
             if name in MEMORY:
                 fields[name] = int(value.split()[0]) / 1024
-    return fields
+    import gc
+
+    return {**fields, **jemalloc_stats(), "py_objects": float(len(gc.get_objects()))}
 
 
 def with_memory(table: pa.Table) -> pa.Table:
@@ -156,6 +178,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="clintune model folder (for the -model ways)")
     parser.add_argument("--ways", default="data-echo,core-echo")
     parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--dashboard", action="store_true", help="start Ray's dashboard, as a plain ray.init() does")
     parser.add_argument("--malloc-conf", help="the actors' MALLOC_CONF instead of clintune's (jemalloc options)")
     parser.add_argument("--out", type=Path, help="append one JSON line per way here")
     args = parser.parse_args()
@@ -173,7 +196,7 @@ def main() -> None:
         kwargs = {"text_column": "dialogue", "id_column": "note_id"}
         if actor == "model":
             kwargs.update(model_dir=str(args.model.absolute()), threads=1)
-        ray.init(num_cpus=2, logging_level=logging.WARNING, include_dashboard=False)
+        ray.init(num_cpus=2, logging_level=logging.WARNING, include_dashboard=args.dashboard)
         started = time.perf_counter()
         run = {"data": on_ray_data, "written": on_ray_data_written, "core": on_ray_core}[engine]
         table = run(ray, args.input, Echo if actor == "echo" else Model, kwargs, env, args.chunk)

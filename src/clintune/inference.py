@@ -55,6 +55,7 @@ class ModelActor:
         self.steps = None if encoder.task_type == "ner" else self.predictor.config.data.preprocessing
 
     def __call__(self, batch: Any) -> Any:
+        from clintune.prediction import purge_jemalloc
         from clintune.sinks import record_schema, records_table, result_record
         from clintune.sources import text_problem
 
@@ -77,7 +78,9 @@ class ModelActor:
         records = [{self.id_column: ids[i], **result_record(r, self.probabilities)} for i, r in zip(good, results)]
         schema = record_schema([(self.id_column, batch.schema.field(self.id_column).type)], encoder.task_type,
                                list(encoder.classes), self.probabilities)
-        return records_table(records, schema)
+        table = records_table(records, schema)
+        purge_jemalloc()  # what this batch freed goes back: kept, it grew the actor batch after batch
+        return table
 
 
 def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text_column: str | None = None,
