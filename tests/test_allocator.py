@@ -137,3 +137,43 @@ def test_predict_runs_under_jemalloc_with_the_answers_of_the_system_allocator(tr
         assert f"memory allocator: {name}" in result.stderr  # read by the run from its own /proc/self/maps
     same_records(read_jsonl(outputs["jemalloc"]), read_jsonl(outputs["system"]))
     assert len(read_jsonl(outputs["system"])) > 10
+
+
+PURGE_PROBE = """
+import ctypes, sys
+from pathlib import Path
+from clintune.prediction import purge_jemalloc
+
+def anon_mb():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssAnon"))
+    return int(line.split()[1]) / 1024
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+blocks = [libc.malloc(1 << 20) for _ in range(200)]  # 200 MB in 1 MiB blocks, every page touched
+for block in blocks:
+    ctypes.memset(block, 1, 1 << 20)
+for block in blocks:
+    libc.free(ctypes.c_void_p(block))
+kept = anon_mb()
+purged = purge_jemalloc()
+print(kept, anon_mb(), purged)
+"""
+
+
+def test_the_purge_hands_back_what_jemalloc_kept_after_frees() -> None:
+    """A Ray model actor purges after each batch; here 200 MB freed stays resident under decay off until purged."""
+    library = jemalloc_library()
+    if library is None:
+        pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
+    import subprocess
+
+    env = {**os.environ, "LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}
+    kept, after, purged = subprocess.run([sys.executable, "-c", PURGE_PROBE], env=env, capture_output=True, text=True,
+                                         check=True).stdout.split()
+    assert purged == "True"
+    assert float(kept) - float(after) > 150, (kept, after)  # the kernel's count, not jemalloc's own
+    # without jemalloc there is nothing to purge, and it says so
+    plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    assert subprocess.run([sys.executable, "-c", "from clintune.prediction import purge_jemalloc; print(purge_jemalloc())"],
+                          env=plain, capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -266,3 +266,22 @@ def test_a_ray_actor_started_with_the_jemalloc_environment_runs_under_jemalloc(l
     probe = ray.remote(num_cpus=1)(allocator)
     with_env = probe.options(runtime_env={"env_vars": jemalloc_environment()}).remote()
     assert ray.get([with_env, probe.remote()]) == ["jemalloc", "system"]
+
+
+def test_a_ray_model_actor_purges_after_each_batch_and_answers_as_before(trained_models: dict[str, Path],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept pages grew a Ray actor batch after batch; each batch ends with a purge, and changes no answer."""
+    pa = require_module("pyarrow", "pyarrow is not installed")
+    from clintune import prediction
+    from clintune.api import predict
+    from clintune.inference import ModelActor
+
+    purges: list[int] = []
+    monkeypatch.setattr(prediction, "purge_jemalloc", lambda: purges.append(1) or True)
+    frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False).head(12)
+    batch = pa.table({"dialogue": frame["dialogue"].tolist(), "ID": frame["ID"].tolist()})
+    actor = ModelActor(str(trained_models["section_header"]), "dialogue", "ID")
+    first, second = actor(batch.slice(0, 5)), actor(batch.slice(5))
+    assert len(purges) == 2
+    labels = first.column("label").to_pylist() + second.column("label").to_pylist()
+    assert labels == [r.label for r in predict(trained_models["section_header"], frame["dialogue"].tolist())]
