@@ -13,7 +13,7 @@ Ways (each in a fresh local Ray cluster with two CPUs, actors under jemalloc as
 - `data-model`: the same with clintune's `ModelActor` (the real thing);
 - `written-echo` / `written-model`: as `data-`, but the results written with
   `write_parquet` into a temporary folder, as `--engine ray` does (Ray Data
-  runs the write inside the map actors), and read back;
+  runs the write as tasks of its own), and read back;
 - `core-echo` / `core-model`: two plain Ray actors (no Ray Data) fed the same
   256-row Arrow batches by the driver, round robin, at most two in flight each.
 
@@ -107,7 +107,8 @@ class Model:
         return with_memory(self.actor(batch))
 
 
-def on_ray_data(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) -> pa.Table:
+def mapped_dataset(ray, source: Path, make, kwargs: dict, env: dict, chunk: int):
+    """The input read and mapped with ``make`` as ``predict_parquet_on_ray`` does (its context settings, two actors)."""
     from clintune.inference import RAY_BLOCK_BYTES
 
     context = ray.data.DataContext.get_current()
@@ -116,30 +117,23 @@ def on_ray_data(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) ->
     context.op_resource_reservation_enabled = False
     dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([kwargs["text_column"], kwargs["id_column"]])
     options = {"runtime_env": {"env_vars": env}} if env else {}
-    mapped = dataset.map_batches(make, fn_constructor_kwargs=kwargs, batch_size=chunk, batch_format="pyarrow",
-                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=1, **options)
-    batches = mapped.iter_batches(batch_format="pandas", batch_size=None)
+    return dataset.map_batches(make, fn_constructor_kwargs=kwargs, batch_size=chunk, batch_format="pyarrow",
+                               compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=1, **options)
+
+
+def on_ray_data(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) -> pa.Table:
+    batches = mapped_dataset(ray, source, make, kwargs, env, chunk).iter_batches(batch_format="pandas", batch_size=None)
     return pa.concat_tables([pa.Table.from_pandas(frame, preserve_index=False) for frame in batches])
 
 
 def on_ray_data_written(ray, source: Path, make, kwargs: dict, env: dict, chunk: int) -> pa.Table:
-    """As ``on_ray_data``, but written with ``write_parquet`` (as ``--engine ray`` does: the write runs in the actors)."""
+    """As ``on_ray_data``, but written with ``write_parquet`` into a temporary folder (as ``--engine ray`` does) and read back."""
     import tempfile
 
     import pyarrow.dataset as pa_dataset
 
-    from clintune.inference import RAY_BLOCK_BYTES
-
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.target_max_block_size = RAY_BLOCK_BYTES
-    context.op_resource_reservation_enabled = False
-    dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([kwargs["text_column"], kwargs["id_column"]])
-    options = {"runtime_env": {"env_vars": env}} if env else {}
-    mapped = dataset.map_batches(make, fn_constructor_kwargs=kwargs, batch_size=chunk, batch_format="pyarrow",
-                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=1, **options)
     with tempfile.TemporaryDirectory() as folder:
-        mapped.write_parquet(folder)
+        mapped_dataset(ray, source, make, kwargs, env, chunk).write_parquet(folder)
         files = sorted(Path(folder).glob("*.parquet"))
         return pa.concat_tables([pa_dataset.dataset(str(f), format="parquet").to_table() for f in files])
 
