@@ -85,6 +85,19 @@ def rollup(pid: int) -> dict[str, int]:
     return {name: int(value.split()[0]) * 1024 for name, _, value in (line.partition(":") for line in lines) if value.strip()}
 
 
+def split_parquet(parquet: Path, rows: int) -> Path:
+    """``parquet`` as a dataset folder of files of at most ``rows`` rows (for ``--rows-per-file``)."""
+    import pyarrow.parquet as pq
+
+    folder = parquet.with_name(f"{parquet.stem}-files-{rows}")
+    if not folder.is_dir():
+        table = pq.read_table(parquet)
+        folder.mkdir()
+        for number, start in enumerate(range(0, table.num_rows, rows)):
+            pq.write_table(table.slice(start, rows), folder / f"part-{number:05d}.parquet")
+    return folder
+
+
 def tree_memory(pid: int) -> dict[str, float | dict[int, dict[str, int]]]:
     """Memory of ``pid`` and every descendant, read from /proc, in bytes.
 
@@ -192,6 +205,8 @@ def main() -> None:
     parser.add_argument("--old-ref", default=OLD_REF, help="commit of the whole-file path compared against")
     parser.add_argument("--old-max", type=int, default=10_000, help="largest size run on the whole-file path")
     parser.add_argument("--workers", type=int, default=2, help="Ray actors")
+    parser.add_argument("--rows-per-file", type=int, default=0,
+                        help="Ray's input as a folder of Parquet files of this many rows (default: one file)")
     parser.add_argument("--malloc-confs", default="",
                         help="';'-separated jemalloc MALLOC_CONF values run side by side ('' = as shipped), e.g. "
                              "';dirty_decay_ms:1000,muzzy_decay_ms:0'")
@@ -205,6 +220,8 @@ def main() -> None:
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         csv, parquet = synthesize(args.data, size, args.out / "inputs")
+        if args.rows_per_file:
+            parquet = split_parquet(parquet, args.rows_per_file)
         for backend in args.backends.split(","):
             runs = [(e, a, c) for e in args.engines.split(",") for a in args.allocators.split(",") for c in args.malloc_confs.split(";")]
             for engine, allocator, conf in runs:
