@@ -227,7 +227,8 @@ def main() -> None:
             for engine, allocator, conf in runs:
                 if engine == "old" and size > args.old_max:
                     continue
-                source = old_source(args.old_ref, args.out) if engine in ("old", "ray-old") else ROOT / "src"
+                on_ray, earlier = engine in ("ray", "ray-old"), engine in ("old", "ray-old")
+                source = old_source(args.old_ref, args.out) if earlier else ROOT / "src"
                 env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
                 env.pop("CLINTUNE_MALLOC", None)
                 if allocator == "system":
@@ -237,12 +238,12 @@ def main() -> None:
                     env["MALLOC_CONF"] = conf
                 output = args.out / "outputs" / f"{engine}-{backend}-{size}-{allocator}-{len(conf)}"
                 base = [sys.executable, "-m", "clintune", "predict", "--model", str(models[backend])]
-                if engine in ("ray", "ray-old"):
+                if on_ray:
                     command = base + ["--engine", "ray", "--input", str(parquet), "--output", str(output), "--id-column", "note_id",
                                       "--workers", str(args.workers), "--threads", "1"]
                 else:
                     command = base + ["--input", str(csv), "--output", str(output) + ".jsonl"]
-                result = measure(command, env, sample_tree=engine in ("ray", "ray-old"))
+                result = measure(command, env, sample_tree=on_ray)
                 loop = re.search(r"predicted in [\d.]+ s \(([\d.]+) texts/s\)", str(result["stderr"]))
                 used = re.search(r"memory allocator: (\w+)", str(result["stderr"]))
                 row = {"engine": engine, "backend": backend, "allocator": used[1] if used else "", "malloc_conf": conf or "as shipped",
@@ -251,11 +252,11 @@ def main() -> None:
                        "texts_per_s": round(size / float(result["wall_s"]), 1),
                        "predict_texts_per_s": float(loop[1]) if loop else None,
                        "peak_rss_gb": round(float(result["peak_rss_gb"]), 3),
-                       **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if engine in ("ray", "ray-old") else {}),
-                       "actors_seen": result["actors_seen"] if engine in ("ray", "ray-old") else None,
-                       "pss_peak_gb_by_process": result["pss_peak_gb_by_process"] if engine in ("ray", "ray-old") else None,
+                       **({key: round(float(result[key]), 3) for key in RAY_MEMORY} if on_ray else {}),
+                       "actors_seen": result["actors_seen"] if on_ray else None,
+                       "pss_peak_gb_by_process": result["pss_peak_gb_by_process"] if on_ray else None,
                        "cpu_use": round(float(result["cpu_use"]), 2),
-                       "commit": args.old_ref if engine in ("old", "ray-old") else commit}
+                       "commit": args.old_ref if earlier else commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with open(args.out / "results.jsonl", "a", encoding="utf-8") as handle:
@@ -265,7 +266,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['engine']} | {r['backend']} | {r['allocator']} | {r['texts']:,} | {r['wall_s']} | {r['texts_per_s']} | "
               f"{r['predict_texts_per_s'] or ''} | {r['peak_rss_gb']} | {r['cpu_use']} | {r['commit']} |")
-    ray_rows = [r for r in rows if r["engine"] in ("ray", "ray-old")]
+    ray_rows = [r for r in rows if "pss_gb" in r]
     if ray_rows:
         print("\nRay's process tree, peaks in GB (RSS sums count each shared page once per process; PSS once in all):\n")
         print("| engine | backend | MALLOC_CONF | texts | wall s | tree RSS | tree PSS | of it, shared memory | actors' RSS "

@@ -272,8 +272,8 @@ def cpu_quota(cgroups: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys
             folders, v1 = [root / name for name in (controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu")], True
         else:
             continue
+        relative = Path(path.strip().lstrip("/"))
         for base in dict.fromkeys(folders):
-            relative = Path(path.strip().lstrip("/"))
             for level in [relative, *relative.parents]:
                 quota = _read_quota(base / level, v1)
                 if quota is not None:
