@@ -84,19 +84,28 @@ def invoke_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every tiny config trained once through the real CLI; task name -> model folder.
+    """Every tiny config trained once through the real CLI; task name -> model folder. Tests read them only.
 
-    What each run printed is kept beside its folder as ``TASK.stdout`` and ``TASK.stderr``.
+    What each run printed is kept beside its folder as ``TASK.stdout`` and ``TASK.stderr``. Under
+    pytest-xdist the workers share one set: the first to ask trains it under a file lock in the run's
+    common temporary folder, the others wait and read it (each worker trained its own before).
     """
-    root = tmp_path_factory.mktemp("models")
-    folders = {}
-    for task in TASKS:
-        folder = root / task
-        result = run_cli("train", f"configs/tiny/{task}.yaml", "--set", f"output.dir={folder}")
-        assert result.returncode == 0, f"training {task} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        (root / f"{task}.stdout").write_text(result.stdout, encoding="utf-8")
-        (root / f"{task}.stderr").write_text(result.stderr, encoding="utf-8")
-        folders[task] = folder
+    from filelock import FileLock
+
+    own = tmp_path_factory.getbasetemp()
+    common = own.parent if os.environ.get("PYTEST_XDIST_WORKER") else own
+    root = common / "trained-models"
+    folders = {task: root / task for task in TASKS}
+    with FileLock(str(common / "trained-models.lock")):
+        if not (root / "complete").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            for task, folder in folders.items():
+                result = run_cli("train", f"configs/tiny/{task}.yaml", "--set", f"output.dir={folder}")
+                assert result.returncode == 0, f"training {task} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+                (root / f"{task}.stdout").write_text(result.stdout, encoding="utf-8")
+                (root / f"{task}.stderr").write_text(result.stderr, encoding="utf-8")
+            (root / "complete").touch()
     return folders
 
 
