@@ -55,7 +55,7 @@ class ModelActor:
         self.steps = None if encoder.task_type == "ner" else self.predictor.config.data.preprocessing
 
     def __call__(self, batch: Any) -> Any:
-        from clintune.prediction import purge_jemalloc
+        from clintune.prediction import purge_jemalloc, release_freed_memory
         from clintune.sinks import record_schema, records_table, result_record
         from clintune.sources import text_problem
 
@@ -79,7 +79,10 @@ class ModelActor:
         schema = record_schema([(self.id_column, batch.schema.field(self.id_column).type)], encoder.task_type,
                                list(encoder.classes), self.probabilities)
         table = records_table(records, schema)
-        purge_jemalloc()  # what this batch freed goes back: kept, it grew the actor batch after batch
+        # What this batch freed goes back: kept, it grew the actor batch after batch. Under jemalloc a
+        # purge; on a node without it (glibc), a trim of the heap, as the local engine does per chunk.
+        if not purge_jemalloc():
+            release_freed_memory()
         return table
 
 
