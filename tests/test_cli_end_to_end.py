@@ -206,3 +206,58 @@ def test_entity_after_the_first_window_is_found(trained_models: dict[str, Path])
     entities = predictor.extract_entities([text])[0]
     found = [e for e in entities if e.text == "cystic fibrosis"]
     assert found and found[0].start == len(filler) + len("Patients with ")
+
+
+def test_an_empty_text_gets_no_label(trained_models: dict[str, Path]) -> None:
+    """An empty, blank or tag-only note (empty once the speaker tags are removed) is refused, never labelled."""
+    from clintune.api import predict
+    from clintune.errors import DataError
+
+    folder = trained_models["section_header"]
+    note = "Doctor: Any allergies?\nPatient: Penicillin gives me a rash."
+    texts = [note, "", "   ", "Doctor:", note]
+    with pytest.raises(DataError, match=r"3 of 5 text\(s\).*text 2 \(empty\), text 3 \(empty\), text 4 \(empty\)"):
+        predict(folder, texts)
+    kept = predict(folder, texts, on_empty="drop")
+    assert kept[1:4] == [None, None, None]
+    alone = predict(folder, [note])[0]  # the kept texts' answers are their own, not a neighbour's (batching moves ~1e-8)
+    assert [r.probabilities for r in (kept[0], kept[4])] == [pytest.approx(alone.probabilities)] * 2
+
+    refused = invoke_cli("predict", "--model", str(folder), "--text", note, "--text", "Doctor:")
+    assert refused.returncode == 2 and "text 2 (empty)" in refused.stderr and "Penicillin" not in refused.stderr
+    dropped = invoke_cli("predict", "--model", str(folder), "--text", "", "--text", note, "--on-empty", "drop", "--json")
+    assert dropped.returncode == 0 and "skipped (--on-empty drop): text 1" in dropped.stderr
+    assert [record["text"] for record in json.loads(dropped.stdout)] == [2]
+
+
+def test_an_empty_entity_text_gets_no_entities(trained_models: dict[str, Path]) -> None:
+    from clintune.api import predict
+    from clintune.errors import DataError
+
+    with pytest.raises(DataError, match=r"text 1 \(empty\)"):
+        predict(trained_models["ner"], [" \n", "Patients with cystic fibrosis."])
+    assert predict(trained_models["ner"], ["", "Patients with cystic fibrosis."], on_empty="drop")[0] is None
+
+
+@pytest.mark.parametrize("name", ["notes_copy.csv", "results.jsonl", "notes.parquet"])
+def test_predict_never_replaces_a_file_it_did_not_write(trained_models: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """A file of the user's that shares the --output name is refused; clintune's own earlier output is replaced."""
+    import pandas as pd
+
+    folder, source = str(trained_models["section_header"]), str(REPO / TEST_FILES["section_header"])
+    mine = tmp_path / name
+    if name.endswith(".parquet"):
+        pd.DataFrame({"note_id": [1], "text": ["chest pain"]}).to_parquet(mine)
+    else:
+        write(mine, "id,text\n1,chest pain\n" if name.endswith(".csv") else '{"id": 1, "text": "chest pain"}\n')
+    before = mine.read_bytes()
+    refused = invoke_cli("predict", "--model", folder, "--input", source, "--output", str(mine))
+    assert refused.returncode == 2 and "is never replaced" in refused.stderr and "chest pain" not in refused.stderr
+    assert mine.read_bytes() == before
+
+    ours = tmp_path / ("ours.parquet" if name.endswith(".parquet") else "ours.jsonl")
+    for _ in range(2):  # the second run replaces the first one's predictions
+        assert invoke_cli("predict", "--model", folder, "--input", source, "--output", str(ours)).returncode == 0
+    rows = len(pd.read_csv(source))
+    written = pd.read_parquet(ours) if ours.suffix == ".parquet" else pd.read_json(ours, lines=True)
+    assert len(written) == rows and {"label", "score"} <= set(written.columns)

@@ -315,6 +315,7 @@ def test_a_busy_server_answers_503_with_retry_after(trained_models: dict[str, Pa
     (b'{"texts": []}', 422, "texts"),
     (b'{"texts": ["a note", 7]}', 422, "texts[1]"),
     (b'{"texts": ["a note", " \\n "]}', 422, "texts[1]"),
+    (b'{"texts": ["a note", "Doctor:\\nPatient: "]}', 422, "texts[1]"),  # empty once speaker tags are removed
     (b'{"texts": ["a note"], "probabilities": "yes"}', 422, "probabilities"),
     (json.dumps({"texts": ["a note"] * 9}).encode(), 413, "texts"),
     (json.dumps({"texts": ["a" * 7000]}).encode(), 413, "body"),

@@ -349,13 +349,18 @@ def predict(
         typer.echo(f"{written} prediction(s) written to {output}")
         return
     if input_path is None:
-        records = [result_record(r, probabilities) for r in predict_texts(model, list(text or []), batch_size=batch_size,
-                                                                           threads=threads)]
-        if as_json:
+        results = predict_texts(model, list(text or []), batch_size=batch_size, threads=threads, on_empty=on_empty)
+        skipped = [number for number, r in enumerate(results, start=1) if r is None]
+        if skipped:
+            typer.echo(f"skipped (--on-empty drop): text {', '.join(map(str, skipped))}: nothing to predict", err=True)
+        if as_json:  # with texts skipped, each object says which --text it answers
+            records = [({"text": number} if skipped else {}) | result_record(r, probabilities)
+                       for number, r in enumerate(results, start=1) if r is not None]
             typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
         else:
-            for number, record in enumerate(records, start=1):
-                typer.echo(_human_line(f"text {number}", record))
+            for number, r in enumerate(results, start=1):
+                if r is not None:
+                    typer.echo(_human_line(f"text {number}", result_record(r, probabilities)))
         return
     _predict_file(model, input_path, output, text_column, id_column, probabilities, as_json, resume, chunk_size, on_empty,
                   batch_size, threads)

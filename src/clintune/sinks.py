@@ -51,6 +51,44 @@ def output_format(path: Path) -> str:
     return "parquet" if path.suffix.lower() == ".parquet" else "jsonl"
 
 
+def check_prediction_output(path: Path) -> None:
+    """Refuse an existing ``--output`` file unless it is a prediction file clintune wrote (or empty).
+
+    A rerun replaces its own earlier results; a file of the user's (notes, a spreadsheet, another
+    tool's output) that shares the name is never replaced. A clintune prediction file is JSON lines
+    whose first record has ``label`` and ``score`` or ``entities``, or Parquet with those columns.
+    Folders are left to the writers that make them (``--engine ray``, ``--format brat``).
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    if _holds_predictions(path):
+        return
+    raise ClintuneError(
+        f"--output: {path} exists and is not a prediction file written by clintune (no label/score or entities "
+        f"{'columns' if output_format(path) == 'parquet' else 'in its first line'}), so it is never replaced\n"
+        "  fix: choose another --output path, or move that file away yourself"
+    )
+
+
+def _holds_predictions(path: Path) -> bool:
+    def predictions(names: Any) -> bool:
+        return {"label", "score"} <= set(names) or "entities" in names
+
+    if output_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return predictions(pq.read_schema(path).names)
+        except (OSError, ValueError):  # not Parquet at all (pyarrow.ArrowInvalid is a ValueError)
+            return False
+    try:
+        with path.open("rb") as handle:
+            first = json.loads(handle.readline(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and predictions(first)
+
+
 def record_schema(key_fields: list[tuple[str, Any]], task_type: str, classes: list[str], probabilities: bool) -> Any:
     """The Parquet schema of prediction records: the key columns (row number, id), then the result's."""
     import pyarrow as pa

@@ -26,7 +26,7 @@ from clintune.allocator import allocator_in_use
 from clintune.config import PreprocessingSection
 from clintune.data import MAX_LISTED, TextExamples
 from clintune.errors import ClintuneError, DataError
-from clintune.sinks import result_record
+from clintune.sinks import check_prediction_output, result_record
 from clintune.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, open_source, text_problem
 
 logger = logging.getLogger(__name__)
@@ -35,21 +35,44 @@ __all__ = ["PredictionRun", "check_prediction_paths", "predict", "predict_file",
 
 
 def check_prediction_paths(model_dir: str | Path, input_path: str | Path | None, output_path: str | Path | None) -> None:
-    """Refuse a prediction output that is, or would overwrite, the model folder or the input file (or folder)."""
+    """Refuse a prediction output that is, or would overwrite, the model folder or the input file (or folder),
+    or an existing file that is not clintune's own prediction file."""
     folder_input = input_path is not None and Path(input_path).is_dir()
     guards.check_outputs("predict", [guards.Input("--model", Path(model_dir), whole=True),
                                      guards.Input("--input", Path(input_path), whole=folder_input) if input_path is not None else None],
                          [guards.Output("--output", Path(output_path)) if output_path is not None else None])
+    if output_path is not None:
+        check_prediction_output(Path(output_path))
 
 
 def predict(
-    model_dir: str | Path, texts: list[str], batch_size: int | None = None, show_progress: bool = False, threads: int | None = None
+    model_dir: str | Path, texts: list[str], batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
+    on_empty: str | None = None,
 ) -> list[Any]:
-    """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER."""
+    """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER.
+
+    A text that is empty, blank, not a string, or emptied by the model's preprocessing (``Doctor:``
+    alone, once speaker tags are removed) has nothing to label: by ``on_empty`` (default: the model's
+    ``data.on_empty``) a ``DataError`` naming its position (``"error"``), or None in its place
+    (``"drop"``), so results stay aligned with ``texts``. Never a label for an empty note.
+    """
     from clintune.prediction import Predictor
 
     predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
-    return _results(predictor, texts)
+    steps = None if predictor.encoder.task_type == "ner" else predictor.config.data.preprocessing
+    rule = on_empty or predictor.config.data.on_empty
+    if rule not in ("error", "drop"):
+        raise ClintuneError(f"on_empty {rule!r}: must be 'error' or 'drop'")
+    problems = {number: why for number, text in enumerate(texts, start=1) if (why := text_problem(text, steps))}
+    if problems and rule == "error":
+        shown = ", ".join(f"text {number} ({why})" for number, why in list(problems.items())[:MAX_LISTED])
+        more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise DataError(f"{len(problems)} of {len(texts)} text(s) have nothing to predict: {shown}{more}\n"
+                        "  fix: give every text some words (an empty note has no label), or skip them: "
+                        "on_empty='drop' (--on-empty drop)")
+    kept = [text for number, text in enumerate(texts, start=1) if number not in problems]
+    results = iter(_results(predictor, kept) if kept else [])
+    return [None if number in problems else next(results) for number in range(1, len(texts) + 1)]
 
 
 def _results(predictor: Any, texts: list[str]) -> list[Any]:

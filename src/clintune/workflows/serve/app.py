@@ -84,6 +84,7 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     batcher = MicroBatcher(model.run, settings.max_batch_texts, settings.max_wait_ms / 1000, load=model.load,
                            max_pending=settings.max_queued_texts)
     description = model_description(folder)
+    steps = None if folder.encoder.task_type == "ner" else folder.config.data.preprocessing
     description["limits"] = {"max_texts": settings.max_texts, "max_bytes": settings.max_bytes,
                              "max_batch_texts": settings.max_batch_texts, "max_wait_ms": settings.max_wait_ms,
                              "max_queued_texts": settings.max_queued_texts}
@@ -135,7 +136,7 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
                          **_error_responses(401, 413, 422, 503)})
     async def predict(request: Request) -> Response:
         body = await _read_body(request, settings.max_bytes)
-        texts, probabilities = parse_predict_request(body, settings.max_texts)
+        texts, probabilities = parse_predict_request(body, settings.max_texts, steps)
         if not batcher.ready.is_set():
             return _not_ready(batcher)
         in_flight[0] += 1

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clintune.artifacts import METRICS_FILE, ModelFolder, read_export_info
+from clintune.config import PreprocessingSection
+from clintune.sources import text_problem
 
 PREDICT_FIELDS = ("texts", "probabilities")
 MAX_REPORTED_ERRORS = 10
@@ -42,10 +44,12 @@ def too_large(size: int, limit: int) -> RequestProblem:
                                 "send the texts over several requests, or start the server with a larger --max-bytes")
 
 
-def parse_predict_request(body: bytes, max_texts: int) -> tuple[list[str], bool]:
+def parse_predict_request(body: bytes, max_texts: int, steps: PreprocessingSection | None = None) -> tuple[list[str], bool]:
     """``(texts, probabilities)`` from a ``POST /v1/predict`` body, or a ``RequestProblem`` naming every bad field.
 
-    The request text never appears in a message (they may end up in logs); positions and types do.
+    ``steps``: the classification model's preprocessing; a text it empties (``Doctor:`` alone) is an
+    empty text, as in ``predict``. The request text never appears in a message (they may end up in
+    logs); positions and types do.
     """
     try:
         data = json.loads(body.decode("utf-8"))
@@ -76,8 +80,9 @@ def parse_predict_request(body: bytes, max_texts: int) -> tuple[list[str], bool]
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 errors.append({"field": f"texts[{index}]", "message": f"must be a string, not {_json_type(text)}"})
-            elif not text.strip():
-                errors.append({"field": f"texts[{index}]", "message": "empty text" + (" (only whitespace)" if text else "")})
+            elif text_problem(text, steps):
+                detail = "" if not text else " (only whitespace)" if not text.strip() else " (nothing left once preprocessed)"
+                errors.append({"field": f"texts[{index}]", "message": "empty text" + detail})
     if errors:
         raise RequestProblem(422, errors)
     return texts, probabilities
