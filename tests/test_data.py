@@ -182,3 +182,13 @@ def test_sample_ner_evaluation_entities_never_occur_in_training() -> None:
     for split in ("validation", "test"):
         held_out = entity_strings(split)
         assert len(held_out) >= 5 and not held_out & train, split
+
+
+def test_a_file_without_a_header_row_is_named_without_showing_its_first_row(tmp_path: Path) -> None:
+    """The README promises messages never show a row's text: a headerless file's first row is patient text."""
+    path = write(tmp_path / "t.csv", '"Mr John Smith, DOB 1950-01-02, MRN 12345, complains of chest pain",valid\n"fever",invalid\n')
+    with pytest.raises(DataError) as caught:
+        read_split(make_config(path), str(path))
+    message = str(caught.value)
+    assert "missing column 'text'" in message and "does not look like column names" in message and "header row" in message
+    assert "Smith" not in message and "12345" not in message and "'valid'" not in message

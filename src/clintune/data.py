@@ -313,16 +313,29 @@ def _cell(value: Any) -> str:
 
 
 def _missing_columns_message(path: Path, missing: list[str], columns: list[str], hints: FixHints) -> str:
+    """Which columns are missing, and the file's; never a header that is really a row of patient text."""
     import difflib
 
+    names = [column for column in columns if not _looks_like_text(column)]
     named = []
     for name in missing:
-        close = difflib.get_close_matches(name, columns, n=1)
+        close = difflib.get_close_matches(name, names, n=1)
         named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if len(names) < len(columns):  # a file without a header row: its first row was read as the column names
+        return (
+            f"{path}: missing column {', '.join(named)}; the file's first row does not look like column names "
+            f"({len(columns)} field(s), not shown: it may be a row of data)\n"
+            f"  fix: give the file a header row naming its columns; {hints.columns}"
+        )
     return (
         f"{path}: missing column {', '.join(named)}; the file has columns {columns}\n"
         f"  fix: {hints.columns}"
     )
+
+
+def _looks_like_text(column: str) -> bool:
+    """A header cell that reads like a note (over 40 characters, or more than four words), not a column name."""
+    return len(column) > 40 or len(column.split()) > 4
 
 
 def read_conll(path: Path) -> TaggedSentences:
