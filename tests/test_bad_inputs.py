@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import invoke_cli, run_cli, write
+from conftest import REPO, invoke_cli, run_cli, write
 
 GOOD_CSV = "text,label\nchest pain and fever,valid\nheadache with aura,invalid\nrash,valid\ncough,invalid\n"
 GOOD_CONLL = "Cystic\tB-Disease\nfibrosis\tI-Disease\n\nNo\tO\ncases\tO\n"
@@ -159,3 +159,14 @@ def test_help_and_validate_do_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert "config and data are valid" in done.stdout
     assert "HEAVY []" in done.stdout, done.stdout
+
+
+def test_a_file_of_the_wrong_kind_is_named_as_such(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """CoNLL data for a classification model was read as Parquet ('magic bytes not found'); a spreadsheet as csv."""
+    model = str(trained_models["section_header"])
+    conll = invoke_cli("eval", "--model", model, "--data", str(REPO / "data" / "ner" / "test.conll"))
+    assert conll.returncode == 2 and "conll is NER data" in conll.stderr and "Parquet" not in conll.stderr
+    sheet = tmp_path / "notes.xlsx"
+    sheet.write_bytes(b"PK\x03\x04" + bytes(200))  # a zip container, as an .xlsx is
+    refused = invoke_cli("eval", "--model", model, "--data", str(sheet))
+    assert refused.returncode == 2 and "spreadsheet" in refused.stderr and "save the sheet as CSV" in refused.stderr

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clintune.config import Config, PreprocessingSection
+from clintune.config import CLASSIFICATION_FORMATS, Config, PreprocessingSection
 from clintune.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ def read_split(config: Config, path: str, require_labels: bool = True, hints: Fi
     fmt = config.data_format(path)
     file_path = Path(path)
     check_file(file_path, hints, folder=fmt == "brat")
+    _check_readable_format(file_path, fmt, config)
     if config.task.type == "ner":
         if fmt == "brat" or fmt == "spans" or (fmt == "jsonl" and _holds_span_records(file_path)):
             data = read_documents(file_path, fmt, config)
@@ -173,6 +174,20 @@ def read_split(config: Config, path: str, require_labels: bool = True, hints: Fi
     if config.labels.map and data.labels is not None:
         data.labels = [config.labels.map.get(label, label) for label in data.labels]
     return check_texts(data, config, hints)
+
+
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
+def _check_readable_format(path: Path, fmt: str, config: Config) -> None:
+    """A data error for a file this task cannot read: a spreadsheet, or the other task's format."""
+    if path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        raise DataError(f"{path}: a spreadsheet ({path.suffix}); clintune reads csv, tsv, jsonl or parquet\n"
+                        "  fix: save the sheet as CSV (UTF-8) and point the path at that file")
+    if config.task.type != "ner" and fmt not in CLASSIFICATION_FORMATS:
+        raise DataError(f"{path}: {fmt} is NER data (tokens and tags), and this is a {config.task.type} "
+                        f"classification model or config, which reads {', '.join(CLASSIFICATION_FORMATS)}\n"
+                        "  fix: give a table of texts and labels, or a NER model for this file")
 
 
 def read_documents(path: Path, fmt: str, config: Config) -> TaggedSentences:
