@@ -167,11 +167,14 @@ def test_the_cli_exits_2_naming_both_paths(sandbox: Path, verb: str) -> None:
 # -- replacing folders -----------------------------------------------------
 
 
-def test_train_overwrite_never_deletes_a_folder_clintune_did_not_write(sandbox: Path) -> None:
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_train_overwrite_never_deletes_a_folder_clintune_did_not_write(sandbox: Path, overwrite: bool) -> None:
+    """Without --overwrite too the refusal says why at once (it said "pass --overwrite", which led only to this)."""
     target = sandbox / "mine"
     write(target / "important.txt", "x\n")
-    with pytest.raises(ClintuneError, match=r"not a model folder written by clintune \(it holds important.txt\)"):
-        api.train(config(sandbox, str(target)), overwrite=True)
+    with pytest.raises(ClintuneError, match=r"not a model folder written by clintune \(it holds important.txt\)") as caught:
+        api.train(config(sandbox, str(target)), overwrite=overwrite)
+    assert "pass --overwrite" not in str(caught.value)
     assert (target / "important.txt").read_text() == "x\n"
 
 

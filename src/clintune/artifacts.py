@@ -85,13 +85,14 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
             f"--resume: there is no checkpoint to resume in {work_dir_for(output_dir) / 'checkpoints'}\n"
             "  fix: run without --resume to start training (add --overwrite to replace an existing model folder)"
         )
+    # A folder clintune did not write is refused as such first: "pass --overwrite" would only lead to that refusal.
+    check_replaceable(output_dir, "output.dir", _model_folder_files(output_dir), (CONFIG_FILE, LABELS_FILE, "config.json"),
+                      "model folder")
     if (output_dir.exists() or output_dir.is_symlink()) and not overwrite:
         raise ClintuneError(
             f"output.dir: {output_dir} already exists\n"
             "  fix: pass --overwrite to replace it, or choose another folder with --set output.dir=DIR"
         )
-    check_replaceable(output_dir, "output.dir", _model_folder_files(output_dir), (CONFIG_FILE, LABELS_FILE, "config.json"),
-                      "model folder")
     work = work_dir_for(output_dir)
     check_replaceable(work, "output.dir", _is_work_dir_entry, (), "run's work folder")
     if work.exists() and not resume and not overwrite and has_checkpoints(output_dir):
