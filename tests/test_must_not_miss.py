@@ -234,3 +234,14 @@ def test_the_model_card_lists_a_group_beside_its_classes() -> None:
     # by hand: rows 0, 2, 3 are flagged (sums 0.55, 0.55, 0.70); gold serious-or-worse are rows 0 and 1
     assert table[-1] == "| `D/LT+Serious` (group) | 0.333 | 0.500 | | 2 |"
     assert len(table) == 2 + 3 + 1
+
+
+def test_a_malformed_eval_target_is_refused_before_any_prediction(trained_models: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a large file the user waited through every prediction to learn the target lacked a class name."""
+    folder = tmp_path / "model"
+    shutil.copytree(trained_models["section_header"], folder)
+    monkeypatch.setattr(Predictor, "from_model_folder", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with pytest.raises(ClintuneError, match="name the class"):
+        api.evaluate(folder, REPO / "data" / "section_header" / "test.csv", tune_thresholds=["recall=0.9"])
+    assert not (folder / "decision.json").exists()

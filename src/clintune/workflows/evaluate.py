@@ -46,6 +46,7 @@ def evaluate(
     """
     from clintune.prediction import Predictor
     from clintune.reports import check_report_dir, write_report
+    from clintune.thresholds import parse_target
     from clintune.workflows.scoring import score
 
     folder = Path(model_dir)
@@ -65,6 +66,8 @@ def evaluate(
     check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
+    for target in tune_thresholds or []:  # a malformed target is an error before the predictions, not after them
+        parse_target(target, encoder)
     predictor = Predictor.from_model_folder(found, batch_size=batch_size, show_progress=True, threads=threads)
     logits = None
     if tune_thresholds or fit_temperature:
