@@ -301,3 +301,20 @@ def test_label_studio_offsets_in_utf16_units_are_converted_by_the_quoted_text(tm
     bad["annotations"][0]["result"][0]["value"]["text"] = "breast cancre"
     with pytest.raises(DataError, match="the export says 'breast cancre'"):
         read_span_records(write(tmp_path / "bad.json", json.dumps([bad])))
+
+
+def test_a_brat_output_that_would_be_refused_is_refused_before_any_prediction(trained_models: dict[str, Path], tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-empty --output folder, or a classification model, was refused only after the whole folder was predicted."""
+    from conftest import invoke_cli
+
+    monkeypatch.setattr(api, "predict_documents", lambda *a, **k: pytest.fail("predicted first"))  # what the CLI calls
+    documents = str(REPO / "data/ner_brat/test")
+    busy = write(tmp_path / "busy" / "mine.ann", "T1\tDisease 0 5\tasthma\n").parent
+    refused = invoke_cli("predict", "--model", str(trained_models["ner"]), "--input", documents, "--output", str(busy),
+                         "--format", "brat")
+    assert refused.returncode == 2 and "never written into it" in refused.stderr
+    wrong = invoke_cli("predict", "--model", str(trained_models["diagnosis"]), "--input", documents, "--output",
+                       str(tmp_path / "new"), "--format", "brat")
+    assert wrong.returncode == 2 and "this is a classification model" in wrong.stderr
+    assert not (tmp_path / "new").exists()

@@ -14,6 +14,7 @@ from clintune.workflows.evaluate import evaluate
 from clintune.workflows.export import export
 from clintune.workflows.predict import (
     PredictionRun,
+    check_brat_output,
     check_prediction_paths,
     predict,
     predict_documents,
@@ -34,7 +35,7 @@ from clintune.workflows.train import (
 from clintune.workflows.tune import tune
 
 __all__ = [
-    "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_prediction_paths", "clear_tokenization_cache",
+    "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_brat_output", "check_prediction_paths", "clear_tokenization_cache",
     "cross_validate", "evaluate", "export", "is_main_process", "predict", "predict_documents", "predict_file", "prepare_data",
     "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir", "train", "training_inputs",
     "validate", "write_brat_predictions",

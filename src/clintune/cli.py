@@ -409,7 +409,7 @@ def _is_document_folder(path: Path) -> bool:
 def _predict_documents(model: Path, folder: Path | None, output: Path | None, output_format: str, probabilities: bool,
                        as_json: bool, batch_size: int | None, threads: int | None) -> None:
     """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
-    from clintune.api import predict_documents, result_record, write_brat_predictions
+    from clintune.api import check_brat_output, predict_documents, result_record, write_brat_predictions
 
     if output_format not in ("jsonl", "brat"):
         raise ClintuneError(f"--format: {output_format!r} is not an output format; choose jsonl or brat")
@@ -417,6 +417,9 @@ def _predict_documents(model: Path, folder: Path | None, output: Path | None, ou
         raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
     if output_format == "brat" and output is None:
         raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
+    if output_format == "brat":
+        assert output is not None
+        check_brat_output(output, model)
     results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads)
     if output_format == "brat":
         assert output is not None

@@ -380,6 +380,26 @@ def predict_documents(
     return list(zip(documents, entities))
 
 
+_BRAT_NEEDS_NER = ("--format brat writes entities; this is a classification model\n"
+                   "  fix: leave --format out to write one JSON line per document")
+
+
+def check_brat_output(output_dir: str | Path, model_dir: str | Path | None = None) -> None:
+    """Refuse a ``--format brat`` output that is not a new or empty folder, or a model that finds no entities.
+
+    Called before any prediction (a refusal after predicting a whole corpus wastes the run) and
+    again when writing."""
+    from clintune.artifacts import read_model_folder
+
+    target = Path(output_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ClintuneError(f"--output: {target} already exists and is not an empty folder; .ann files there may be "
+                            "someone's annotations, so predictions are never written into it\n"
+                            "  fix: choose a new folder for --output")
+    if model_dir is not None and read_model_folder(Path(model_dir)).encoder.task_type != "ner":
+        raise ClintuneError(_BRAT_NEEDS_NER)
+
+
 def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]]) -> None:
     """Write ``NAME.ann`` (and a copy of ``NAME.txt``, which brat opens beside it) for every document.
 
@@ -387,17 +407,12 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     someone's annotations, so it is never written into.
     """
     from clintune.documents import ann_text
-    from clintune.errors import ClintuneError
     from clintune.files import publish, remove_stale, staging_dir_for
 
     target = Path(output_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ClintuneError(f"--output: {target} already exists and is not an empty folder; .ann files there may be "
-                            "someone's annotations, so predictions are never written into it\n"
-                            "  fix: choose a new folder for --output")
+    check_brat_output(target)
     if any(not isinstance(result, list) for _, result in results):
-        raise ClintuneError("--format brat writes entities; this is a classification model\n"
-                            "  fix: leave --format out to write one JSON line per document")
+        raise ClintuneError(_BRAT_NEEDS_NER)
     staging = staging_dir_for(target)
     remove_stale(staging)
     staging.mkdir(parents=True)
