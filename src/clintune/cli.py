@@ -415,10 +415,9 @@ def _predict_documents(model: Path, folder: Path | None, output: Path | None, ou
         raise ClintuneError(f"--format: {output_format!r} is not an output format; choose jsonl or brat")
     if folder is None or not folder.is_dir():
         raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
-    if output_format == "brat" and output is None:
-        raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
     if output_format == "brat":
-        assert output is not None
+        if output is None:
+            raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
         check_brat_output(output, model)
     results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads)
     if output_format == "brat":

@@ -47,12 +47,13 @@ class ModelActor:
     def __init__(self, model_dir: str, text_column: str, id_column: str, probabilities: bool = False,
                  batch_size: int | None = None, threads: int | None = 1, on_empty: str = "error") -> None:
         from clintune.prediction import Predictor
+        from clintune.sources import empty_text_steps
 
         self.predictor = Predictor.from_folder(model_dir, batch_size=batch_size, threads=threads)
         self.text_column, self.id_column = text_column, id_column
         self.probabilities, self.on_empty = probabilities, on_empty
         encoder = self.predictor.encoder
-        self.steps = None if encoder.task_type == "ner" else self.predictor.config.data.preprocessing
+        self.steps = empty_text_steps(encoder.task_type, self.predictor.config)
 
     def __call__(self, batch: Any) -> Any:
         from clintune.prediction import purge_jemalloc, release_freed_memory

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from clintune.config import PreprocessingSection
+from clintune.config import Config, PreprocessingSection
 from clintune.data import PREDICT_HINTS, FixHints, _missing_columns_message, check_file, jsonl_record, preprocess_text
 from clintune.errors import DataError
 
@@ -59,6 +59,12 @@ class TextSource(Protocol):
     def fingerprint(self) -> str:
         """A hash of everything read (content, not just names and dates)."""
         ...
+
+
+def empty_text_steps(task_type: str, config: Config) -> PreprocessingSection | None:
+    """The preprocessing ``text_problem`` applies for a model: a classifier's ``data.preprocessing``
+    (a text it empties is empty, as in training); None for NER, which reads the text as it is."""
+    return None if task_type == "ner" else config.data.preprocessing
 
 
 def text_problem(value: Any, steps: PreprocessingSection | None) -> str | None:

@@ -27,7 +27,7 @@ from clintune.config import PreprocessingSection
 from clintune.data import MAX_LISTED, TextExamples
 from clintune.errors import ClintuneError, DataError
 from clintune.sinks import check_prediction_output, result_record
-from clintune.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, open_source, text_problem
+from clintune.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, empty_text_steps, open_source, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,8 @@ def predict(
     from clintune.prediction import Predictor
 
     predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
-    steps = None if predictor.encoder.task_type == "ner" else predictor.config.data.preprocessing
-    rule = on_empty or predictor.config.data.on_empty
-    if rule not in ("error", "drop"):
-        raise ClintuneError(f"on_empty {rule!r}: must be 'error' or 'drop'")
+    steps = empty_text_steps(predictor.encoder.task_type, predictor.config)
+    rule = _empty_rule(on_empty, predictor.config)
     problems = {number: why for number, text in enumerate(texts, start=1) if (why := text_problem(text, steps))}
     if problems and rule == "error":
         shown = ", ".join(f"text {number} ({why})" for number, why in list(problems.items())[:MAX_LISTED])
@@ -73,6 +71,14 @@ def predict(
     kept = [text for number, text in enumerate(texts, start=1) if number not in problems]
     results = iter(_results(predictor, kept) if kept else [])
     return [None if number in problems else next(results) for number in range(1, len(texts) + 1)]
+
+
+def _empty_rule(on_empty: str | None, config: Any) -> str:
+    """``on_empty`` as asked, else the model's ``data.on_empty``; ``error`` or ``drop``."""
+    rule = on_empty or config.data.on_empty
+    if rule not in ("error", "drop"):
+        raise ClintuneError(f"--on-empty {rule}: must be 'error' or 'drop'")
+    return rule
 
 
 def _results(predictor: Any, texts: list[str]) -> list[Any]:
@@ -200,13 +206,11 @@ def predict_file(
     folder = read_model_folder(Path(model_dir))
     config = folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
-    rule = on_empty or config.data.on_empty
-    if rule not in ("error", "drop"):
-        raise ClintuneError(f"--on-empty {rule}: must be 'error' or 'drop'")
+    rule = _empty_rule(on_empty, config)
     if id_column in (source.row_kind, *RESERVED_FIELDS):
         raise ClintuneError(f"--id-column {id_column}: clashes with the output field of that name\n"
                             "  fix: rename that column in the input")
-    steps = None if folder.encoder.task_type == "ner" else config.data.preprocessing
+    steps = empty_text_steps(folder.encoder.task_type, config)
     scan = scan_input(source, chunk_size, steps)
     _check_scan(scan, source, rule)
 
@@ -333,7 +337,7 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
 
     encoder, config = check_model_folder(Path(model_dir))
     source = open_source(Path(input_path), text_column or config.data.text_column)
-    steps = None if encoder.task_type == "ner" else config.data.preprocessing
+    steps = empty_text_steps(encoder.task_type, config)
     scan = scan_input(source, DEFAULT_CHUNK_SIZE, steps)
     _check_scan(scan, source, "error")
     texts, rows = [], []

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from clintune import __version__
 from clintune.artifacts import ModelFolder
+from clintune.sources import empty_text_steps
 from clintune.workflows.predict import result_record
 from clintune.workflows.serve import ServeSettings
 from clintune.workflows.serve.batching import MicroBatcher, Overloaded, WorkerStopped
@@ -84,7 +85,7 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     batcher = MicroBatcher(model.run, settings.max_batch_texts, settings.max_wait_ms / 1000, load=model.load,
                            max_pending=settings.max_queued_texts)
     description = model_description(folder)
-    steps = None if folder.encoder.task_type == "ner" else folder.config.data.preprocessing
+    steps = empty_text_steps(folder.encoder.task_type, folder.config)
     description["limits"] = {"max_texts": settings.max_texts, "max_bytes": settings.max_bytes,
                              "max_batch_texts": settings.max_batch_texts, "max_wait_ms": settings.max_wait_ms,
                              "max_queued_texts": settings.max_queued_texts}
