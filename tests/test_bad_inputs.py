@@ -53,7 +53,7 @@ CASES = {
         {"t.csv": GOOD_CSV, "v.csv": "text,label\na,valid\nb,VALID\n"},
         diagnosis("t.csv", "data.validation={tmp}/v.csv", "labels.classes=null"), ["never saw", "'VALID' (1)"],
     ),
-    "tsv wrong separator": Case({"t.tsv": GOOD_CSV}, diagnosis("t.tsv"), ["missing column 'text'"]),
+    "tsv wrong separator": Case({"t.tsv": GOOD_CSV}, diagnosis("t.tsv"), ["the file's separator is commas", "fix: set data.format: csv"]),
     # jsonl
     "jsonl broken line": Case({"t.jsonl": '{"text": "a", "label": "valid"}\n{"text": "b", \n'}, diagnosis("t.jsonl"), ["line 2", "not valid JSON"]),
     "jsonl not an object": Case({"t.jsonl": '["a", "valid"]\n'}, diagnosis("t.jsonl"), ["line 1", "JSON object"]),
@@ -126,12 +126,31 @@ def test_train_test_duplicates_are_counted() -> None:
     assert "possible leakage, train / test: 8 exact duplicate(s) (row 114 = row 6," in result.stdout
 
 
-def test_messages_do_not_echo_clinical_text(tmp_path: Path) -> None:
-    secret = "Jane Doe MRN 12345"
-    write(tmp_path / "t.conll", f"{secret}\tNN\tO\n")
-    result = invoke_cli(*[a.replace("{tmp}", str(tmp_path)) for a in ner("t.conll")])
-    assert result.returncode == 2
-    assert "Jane" not in result.stderr and "12345" not in result.stderr
+SECRET = "Jane Doe MRN 12345"
+ECHOES = {  # each of these printed the secret before messages stopped quoting data
+    "tag column holds words": ({"t.conll": f"O\t{SECRET}\n"}, ner("t.conll"), ["not O, B-TYPE or I-TYPE", "line 1"]),
+    "csv without a header row": ({"t.csv": "Jane Doe,12345,Serious,seizure\n" + GOOD_CSV[11:]}, diagnosis("t.csv"),
+                                 ["missing column 'text', 'label'", "names none of them"]),
+    "label column holds notes": ({"t.csv": GOOD_CSV, "v.csv": f"text,label\na,valid\nb,{SECRET}\n"},
+                                 diagnosis("t.csv", "data.validation={tmp}/v.csv", "labels.classes=null"),
+                                 ["never saw", "1 value that looks like text, not shown", "row 3"]),
+    "brat text changed": ({"in/d.txt": f"{SECRET} seen\n", "in/d.ann": "T1\tDisease 0 4\tJune\n"},
+                          train_args("configs/tiny/ner_brat.yaml", "data.train={tmp}/in", "data.validation=null", "data.test=null"),
+                          ["d.ann line 1", "0-4 in d.txt", "first differing at character 2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(ECHOES))
+def test_messages_do_not_echo_clinical_text(name: str, tmp_path: Path) -> None:
+    files, args, words = ECHOES[name]
+    for relative, content in files.items():
+        write(tmp_path / relative, content)
+    result = invoke_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2, result.stderr
+    for word in words:  # the error met is the one that used to print the secret
+        assert word in result.stderr, result.stderr
+    output = result.stdout + result.stderr
+    assert not [piece for piece in ("Jane", "Doe", "12345") if piece in output], output
 
 
 def test_predict_input_with_empty_texts(trained_models: dict[str, Path], tmp_path: Path) -> None:

@@ -184,11 +184,35 @@ def test_sample_ner_evaluation_entities_never_occur_in_training() -> None:
         assert len(held_out) >= 5 and not held_out & train, split
 
 
-def test_a_file_without_a_header_row_is_named_without_showing_its_first_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_row", [
+    '"Mr John Smith, DOB 1950-01-02, MRN 12345, complains of chest pain",valid',  # a long field
+    "Jane Doe,12345,Serious,seizure",  # only short fields: they read like column names, and are not
+])
+def test_a_file_without_a_header_row_is_named_without_showing_its_first_row(tmp_path: Path, first_row: str) -> None:
     """The README promises messages never show a row's text: a headerless file's first row is patient text."""
-    path = write(tmp_path / "t.csv", '"Mr John Smith, DOB 1950-01-02, MRN 12345, complains of chest pain",valid\n"fever",invalid\n')
+    path = write(tmp_path / "t.csv", f'{first_row}\n"fever",invalid\n')
     with pytest.raises(DataError) as caught:
         read_split(make_config(path), str(path))
     message = str(caught.value)
-    assert "missing column 'text'" in message and "does not look like column names" in message and "header row" in message
-    assert "Smith" not in message and "12345" not in message and "'valid'" not in message
+    assert "missing column 'text', 'label'; the first row names none of them" in message
+    assert "not shown" in message and "add one naming its columns" in message
+    for cell in ("Smith", "Jane", "Doe", "12345", "Serious", "seizure", "'valid'"):
+        assert cell not in message, message
+
+
+def test_a_header_that_names_one_column_is_listed(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", "note,label\nfever,x\n")
+    with pytest.raises(DataError, match=r"missing column 'text'; the file has columns \['note', 'label'\]"):
+        read_split(make_config(path), str(path))
+
+
+def test_a_damaged_csv_is_located_without_its_text(tmp_path: Path) -> None:
+    ragged = write(tmp_path / "r.csv", "text,label\na,x\nZyx Qwerty,MRN,8675309\n")
+    with pytest.raises(DataError, match=r"r.csv: cannot be read as csv: row 3 \(line 3\) has 3 fields, the first row 2") as caught:
+        read_split(make_config(ragged), str(ragged))
+    assert "Qwerty" not in str(caught.value) and "8675309" not in str(caught.value)
+    unclosed = write(tmp_path / "u.csv", 'text,label\na,x\n\n"Zyx Qwerty, MRN 8675309,y\nb,x\n')
+    with pytest.raises(DataError, match=r"row 3 \(line 4\): a quote mark that does not close its field") as caught:
+        read_split(make_config(unclosed), str(unclosed))
+    assert "Qwerty" not in str(caught.value) and "8675309" not in str(caught.value)
+    assert caught.value.__cause__ is not None  # the parser's own message stays in the chain, for --verbose

@@ -114,7 +114,9 @@ BAD = {
     ".ann without its .txt": ({"a.txt": "x\n", "a.ann": "", "b.ann": "T1\tDisease 0 1\tx\n"}, ["b.ann", "no b.txt beside it"]),
     "unknown type": ({"d.txt": "a cancer\n", "d.ann": "T1\tTumour 2 8\tcancer\n"}, ["d.ann line 1", "'Tumour'", "not in labels.classes"]),
     "mismatched span text": ({"d.txt": "a cancer here\n", "d.ann": "\nT1\tDisease 2 8\tcancre\n"},
-                             ["d.ann line 2", "'cancer'", "'cancre'"]),
+                             ["d.ann line 2", "2-8 in d.txt", "6 and 6 characters, first differing at character 5"]),
+    "malformed line": ({"d.txt": "a cancer here\n", "d.ann": "T1\tDisease 2 8 cancer here\n"},
+                       ["d.ann line 1", "not a brat entity line", "2 tab-separated field(s), not 3"]),
 }
 
 
@@ -128,6 +130,7 @@ def test_bad_brat_input_names_file_and_line_and_writes_nothing(tmp_path: Path, c
         api.train(config)
     for word in words:
         assert word in str(raised.value), str(raised.value)
+    assert not {"cancre", "cancer", "short text"} & set(str(raised.value).replace("'", " ").split()), str(raised.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -169,8 +172,10 @@ def test_explicit_splits_sharing_a_group_are_an_error(tmp_path: Path) -> None:
     validation = write(tmp_path / "validation.csv", "text,label,patient\nanother note,valid,p3\nmore,invalid,p5\nx,valid,p99\n")
     config = load_config(REPO / "configs/tiny/diagnosis.yaml", [f"data.train={train}", f"data.validation={validation}", "data.test=null",
                                                                 "data.group_column=patient"])
-    with pytest.raises(DataError, match=r"2 group\(s\) in both train \(2 example\(s\).*validation \(2 example\(s\).*: p3, p5"):
+    with pytest.raises(DataError, match=r"2 group\(s\) in both train \(2 example\(s\).*validation \(2 example\(s\).*: "
+                                        r"row 5 = row 2, row 7 = row 3\n") as raised:
         api.prepare_data(config)
+    assert "p3" not in str(raised.value) and "p5" not in str(raised.value)  # group ids are cells of the data
 
 
 def test_leakage_finds_exact_and_near_duplicates_only() -> None:
@@ -297,10 +302,14 @@ def test_label_studio_offsets_in_utf16_units_are_converted_by_the_quoted_text(tm
         assert [document.text[span.start:span.end] for span in document.spans] == words
     assert report.utf16_offsets == [f"task 1 {utf16(s)}-{utf16(e)}" for s, e, _ in spans]
     assert sum(": 2 region(s) whose offsets count UTF-16 units" in note for note in report.notes()) == 1
-    bad = task(3, utf16)
+    bad = task(3, lambda offset: offset)
     bad["annotations"][0]["result"][0]["value"]["text"] = "breast cancre"
-    with pytest.raises(DataError, match="the export says 'breast cancre'"):
+    with pytest.raises(DataError) as raised:
         read_span_records(write(tmp_path / "bad.json", json.dumps([bad])))
+    message = str(raised.value)  # where (file, task, offsets) and how the texts differ, never either text
+    assert f"bad.json task 3: the text at {spans[0][0]}-{spans[0][1]} is not the text the export quotes for it" in message
+    assert "(13 and 13 characters, first differing at character 12 of the span)" in message
+    assert "cancre" not in message and "cancer" not in message and "breast" not in message
 
 
 def test_a_brat_output_that_would_be_refused_is_refused_before_any_prediction(trained_models: dict[str, Path], tmp_path: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,60 @@ def test_refitting_the_temperature_drops_a_threshold_without_a_target(trained_mo
     evaluate(folder, "data/seriousness/validation.csv", fit_temperature=True, resamples=0)
     rule = DecisionRule.load(folder)
     assert rule.class_thresholds == {} and rule.temperature != pytest.approx(1.0)
+
+
+def test_ner_tag_sets_come_from_entity_types() -> None:
+    from clintune.labels import LabelEncoder, with_both_bio_tags
+
+    # every Drug mention was one word: B-Drug only, yet I-Drug is a tag of the model
+    encoder = LabelEncoder.fit(["O", "B-Drug", "B-Disease", "I-Disease", "O"], "ner")
+    assert encoder.classes == ("B-Disease", "B-Drug", "I-Disease", "I-Drug", "O")
+    assert with_both_bio_tags(["O", "B-X"]) == ["O", "B-X", "I-X"]
+
+
+def test_eval_accepts_i_x_where_an_older_folder_knows_only_b_x(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from clintune import api
+    from clintune.errors import DataError
+
+    folder = tmp_path / "older"
+    shutil.copytree(trained_models["ner"], folder)
+    labels = json.loads((folder / "labels.json").read_text())
+    assert sorted(labels["classes"]) == ["B-Disease", "I-Disease", "O"]
+    # a folder of the old kind: no I- tag for either type (the head's I-Disease output now reads B-Drug)
+    labels["classes"] = ["B-Drug" if tag == "I-Disease" else tag for tag in labels["classes"]]
+    (folder / "labels.json").write_text(json.dumps(labels))
+    hf = json.loads((folder / "config.json").read_text())
+    hf["id2label"] = {str(i): tag for i, tag in enumerate(labels["classes"])}
+    hf["label2id"] = {tag: i for i, tag in enumerate(labels["classes"])}
+    (folder / "config.json").write_text(json.dumps(hf))
+    data = tmp_path / "two-words.conll"
+    data.write_text("Aspirin\tB-Drug\nsodium\tI-Drug\nfor\tO\ncystic\tB-Disease\nfibrosis\tI-Disease\n.\tO\n")
+    evaluation = api.evaluate(folder, data, resamples=0)
+    assert evaluation.metrics["n_entities"] == 2 and "I-Drug" in evaluation.classes
+    unknown = tmp_path / "unknown.conll"
+    unknown.write_text("Aspirin\tB-Chemical\n.\tO\n")
+    with pytest.raises(DataError, match="never saw: 'B-Chemical'"):
+        api.evaluate(folder, unknown, resamples=0)
+
+
+def test_the_readmes_metrics_keys_are_those_eval_writes(trained_models: dict[str, Path]) -> None:
+    import re
+
+    from conftest import REPO
+
+    from clintune import api
+
+    text = (REPO / "README.md").read_text(encoding="utf-8").split("<!-- metrics-keys -->", 1)[1].split(".\n", 1)[0]
+    listed = {kind: re.findall(r"`(\w+)`", keys) for kind, keys in re.findall(r"(binary|multiclass|ner): ([^;]+)", text)}
+    assert set(listed) == {"binary", "multiclass", "ner"}
+    data = {"binary": ("diagnosis", "data/diagnosis/test.csv"), "multiclass": ("section_header", "data/section_header/test.csv"),
+            "ner": ("ner", "data/ner/test.conll")}
+    for kind, (task, path) in data.items():
+        metrics = api.evaluate(trained_models[task], REPO / path, resamples=0).metrics
+        missing = [key for key in listed[kind] if key not in metrics]
+        assert not missing, f"the README lists {missing} for {kind}, which its metrics.json lacks"
+        assert "per_class" in metrics
+        others = {key for other, keys in listed.items() if other != kind for key in keys} - set(listed[kind])
+        assert not others & set(metrics), f"{kind} writes {others & set(metrics)}, listed only for another kind"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_MODEL, run_cli
+from conftest import REPO, TINY_MODEL, invoke_cli, run_cli
 
 
 def _copy(folder: Path, tmp_path: Path) -> Path:
@@ -112,13 +112,12 @@ def test_a_model_that_needs_remote_code_evaluates_as_trained(remote_code_encoder
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules")}
     folder = tmp_path / "model"
     _train_remote(remote_code_encoder, folder, env, "cls")
-    result = run_cli("eval", "--model", str(folder), "--data", "data/seriousness/test.csv", "--bootstrap", "0", env=env)
+    result = run_cli("eval", "--model", str(folder), "--data", "data/seriousness/test.csv", "--bootstrap", "0",
+                     "--trust-remote-code", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    # the folder's own setting is honoured, not an always-on default
-    resolved = folder / "clintune.yaml"
-    resolved.write_text(resolved.read_text().replace("trust_remote_code: true", "trust_remote_code: false"))
-    refused = run_cli("predict", "--model", str(folder), "--text", "the patient died", env=env)
-    assert refused.returncode == 2 and "trust_remote_code" in refused.stderr
+    # the caller's flag decides, not the folder's own setting (its clintune.yaml says true)
+    refused = invoke_cli("predict", "--model", str(folder), "--text", "the patient died")
+    assert refused.returncode == 2 and "--trust-remote-code" in refused.stderr
 
 
 def test_a_mean_pooled_model_that_needs_remote_code_predicts_and_exports(remote_code_encoder: Path, tmp_path: Path) -> None:
@@ -128,11 +127,12 @@ def test_a_mean_pooled_model_that_needs_remote_code_predicts_and_exports(remote_
     _train_remote(remote_code_encoder, folder, env, "mean")
     assert (folder / "modeling_tinyremote.py").is_file(), "the folder carries the encoder's code"
     text = "Patient died of cardiac arrest after the second infusion."
-    torch_run = run_cli("predict", "--model", str(folder), "--text", text, "--json", "--probabilities", env=env)
+    torch_run = run_cli("predict", "--model", str(folder), "--text", text, "--json", "--probabilities", "--trust-remote-code", env=env)
     assert torch_run.returncode == 0, torch_run.stderr[-3000:]
-    exported = run_cli("export", "--model", str(folder), "--output", str(tmp_path / "onnx"), env=env)
+    exported = run_cli("export", "--model", str(folder), "--output", str(tmp_path / "onnx"), "--trust-remote-code", env=env)
     assert exported.returncode == 0, exported.stderr[-3000:]
-    onnx_run = run_cli("predict", "--model", str(tmp_path / "onnx"), "--text", text, "--json", "--probabilities", env=env)
+    onnx_run = run_cli("predict", "--model", str(tmp_path / "onnx"), "--text", text, "--json", "--probabilities",
+                       "--trust-remote-code", env=env)
     assert onnx_run.returncode == 0, onnx_run.stderr[-3000:]
     expected = json.loads(torch_run.stdout)[0]["probabilities"]
     assert json.loads(onnx_run.stdout)[0]["probabilities"] == pytest.approx(expected, abs=1e-4)

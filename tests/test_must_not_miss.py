@@ -15,6 +15,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from clintune import api
 from clintune.config import load_config
 from clintune.data import read_split
+from clintune.decision import DecisionRule
 from clintune.errors import ClintuneError, ConfigError
 from clintune.prediction import Predictor
 
@@ -98,7 +99,9 @@ def test_metrics_are_those_of_the_rule_in_force_beside_the_default_rule(tuned_fo
     assert reported(metrics["default_rule"]["test"]["per_class"]) == per_class(gold, argmax)
     card = (tuned_folder / "README.md").read_text()
     assert "must-not-miss rule tuned then (`D/LT` recall >= 1.0" in card
-    assert "With the default rule (most probable class) instead, on the same test data" in card
+    test_section = card.split("### Test", 1)[1].split("##", 1)[0]
+    assert "With the default rule (most probable class) instead, on the same data" in test_section
+    assert "### Validation (tuned here: optimistic)" in card and "### Test (" not in card
 
 
 def test_eval_and_predict_apply_the_stored_rule(tuned_folder: Path) -> None:
@@ -132,6 +135,8 @@ def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, t
     assert not (folder / "decision.json").exists()
     metrics = json.loads((folder / "metrics.json").read_text()) | {"must_not_miss_unmet": reason}
     metrics.pop("default_rule")
+    for split in ("validation", "test"):  # as training scores them when the target is unmet: by the default rule
+        metrics[split]["decision_rule"] = "most probable class"
     (folder / "metrics.json").write_text(json.dumps(metrics))
     from clintune.model_card import render_model_card
 
@@ -245,3 +250,38 @@ def test_a_malformed_eval_target_is_refused_before_any_prediction(trained_models
     with pytest.raises(ClintuneError, match="name the class"):
         api.evaluate(folder, REPO / "data" / "section_header" / "test.csv", tune_thresholds=["recall=0.9"])
     assert not (folder / "decision.json").exists()
+
+
+def test_a_label_the_rule_chose_says_so_with_the_probability_that_drove_it() -> None:
+    from clintune.cli import _human_line
+    from clintune.sinks import result_record
+    from clintune.tasks import SequenceClassification
+
+    encoder = seriousness_encoder()
+    rule = DecisionRule(class_thresholds={"D/LT+Serious": 0.1905})
+    task = SequenceClassification()
+    # the anaphylaxis note: Serious at 36.3% is shown, but what made it Serious is the group's 68%
+    anaphylaxis = task.decode(np.array([0.317, 0.363, 0.320]), encoder, rule)
+    assert anaphylaxis.label == "Serious"
+    assert anaphylaxis.decided_by == {"rule": "D/LT+Serious >= 0.1905", "group": "D/LT+Serious",
+                                      "group_probability": pytest.approx(0.68)}
+    line = _human_line("text 1", result_record(anaphylaxis))
+    assert "P(D/LT+Serious) = 0.680" in line and "D/LT+Serious >= 0.1905" in line
+    # a label that is not the most probable class (Non-serious 0.428) never stands unexplained
+    other = task.decode(np.array([0.152, 0.420, 0.428]), encoder, rule)
+    assert other.label == "Serious" and other.decided_by["group_probability"] == pytest.approx(0.572)
+    assert result_record(other)["decided_by"]["group"] == "D/LT+Serious"
+    # below every threshold: the most probable class, and nothing to explain
+    plain = task.decode(np.array([0.05, 0.10, 0.85]), encoder, rule)
+    assert plain.label == "Non-serious" and plain.decided_by is None and "decided_by" not in result_record(plain)
+
+
+def test_a_binary_threshold_explains_only_the_labels_it_changed() -> None:
+    from clintune.labels import LabelEncoder
+
+    encoder = LabelEncoder(classes=("invalid", "valid"), task_type="binary", positive="valid")
+    rule = DecisionRule(threshold=0.3)
+    ids, reasons = rule.decide(np.array([[0.6, 0.4], [0.2, 0.8], [0.8, 0.2]]), encoder)
+    assert [encoder.classes[i] for i in ids] == ["valid", "valid", "invalid"]
+    assert reasons[0] == {"rule": "valid >= 0.3", "group": "valid", "group_probability": pytest.approx(0.4)}
+    assert reasons[1] is None and reasons[2] is None

@@ -172,3 +172,29 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
     lone = predictor.window_logits(texts[:1])
     assert most[0] == 0, "a lone text took the one-thread session"
     np.testing.assert_allclose(lone.logits[0], got.logits[0], atol=1e-5)
+
+
+def test_the_export_check_compares_the_must_not_miss_groups_recall(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+
+    from clintune.api import evaluate, export
+    from clintune.decision import DecisionRule
+
+    source = tmp_path / "seriousness"
+    shutil.copytree(trained_models["seriousness"], source)
+    DecisionRule(class_thresholds={"D/LT+Serious": 0.3}).save(source)
+    data = "data/seriousness/test.csv"
+    info = export(source, tmp_path / "onnx", check_data=data)
+    recall = info["check"]["must_not_miss_recall"]["D/LT+Serious"]
+    # the group's recall, recomputed from each side's own labels: gold D/LT or Serious predicted as either
+    group = [0, 1]  # D/LT, Serious in labels.classes order
+    for side, folder in (("pytorch", source), ("exported", tmp_path / "onnx")):
+        result = evaluate(folder, data, resamples=0)
+        gold, predicted = np.asarray(result.gold_ids), np.asarray(result.predicted_ids)
+        in_group = np.isin(gold, group)
+        assert recall[side] == pytest.approx(np.isin(predicted[in_group], group).mean())
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert f"Recall of `D/LT+Serious` (must not miss): {recall['pytorch']:.4f} with PyTorch" in card
+    assert f"the source folder's as of the export ({info['exported']})" in card

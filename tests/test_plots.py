@@ -85,3 +85,26 @@ def test_reliability_diagram_shows_how_many_examples_each_bin_holds() -> None:
     assert bars == [(0.55, 3), (0.75, 5), (0.95, 2)]
     assert sorted(t.get_text() for t in counts_axes.texts) == ["2", "3", "5"]
     assert counts_axes.get_xlabel().startswith("confidence")
+
+
+def test_the_reliability_plot_says_in_words_which_way_the_model_errs() -> None:
+    from clintune.metrics import calibration_bins
+    from clintune.plots import reliability_figure
+
+    # always right, never more than 60% sure: under-confident by 40 points (1.0 - 0.6)
+    shy = calibration_bins(np.array([[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]]), np.array([0, 1, 0, 1]))
+    assert shy["accuracy_minus_confidence"] == pytest.approx(0.4) and shy["verdict"].startswith("under-confident: right 40%")
+    # 90% sure and right half the time: over-confident by 40 points
+    bold = calibration_bins(np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([0, 0]))
+    assert bold["verdict"].startswith("over-confident: right 40% less often")
+    title = reliability_figure(shy).axes[0].get_title()
+    assert "the model is under-confident" in title
+
+
+def test_report_figures_name_the_rule_that_made_their_labels() -> None:
+    from clintune.plots import precision_recall_figure, roc_figure
+
+    is_positive, scores = np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.5, 0.9])
+    rule = "predict 'valid' when its probability >= 0.35"
+    for figure in (roc_figure(is_positive, scores, 0.35, "valid", rule), precision_recall_figure(is_positive, scores, 0.35, "valid", rule)):
+        assert figure.axes[0].get_title().endswith(f"marked: {rule}")

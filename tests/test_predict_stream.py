@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -242,6 +243,9 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     on_ray = sorted(ds.dataset(tmp_path / "ray", format="parquet").to_table().to_pylist(), key=lambda r: r["n"])
     same_records(on_ray, single)
     assert not (tmp_path / ".ray.partial").exists()
+    # results identify notes: the folder and its files are owner-only, as the local engine's output
+    assert stat.S_IMODE((tmp_path / "ray").stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ray").iterdir()} == {0o600}
     # the one input file was read in blocks, each a task an actor can take, written as it finished
     # (read as one block, it went to one actor and gave no output until all of it was done)
     written = [pq.read_metadata(path).num_rows for path in (tmp_path / "ray").glob("*.parquet")]
@@ -250,6 +254,20 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     assert passed["actor_env"] == jemalloc_environment()
     if jemalloc_library() is not None:
         assert set(passed["actor_env"]) == {"LD_PRELOAD", "MALLOC_CONF"}
+
+
+def test_an_actors_data_error_reaches_the_user_as_its_own_message(trained_models: dict[str, Path], tmp_path: Path,
+                                                                   local_ray_cluster) -> None:
+    from clintune.inference import predict_parquet_on_ray
+
+    pd.DataFrame({"n": [1, 2, 3], "dialogue": ["Doctor: any allergies?", "", "Patient: no."]}).to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(DataError) as caught:
+        predict_parquet_on_ray(trained_models["section_header"], tmp_path / "in.parquet", tmp_path / "ray", id_column="n")
+    message = str(caught.value)
+    assert message.startswith("1 empty or non-text value(s) in column 'dialogue' (n 2)"), message
+    assert "UDF" not in message and "ray::" not in message  # Ray's wrapper text is not the user's message
+    assert caught.value.__cause__ is not None  # Ray's error kept as the cause, for --verbose
+    assert not (tmp_path / "ray").exists()
 
 
 def test_a_ray_actor_started_with_the_jemalloc_environment_runs_under_jemalloc(local_ray_cluster) -> None:

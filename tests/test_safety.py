@@ -248,7 +248,7 @@ def test_no_command_changes_a_file_outside_its_documented_outputs(trained_models
         (["train", "ner.yaml", "--overwrite", "--set", "training.seed=1"], ["runs/ner", "runs/ner.work", "runs/.clintune-cache"]),
         (["eval", "--model", model, "--data", data, "--output", "report", "--bootstrap", "10"], ["report"]),
         (["eval", "--model", model, "--data", data, "--output", "report", "--overwrite", "--tune-threshold", "recall=0.9",
-          "--fit-temperature", "--bootstrap", "0"], ["report", "model/decision.json", "model/README.md"]),
+          "--fit-temperature", "--bootstrap", "0"], ["report", "model/decision.json", "model/README.md", "model/metrics.json"]),
         (["predict", "--model", model, "--input", data, "--output", "out/predictions.jsonl", "--probabilities"], ["out"]),
         (["baseline", "ner.yaml", "--output", "out/baseline.json"], ["out/baseline.json"]),
         (["cache", "clear", "ner.yaml"], ["runs/.clintune-cache"]),

@@ -512,3 +512,62 @@ def test_the_docs_page_needs_no_internet(classifier: tuple[str, Any, Captured]) 
     assert "http://" not in page.replace(classifier[0], "") and "https://" not in page
     status, schema = call(classifier[0] + "/openapi.json")
     assert status == 200 and "/v1/predict" in schema["paths"]
+
+
+# -- figures beside a rule are measured under it ----------------------------------------------------------
+
+
+def test_after_a_rule_change_every_figure_shown_beside_it_is_measured_under_it(
+        browser: Any, trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """eval --tune-threshold stores a must-not-miss rule: metrics.json, the model card, /v1/model and the page
+    then show the figures of the tuning data under that rule ("tuned here: optimistic"), never the training-time,
+    most-probable-class figures as if they were the rule's; a label the rule chose says so on the page."""
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "seriousness"
+    shutil.copytree(trained_models["seriousness"], folder)
+    data = REPO / "data" / "seriousness" / "test.csv"
+    result = run_cli("eval", "--model", str(folder), "--data", str(data), "--tune-threshold", "D/LT+Serious:recall=0.9", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout)
+    rule = measured["decision_rule"]
+    assert "summed probability" in rule
+    stored = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    assert stored["rule_check"]["rule"] == rule and stored["rule_check"]["tuned_here"] is True
+    assert stored["rule_check"]["metrics"]["accuracy"] == measured["accuracy"]
+    training = stored["validation"]
+    assert training["decision_rule"] == "most probable class"
+
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    in_force = card.split("## Metrics", 1)[1].split("### At training time", 1)[0]
+    assert f"On `{data}` (tuned here: optimistic)" in in_force
+    assert f"| accuracy | {measured['accuracy']:.4f} |" in in_force and f"| f1_macro | {measured['f1_macro']:.4f} |" in in_force
+    assert f"| accuracy | {training['accuracy']:.4f} |" not in in_force or training["accuracy"] == measured["accuracy"]
+    assert "### At training time, under the earlier rule (most probable class): not the rule in force" in card
+
+    with running(folder, SMALL) as (url, _, _):
+        info = call(url + "/v1/model")[1]
+        assert info["decision_rule"]["description"] == rule
+        assert info["metrics"] == {str(data): stored["rule_check"]["metrics"]}
+        assert info["metrics_notes"] == {str(data): "tuned here: optimistic"}
+        assert info["earlier_rule"] == "most probable class" and info["earlier_metrics"]["validation"] == training
+        import pandas as pd
+
+        notes = pd.read_csv(data)["Narrative"].tolist()
+        text = next(note for note, result in zip(notes, api.predict(folder, notes)) if result.decided_by)
+        answer = call(url + "/v1/predict", {"texts": [text], "probabilities": True})[1][0]
+        ask_the_page(browser, url, text, "#classification .bar-row")
+        headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#metrics th")]
+        assert headers[1].splitlines() == ["test.csv", "tuned here: optimistic"], headers
+        cells = browser.find_elements(By.CSS_SELECTOR, "#metrics tr")
+        shown = {row.find_element(By.TAG_NAME, "th").text: row.find_elements(By.TAG_NAME, "td")[0].text.splitlines()[0]
+                 for row in cells[1:] if row.find_elements(By.TAG_NAME, "td") and row.find_elements(By.TAG_NAME, "th")}
+        assert shown["accuracy"] == f"{measured['accuracy']:.3f}" and shown["f1 macro"] == f"{measured['f1_macro']:.3f}"
+        assert "earlier rule" in browser.find_element(By.ID, "metrics-rule").text
+        reason = answer["decided_by"]
+        said = browser.find_element(By.ID, "decided-by").text
+        assert f"{100 * reason['group_probability']:.1f}%" in said and "D/LT or Serious" in said, said
+        browser.save_screenshot(str(tmp_path / "rule-in-force.png"))
+        if os.environ.get("CLINTUNE_SCREENSHOTS"):  # a folder to look at the page in
+            shutil.copy(tmp_path / "rule-in-force.png", Path(os.environ["CLINTUNE_SCREENSHOTS"]))
+

@@ -52,17 +52,52 @@ def is_model_folder_file(name: str) -> bool:
 
 
 def _model_folder_files(folder: Path) -> Any:
-    """The test for names clintune writes into ``folder``, plus the remote-code modules its config.json names."""
+    """The test for names clintune writes into ``folder``, plus the remote-code modules it ships (``shipped_code``)."""
+    modules = set(shipped_code(folder))
+    return lambda name: is_model_folder_file(name) or name in modules
+
+
+# The files whose ``auto_map`` makes transformers import a module of the folder (given trust_remote_code)
+CODE_MAP_FILES = ("config.json", "tokenizer_config.json")
+
+
+def shipped_code(folder: Path) -> list[str]:
+    """The Python modules (``NAME.py``) that the ``auto_map`` of ``folder``'s config.json or tokenizer_config.json
+    names: the code transformers imports when the folder is loaded with ``trust_remote_code``. Empty for most folders."""
     modules: set[str] = set()
-    try:
-        auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auto_map") or {}
-        for reference in auto_map.values():
+    for file_name in CODE_MAP_FILES:
+        try:
+            auto_map = json.loads((folder / file_name).read_text(encoding="utf-8")).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        # a tokenizer's auto_map may be a bare [slow, fast] pair, as transformers still reads it
+        references = auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else []
+        for reference in references:
             for entry in reference if isinstance(reference, list) else [reference]:
                 if isinstance(entry, str) and "." in entry:
                     modules.add(entry.split("--")[-1].rsplit(".", 1)[0] + ".py")
-    except (OSError, ValueError, AttributeError):
-        pass
-    return lambda name: is_model_folder_file(name) or name in modules
+    return sorted(modules)
+
+
+def check_remote_code(folder: Path, config: Config, trust_remote_code: bool) -> None:
+    """Refuse, before anything is loaded, a folder that would run Python code of its own, unless the caller asked.
+
+    A folder needs its own code when its config.json or tokenizer_config.json has an ``auto_map``
+    (``shipped_code``) or its ``clintune.yaml`` says ``model.trust_remote_code: true``. That
+    setting is the folder's word, not the user's: only ``trust_remote_code`` (``--trust-remote-code``)
+    lets the code run, on every load, as transformers asks of its callers.
+    """
+    if trust_remote_code:
+        return
+    modules = shipped_code(folder)
+    if not modules and not config.model.trust_remote_code:
+        return
+    what = ", ".join(modules) if modules else f"its {CONFIG_FILE} sets model.trust_remote_code: true"
+    raise ModelFolderError(
+        f"{folder}: this model folder asks to run Python code it ships ({what}); "
+        "clintune runs a folder's own code only when asked, on every load\n"
+        "  fix: if you trust whoever made this folder, pass --trust-remote-code (api: trust_remote_code=True)"
+    )
 
 
 def _is_temporary(name: str) -> bool:
@@ -138,6 +173,20 @@ def save_model_folder(staging: Path, tokenizer: Any, encoder: LabelEncoder, conf
     tokenizer.save_pretrained(staging)
     encoder.save(staging)
     save_config(config, staging / CONFIG_FILE)
+    _share_weights_as_umask_allows(staging)
+
+
+def _share_weights_as_umask_allows(staging: Path) -> None:
+    """Give the weights the mode of every other file of the folder: transformers writes them through a
+    temporary file, owner-only, which left a shared model folder unreadable to colleagues. Weights hold
+    no note text (owner-only files are those that do; see the README's Safety section)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in staging.iterdir():
+        if path.name in WEIGHT_FILES or _SHARD.match(path.name):
+            os.chmod(path, 0o666 & ~umask)
 
 
 def save_training_record(staging: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]]) -> None:

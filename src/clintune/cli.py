@@ -39,9 +39,13 @@ BatchOption = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Examples per inference batch (default: 8 on CPU, 64 on a GPU).")
 ]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: all).")]
+TrustRemoteCodeOption = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Let the model folder run the Python code it ships (an auto_map in its config.json): "
+                                "only for a folder whose maker you trust. Without it such a folder is refused.")]
 
 
 LIBRARY_VERBS = ("train", "eval", "predict", "export", "serve")  # the verbs that load transformers
+_verbose = False  # --verbose: a ClintuneError also shows its traceback and causes
 
 
 def _print_version(value: bool) -> None:
@@ -62,6 +66,8 @@ def _global_options(
                                           help="Print clintune's version and exit.")] = False,
 ) -> None:
     """Fine-tune BERT-family models on clinical and biomedical text from a YAML config."""
+    global _verbose
+    _verbose = verbose
     _setup_logging(verbose)
     if not verbose:
         _quiet_libraries(load_transformers=ctx.invoked_subcommand in LIBRARY_VERBS)
@@ -206,10 +212,14 @@ def eval_(
     fit_temperature: Annotated[
         bool, typer.Option("--fit-temperature", help="Fit and store a calibration temperature on this data.")
     ] = False,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[int | None, typer.Option(
+        "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (0: none; default: the model's evaluation.bootstrap_resamples).",
+        show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Bootstrap seed (default: the model's evaluation.seed).",
+                                             show_default=False)] = None,
     threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Score a model folder on a labelled data file; optionally tune its decision threshold."""
     from clintune.api import evaluate
@@ -222,7 +232,8 @@ def eval_(
             raise ClintuneError(f"--label-map {pair!r}: expected NAME=CLASS, e.g. Modifier=Disease")
         mapping[name] = target
     evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite, mapping)
+                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite, mapping,
+                          trust_remote_code=trust_remote_code)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -325,6 +336,7 @@ def predict(
         "--workers", min=1, help="--engine ray: model copies (actors), one model load each (default: the cluster's CPUs).")] = None,
     batch_size: BatchOption = None,
     threads: ThreadsOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
     from clintune.api import check_prediction_paths, result_record
@@ -336,7 +348,8 @@ def predict(
         raise ClintuneError(f"--engine {engine}: must be 'local' or 'ray'")
     check_prediction_paths(model, input_path, output)
     if (input_path is not None and _is_document_folder(input_path)) or output_format != "jsonl":
-        _predict_documents(model, input_path, output, output_format, probabilities, as_json, batch_size, threads)
+        _predict_documents(model, input_path, output, output_format, probabilities, as_json, batch_size, threads,
+                           trust_remote_code)
         return
     if engine == "ray":
         from clintune.inference import predict_parquet_on_ray
@@ -345,11 +358,13 @@ def predict(
             raise ClintuneError("--engine ray reads --input (Parquet) and writes --output (a Parquet dataset folder); give both")
         written = predict_parquet_on_ray(model, input_path, output, text_column=text_column, id_column=id_column,
                                          probabilities=probabilities, batch_size=batch_size, threads=threads,
-                                         workers=workers, on_empty=on_empty, chunk_size=chunk_size)
+                                         workers=workers, on_empty=on_empty, chunk_size=chunk_size,
+                                         trust_remote_code=trust_remote_code)
         typer.echo(f"{written} prediction(s) written to {output}")
         return
     if input_path is None:
-        results = predict_texts(model, list(text or []), batch_size=batch_size, threads=threads, on_empty=on_empty)
+        results = predict_texts(model, list(text or []), batch_size=batch_size, threads=threads, on_empty=on_empty,
+                                trust_remote_code=trust_remote_code)
         skipped = [number for number, r in enumerate(results, start=1) if r is None]
         if skipped:
             typer.echo(f"skipped (--on-empty drop): text {', '.join(map(str, skipped))}: nothing to predict", err=True)
@@ -363,12 +378,12 @@ def predict(
                     typer.echo(_human_line(f"text {number}", result_record(r, probabilities)))
         return
     _predict_file(model, input_path, output, text_column, id_column, probabilities, as_json, resume, chunk_size, on_empty,
-                  batch_size, threads)
+                  batch_size, threads, trust_remote_code)
 
 
 def _predict_file(model: Path, input_path: Path, output: Path | None, text_column: str | None, id_column: str | None,
                   probabilities: bool, as_json: bool, resume: bool, chunk_size: int, on_empty: str | None,
-                  batch_size: int | None, threads: int | None) -> None:
+                  batch_size: int | None, threads: int | None, trust_remote_code: bool) -> None:
     """``predict --input``: results to --output (whole, at the end) or printed a chunk at a time."""
     from clintune.api import predict_file
     from clintune.files import staging_dir_for
@@ -388,7 +403,8 @@ def _predict_file(model: Path, input_path: Path, output: Path | None, text_colum
     try:
         run = predict_file(model, input_path, output, text_column=text_column, id_column=id_column, probabilities=probabilities,
                            batch_size=batch_size, threads=threads, chunk_size=chunk_size, resume=resume, on_empty=on_empty,
-                           show_progress=True, on_records=None if output is not None else emit)
+                           show_progress=True, on_records=None if output is not None else emit,
+                           trust_remote_code=trust_remote_code)
     except KeyboardInterrupt:
         if output is not None and staging_dir_for(output).is_dir():
             typer.echo(f"\ninterrupted; the finished chunks are kept in {staging_dir_for(output)} and {output} was not touched.\n"
@@ -407,7 +423,7 @@ def _is_document_folder(path: Path) -> bool:
 
 
 def _predict_documents(model: Path, folder: Path | None, output: Path | None, output_format: str, probabilities: bool,
-                       as_json: bool, batch_size: int | None, threads: int | None) -> None:
+                       as_json: bool, batch_size: int | None, threads: int | None, trust_remote_code: bool) -> None:
     """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
     from clintune.api import check_brat_output, predict_documents, result_record, write_brat_predictions
 
@@ -419,7 +435,8 @@ def _predict_documents(model: Path, folder: Path | None, output: Path | None, ou
         if output is None:
             raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
         check_brat_output(output, model)
-    results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads)
+    results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads,
+                                trust_remote_code=trust_remote_code)
     if output_format == "brat":
         assert output is not None
         write_brat_predictions(output, results)
@@ -429,7 +446,7 @@ def _predict_documents(model: Path, folder: Path | None, output: Path | None, ou
     if output is not None:
         from clintune.files import write_jsonl
 
-        write_jsonl(output, records)
+        write_jsonl(output, records, private=True)
         typer.echo(f"{len(records)} prediction(s) written to {output}")
     elif as_json:
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
@@ -446,16 +463,20 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Target folder (default: MODEL-onnx[-int8]).")] = None,
     check_data: Annotated[Path | None, typer.Option(
         "--check-data", help="Labelled file: compare exported and original predictions.")] = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
     from clintune.api import export as export_model
 
-    info = export_model(model, output, fmt, quantize, check_data)
+    info = export_model(model, output, fmt, quantize, check_data, trust_remote_code=trust_remote_code)
     typer.echo(f"exported ({info['quantize']}) to {info['output']}")
     check = info.get("check")
     if check:
         typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
                    f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
+        for key, recall in check.get("must_not_miss_recall", {}).items():
+            typer.echo(f"  recall of {key} (must not miss): {recall['pytorch']:.4f} -> {recall['exported']:.4f} "
+                       f"({recall['difference']:+.4f})")
 
 
 @app.command()
@@ -478,6 +499,7 @@ def serve(
         min=1, help="Texts waiting or running at once; a request past it gets 503 with Retry-After.")] = 1024,
     batch_size: BatchOption = None,
     threads: ThreadsOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /v1/model, a page at / and API docs at /docs."""
     from clintune.api import ServeSettings
@@ -488,7 +510,7 @@ def serve(
                              max_queued_texts=max_queued_texts, batch_size=batch_size, threads=threads,
                              cors_origins=tuple(cors_origin or ()))
     try:
-        serve_model(model, host, port, settings, read_api_key(api_key_file))
+        serve_model(model, host, port, settings, read_api_key(api_key_file), trust_remote_code=trust_remote_code)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
@@ -574,6 +596,9 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
     line = f"{name}\t{record['label']}\t{record['score']:.3f}"
     if "probabilities" in record:
         line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())
+    reason = record.get("decided_by")
+    if reason:  # the rule, not the most probable class, chose the label: say so, with the probability that drove it
+        line += f"\tby rule: P({reason['group']}) = {reason['group_probability']:.3f}, {reason['rule']}"
     return line
 
 
@@ -585,6 +610,12 @@ def main(relaunch: bool = False) -> None:
             relaunch_under_jemalloc(sys.argv)
         app()
     except ClintuneError as exc:
+        if _verbose:
+            import traceback
+
+            typer.echo("clintune: the traceback below is for diagnosis; a library's message in it may quote your data, "
+                       "so check it before sharing", err=True)
+            typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
 

@@ -60,7 +60,7 @@ class PreprocessingSection(_Section):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
         return patterns
 
 
@@ -324,7 +324,7 @@ def load_raw_config(path: Path, _seen: tuple[Path, ...] = (), _read: list[Path] 
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
+        raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from exc
     if _read is not None:
         _read.append(path.absolute())
     if loaded is None:
@@ -404,7 +404,7 @@ def validate_config(raw: dict[str, Any], source: str | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()], source=source) from None
+        raise ConfigError([_describe(err) for err in exc.errors()], source=source) from exc
     problems = cross_field_problems(config)
     if problems:
         raise ConfigError(problems, source=source)

@@ -3,8 +3,10 @@
 Classification files (csv, tsv, jsonl, parquet) become ``TextExamples``;
 NER files (CoNLL ``token<TAB>tag`` or jsonl with token/tag lists) become
 ``TaggedSentences``. Every problem names the file, the row or sentence and
-what to do about it. Row numbers follow the spreadsheet view (header = row 1)
-for csv/tsv/parquet and the line number for jsonl.
+what to do about it, never the text or cells of a row (label values only when
+short and few: ``clintune.labels.shown_labels``). Row numbers follow the
+spreadsheet view (header = row 1) for csv/tsv/parquet and the line number for
+jsonl.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from clintune.config import CLASSIFICATION_FORMATS, Config, PreprocessingSection
 from clintune.errors import DataError
+from clintune.labels import did_you_mean, shown_labels
 
 logger = logging.getLogger(__name__)
 
@@ -244,10 +247,11 @@ def read_text(path: Path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(
-            f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start})\n"
+            f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}, line {line})\n"
             "  fix: re-save the file as UTF-8 (Excel: 'CSV UTF-8')"
-        ) from None
+        ) from exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -261,9 +265,11 @@ def read_text_table(
         raise DataError(f"{path}: the file has a header but no data rows")
     columns = [str(c) for c in frame.columns]
     needed = [text_column] + ([label_column] if require_labels else []) + ([group_column] if group_column else [])
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise DataError(_missing_columns_message(path, missing, columns, hints))
+    message = _missing_columns_message(str(path), needed, columns, hints, first_row=fmt in ("csv", "tsv"))
+    if message and fmt in ("csv", "tsv"):
+        message = _separator_message(path, fmt, needed) or message
+    if message:
+        raise DataError(message)
     first_row = 1 if fmt == "jsonl" else 2
     row_kind = "line" if fmt == "jsonl" else "row"
     texts = [_cell(v) for v in frame[text_column].tolist()]
@@ -273,6 +279,23 @@ def read_text_table(
     rows = [first_row + i for i in range(len(texts))] if fmt != "jsonl" else _jsonl_line_numbers(path)
     groups = [_cell(v) for v in frame[group_column].tolist()] if group_column else None
     return TextExamples(texts=texts, labels=labels, rows=rows, source=str(path), row_kind=row_kind, groups=groups)
+
+
+SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+
+
+def _separator_message(path: Path, fmt: str, needed: list[str]) -> str | None:
+    """When the first row names every ``needed`` column once split on another separator than ``fmt``'s,
+    say which (a spreadsheet in a European locale saves CSV with semicolons); None otherwise."""
+    first = read_text(path).split("\n", 1)[0]
+    expected = "," if fmt == "csv" else "\t"
+    for separator, name in SEPARATORS.items():
+        if separator != expected and all(column in [n.strip().strip('"') for n in first.split(separator)] for column in needed):
+            fix = ("set data.format: " + ("tsv" if separator == "\t" else "csv") if separator in ",\t" else
+                   f"save the file with commas, e.g. pandas.read_csv(path, sep={separator!r}).to_csv(new_path, index=False)")
+            return (f"{path}: its first row names the columns {', '.join(map(repr, needed))} when split on {name}, "
+                    f"not on {SEPARATORS[expected]}: the file's separator is {name}\n  fix: {fix}")
+    return None
 
 
 def _read_frame(path: Path, fmt: str) -> Any:
@@ -293,7 +316,47 @@ def _read_frame(path: Path, fmt: str) -> Any:
     except DataError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from None
+        raise unreadable_table(path, fmt, exc) from exc
+
+
+def unreadable_table(path: Path, fmt: str, exc: Exception) -> DataError:
+    """The error for a table its reader refused: where the problem is, never the reader's own message
+    (a parser quotes the text it stopped at); ``--verbose`` shows that message in the cause."""
+    import pandas as pd
+
+    if fmt not in ("csv", "tsv"):
+        return DataError(f"{path}: cannot be read as {fmt}: not a {fmt} file, or a damaged one "
+                         f"({type(exc).__name__}; --verbose shows the reader's own message, which may quote the file)")
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return DataError(f"{path}: no header row and no data (only blank lines)\n  fix: point at the {fmt} file that holds the data")
+    return DataError(f"{path}: cannot be read as {fmt}: {_delimited_problem(path, ',' if fmt == 'csv' else chr(9))}\n"
+                     "  fix: quote every field that holds the separator, a quote mark or a line break "
+                     "(a spreadsheet's 'Save as CSV' does), or check data.format")
+
+
+def _delimited_problem(path: Path, separator: str) -> str:
+    """Where a csv/tsv file stops being a table (row, line and field counts), found again with the csv module."""
+    import csv
+
+    expected, row, line = None, 0, 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=separator, strict=True)
+            for fields in reader:
+                start, line = line + 1, reader.line_num
+                if not fields:
+                    continue
+                row += 1
+                if expected is None:
+                    expected = len(fields)
+                elif len(fields) > expected:
+                    return f"row {row} (line {start}) has {len(fields)} fields, the first row {expected}"
+    except csv.Error:
+        return (f"row {row + 1} (line {line + 1}): a quote mark that does not close its field, "
+                "or text after a field's closing quote")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"it cannot be read again ({type(exc).__name__})"
+    return "the reader stopped (--verbose shows its message, which may quote the file)"
 
 
 def jsonl_record(path: Path, number: int, line: str) -> dict[str, Any]:
@@ -301,7 +364,7 @@ def jsonl_record(path: Path, number: int, line: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(record, dict):
         raise DataError(f"{path} line {number}: each line must be a JSON object")
     return record
@@ -327,30 +390,31 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _missing_columns_message(path: Path, missing: list[str], columns: list[str], hints: FixHints) -> str:
-    """Which columns are missing, and the file's; never a header that is really a row of patient text."""
+def _missing_columns_message(
+    place: str, needed: list[str], columns: list[str], hints: FixHints, first_row: bool = False,
+) -> str | None:
+    """Which of the ``needed`` columns are missing (None if none is), and the file's columns.
+
+    ``first_row``: the names come from a csv/tsv file's first row, which is a row of data when the
+    file has no header. Unless it names at least one of the needed columns, it is not shown.
+    """
     import difflib
 
-    names = [column for column in columns if not _looks_like_text(column)]
+    missing = [name for name in needed if name not in columns]
+    if not missing:
+        return None
+    if first_row and len(missing) == len(needed):
+        listed = ", ".join(f"{name!r}" for name in missing)
+        return (
+            f"{place}: missing column {listed}; the first row names none of them "
+            f"({len(columns)} field(s), not shown: in a file without a header row, the first row is data)\n"
+            f"  fix: if the file has no header row, add one naming its columns; else {hints.columns}"
+        )
     named = []
     for name in missing:
-        close = difflib.get_close_matches(name, names, n=1)
+        close = difflib.get_close_matches(name, columns, n=1)
         named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    if len(names) < len(columns):  # a file without a header row: its first row was read as the column names
-        return (
-            f"{path}: missing column {', '.join(named)}; the file's first row does not look like column names "
-            f"({len(columns)} field(s), not shown: it may be a row of data)\n"
-            f"  fix: give the file a header row naming its columns; {hints.columns}"
-        )
-    return (
-        f"{path}: missing column {', '.join(named)}; the file has columns {columns}\n"
-        f"  fix: {hints.columns}"
-    )
-
-
-def _looks_like_text(column: str) -> bool:
-    """A header cell that reads like a note (over 40 characters, or more than four words), not a column name."""
-    return len(column) > 40 or len(column.split()) > 4
+    return f"{place}: missing column {', '.join(named)}; the file has columns {columns}\n  fix: {hints.columns}"
 
 
 def read_conll(path: Path) -> TaggedSentences:
@@ -395,10 +459,9 @@ def read_ner_jsonl(path: Path, tokens_column: str, tags_column: str, require_lab
     tokens, tags, rows = [], [], []
     for number, record in _jsonl_records(path):
         needed = [tokens_column] + ([tags_column] if require_labels else [])
-        missing = [k for k in needed if k not in record]
-        if missing:
-            message = _missing_columns_message(path, missing, list(record), NER_COLUMN_HINTS)
-            raise DataError(message.replace(path.name, f"{path.name} line {number}", 1))
+        message = _missing_columns_message(f"{path} line {number}", needed, list(record), NER_COLUMN_HINTS)
+        if message:
+            raise DataError(message)
         words = record[tokens_column]
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise DataError(f"{path} line {number}: {tokens_column!r} must be a list of strings")
@@ -464,10 +527,12 @@ def check_tagged(data: TaggedSentences, config: Config, hints: FixHints = CONFIG
         raise DataError(f"{data.source}: {len(empty)} empty sentence(s) ({describe_rows(data, empty)})")
     malformed = [i for i, sentence in enumerate(data.tags) if any(not _TAG.match(t) for t in sentence)]
     if malformed:
-        example = next(t for t in data.tags[malformed[0]] if not _TAG.match(t))
+        found = [t for i in malformed for t in data.tags[i] if not _TAG.match(t)]
         raise DataError(
             f"{data.source}: {len(malformed)} sentence(s) hold tags that are not O, B-TYPE or I-TYPE "
-            f"({describe_rows(data, malformed)}; e.g. {example!r})"
+            f"({describe_rows(data, malformed)}; found: {shown_labels(found)})\n"
+            "  fix: give every token an O, B-TYPE or I-TYPE tag (tags that read like words: are the token "
+            "and tag columns swapped?)"
         )
     invalid = [i for i, sentence in enumerate(data.tags) if repair_bio(sentence) != sentence]
     if invalid:
@@ -501,22 +566,21 @@ def check_label_sets(train: Examples, others: dict[str, Examples], classes: list
     if len(train_labels) < 2:
         raise DataError(
             f"{train.source}: the training data holds {len(train_labels)} distinct label(s) "
-            f"({', '.join(sorted(train_labels)) or 'none'}); at least two are needed"
+            f"({shown_labels(sorted(train_labels))}); at least two are needed"
         )
     known = set(classes)
     for name, split in others.items():
         unseen = sorted(set(split.labels or []) - known)
         if unseen:
             counts = Counter(label for label in split.labels or [] if label in set(unseen))
-            listed = ", ".join(f"{label!r} ({counts[label]})" for label in unseen)
             raise DataError(
-                f"{split.source}: the {name} data holds labels that training never saw: {listed} "
-                f"({describe_rows(split, _examples_with(split, set(unseen)))})\n"
+                f"{split.source}: the {name} data holds labels that training never saw: {shown_labels(unseen, counts)} "
+                f"({describe_rows(split, examples_with(split, set(unseen)))}){did_you_mean(unseen, classes)}\n"
                 "  fix: correct the spelling, add the labels to the training data, or drop those rows"
             )
 
 
-def _examples_with(data: Examples, labels: set[str]) -> list[int]:
+def examples_with(data: Examples, labels: set[str]) -> list[int]:
     """Indices of the examples (sentences, for NER) that hold any of ``labels``."""
     if isinstance(data, TaggedSentences):
         return [i for i, sentence in enumerate(data.tags or []) if labels & set(sentence)]
@@ -593,7 +657,8 @@ def _grouped_split(data: Examples, fraction: float, seed: int) -> tuple[Examples
 
 
 def shared_groups(splits: dict[str, Examples]) -> list[str]:
-    """Problems with group ids found in more than one split, each with counts and the first ids."""
+    """Problems with group ids found in more than one split, each with counts and where the first groups
+    lie in both (``row 5 = row 2``): not the ids, which are cells of the data (a patient's MRN)."""
     problems = []
     names = list(splits)
     for a_index, a in enumerate(names):
@@ -601,11 +666,22 @@ def shared_groups(splits: dict[str, Examples]) -> list[str]:
             groups_a, groups_b = splits[a].groups, splits[b].groups
             if groups_a is None or groups_b is None:
                 continue
-            shared = sorted(set(groups_a) & set(groups_b))
+            in_b = set(groups_b)
+            shared = list(dict.fromkeys(g for g in groups_a if g in in_b))  # in the order of the first split
             if shared:
-                shown = ", ".join(shared[:MAX_LISTED]) + (f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else "")
+                first_a, first_b = _first_places(splits[a]), _first_places(splits[b])
+                shown = ", ".join(f"{first_a[g]} = {first_b[g]}" for g in shared[:MAX_LISTED])
+                shown += f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else ""
                 rows_a = sum(1 for g in groups_a if g in set(shared))
                 rows_b = sum(1 for g in groups_b if g in set(shared))
                 problems.append(f"{len(shared)} group(s) in both {a} ({rows_a} example(s), {splits[a].source}) "
                                 f"and {b} ({rows_b} example(s), {splits[b].source}): {shown}")
     return problems
+
+
+def _first_places(data: Examples) -> dict[str, str]:
+    """Each group id's first example, named as messages name it (``row 5``)."""
+    places: dict[str, str] = {}
+    for group, row in zip(data.groups or [], data.rows):
+        places.setdefault(group, f"{data.row_kind} {row}")
+    return places

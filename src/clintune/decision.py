@@ -108,17 +108,40 @@ class DecisionRule:
 
     def predict(self, probabilities: np.ndarray, encoder: LabelEncoder) -> np.ndarray:
         """Class ids for a (n, k) matrix of probabilities."""
+        return self.decide(probabilities, encoder)[0]
+
+    def decide(self, probabilities: np.ndarray, encoder: LabelEncoder) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+        """Class ids for a (n, k) matrix of probabilities and, for each row, why: ``{"rule", "group",
+        "group_probability"}`` where a threshold chose the label (multiclass: a class threshold reached; binary: a
+        threshold that gives another label than 0.5 would), with the probability that drove it (a group's summed
+        probability); None where the label is simply the most probable class."""
         probabilities = np.atleast_2d(probabilities)
+        most_probable = probabilities.argmax(axis=1)
+        keys: list[str | None] = [None] * len(probabilities)
         if encoder.task_type == "binary":
-            return binary_predictions(probabilities[:, encoder.positive_id], encoder.positive_id, self.threshold)
-        predicted = probabilities.argmax(axis=1)
-        decided = np.zeros(len(predicted), dtype=bool)
-        for label, minimum in self.class_thresholds.items():
-            ids = class_ids(label, encoder)
-            hit = ~decided & (key_scores(probabilities, ids) >= minimum)
-            predicted[hit] = np.asarray(ids)[probabilities[hit][:, ids].argmax(axis=1)]
-            decided |= hit
-        return predicted
+            predicted = binary_predictions(probabilities[:, encoder.positive_id], encoder.positive_id, self.threshold)
+            keys = [encoder.positive] * len(probabilities)
+            minimums = {encoder.positive: self.threshold}
+        else:
+            predicted = most_probable.copy()
+            decided = np.zeros(len(predicted), dtype=bool)
+            for label, minimum in self.class_thresholds.items():
+                ids = class_ids(label, encoder)
+                hit = ~decided & (key_scores(probabilities, ids) >= minimum)
+                predicted[hit] = np.asarray(ids)[probabilities[hit][:, ids].argmax(axis=1)]
+                decided |= hit
+                for row in np.flatnonzero(hit):
+                    keys[row] = label
+            minimums = dict(self.class_thresholds)
+        reasons: list[dict[str, Any] | None] = []
+        for row, key in enumerate(keys):
+            if key is None or (encoder.task_type == "binary" and predicted[row] == most_probable[row]):
+                reasons.append(None)
+                continue
+            score = float(key_scores(probabilities[row], class_ids(key, encoder))[0])
+            reasons.append({"rule": f"{key} >= {minimums[key]:.4g}" if score >= minimums[key] else f"{key} < {minimums[key]:.4g}",
+                            "group": key, "group_probability": score})
+        return predicted, reasons
 
     def thresholded_classes(self, encoder: LabelEncoder) -> list[str]:
         """The classes this rule decides by a threshold rather than by the default (0.5 / most probable)."""
@@ -160,7 +183,7 @@ class DecisionRule:
         try:
             return cls(**json.loads(path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, TypeError) as exc:
-            raise ClintuneError(f"{path}: unreadable decision file ({exc})") from None
+            raise ClintuneError(f"{path}: unreadable decision file ({exc})") from exc
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -22,7 +22,9 @@ Everything that is not a text-bound ``T`` line in a ``.ann`` file (``N``
 normalisations, ``A`` attributes, ``R`` relations, ``#`` notes ...) is counted
 by kind and reported. Offsets are character offsets into the text exactly as
 stored (line ends are not converted), which is what brat, doccano and Label
-Studio count. This module imports nothing of clintune's but ``errors``.
+Studio count. No message quotes a document: errors name the file, line or task
+and offsets; span types appear only when short (``clintune.labels.shown_labels``).
+This module imports nothing of clintune's but ``errors`` and ``labels``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.errors import DataError
+from clintune.labels import is_short_label, shown_labels
 
 MAX_LISTED = 5
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -85,11 +88,9 @@ class ReadReport:
 
     def notes(self) -> list[str]:
         """One line per thing worth knowing, each with a count and where."""
-        notes = [f"{self.source}: {self.documents} document(s), "
-                 f"{sum(self.spans.values())} span(s) ({', '.join(f'{k} {v}' for k, v in sorted(self.spans.items()))})"]
+        notes = [f"{self.source}: {self.documents} document(s), {sum(self.spans.values())} span(s) ({_by_kind(self.spans)})"]
         if self.other_lines:
-            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.other_lines.items()))
-            notes.append(f"{self.source}: .ann lines that are not text-bound entities, not used: {kinds}")
+            notes.append(f"{self.source}: .ann lines that are not text-bound entities, not used: {_by_kind(self.other_lines)}")
         listed = [
             (self.discontinuous, "discontinuous span(s) read as their covering span"),
             (self.widened, "entity edge(s) inside a word; the entity was widened to whole words"),
@@ -103,6 +104,13 @@ class ReadReport:
             if items:
                 notes.append(f"{self.source}: {len(items)} {what}: {listed_names(items)}")
         return notes
+
+
+def _by_kind(counts: Counter[str]) -> str:
+    """``Disease 4, Modifier 2``: a count per span type or line kind; a kind that reads like text only counted."""
+    shown = [f"{kind} {n}" for kind, n in sorted(counts.items()) if is_short_label(kind)]
+    hidden = sum(n for kind, n in counts.items() if not is_short_label(kind))
+    return ", ".join(shown + ([f"{hidden} whose type looks like text, not shown"] if hidden else []))
 
 
 def listed_names(items: list[str], limit: int = MAX_LISTED) -> str:
@@ -119,8 +127,9 @@ def read_document_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start})\n"
-                        "  fix: re-save the file as UTF-8") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}, "
+                        f"line {line})\n  fix: re-save the file as UTF-8") from exc
 
 
 def read_text_folder(folder: Path) -> list[Document]:
@@ -172,7 +181,10 @@ def _read_ann(path: Path, text: str, report: ReadReport) -> list[Span]:
             continue
         match = _T_LINE.match(line)
         if match is None:
-            raise DataError(f"{path} line {number}: not a brat entity line: {line[:80]!r}\n"
+            fields = line.split("\t")
+            problem = (f"{len(fields)} tab-separated field(s), not 3" if len(fields) != 3
+                       else "its second field is not 'Type start end' (a type without spaces, then offsets)")
+            raise DataError(f"{path} line {number}: not a brat entity line: {problem}\n"
                             "  fix: T lines read 'T1<TAB>Type start end<TAB>text'")
         _, kind, offsets, quoted = match.groups()
         fragments = [tuple(int(n) for n in part.split()) for part in offsets.split(";")]
@@ -183,7 +195,8 @@ def _read_ann(path: Path, text: str, report: ReadReport) -> list[Span]:
                                 "  fix: the .ann must belong to this .txt, unchanged since it was annotated")
         found = " ".join(text[s:e] for s, e in fragments)
         if found.replace("\n", " ") != quoted.replace("\n", " "):
-            raise DataError(f"{path} line {number}: the text at {offsets} is {found!r}, the line says {quoted!r}\n"
+            raise DataError(f"{path} line {number}: the text at {offsets.replace(' ', '-')} in {path.with_suffix('.txt').name} is not "
+                            f"the text the line quotes ({_difference(found, quoted)})\n"
                             "  fix: the .txt was changed after annotation, or its line ends were converted "
                             "(offsets count every character, \\r included)")
         if len(fragments) > 1:
@@ -191,6 +204,12 @@ def _read_ann(path: Path, text: str, report: ReadReport) -> list[Span]:
         report.spans[kind] += 1
         spans.append(Span(fragments[0][0], fragments[-1][1], kind, where))
     return spans
+
+
+def _difference(found: str, quoted: str) -> str:
+    """How a span's text and the text quoted for it differ, by lengths and position only (never the text)."""
+    same = next((i for i, (a, b) in enumerate(zip(found, quoted)) if a != b), min(len(found), len(quoted)))
+    return f"{len(found)} and {len(quoted)} characters, first differing at character {same + 1} of the span"
 
 
 def read_span_records(path: Path, group_key: str | None = None) -> tuple[list[Document], ReadReport]:
@@ -221,7 +240,7 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             items = json.loads(content)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
         pairs = list(enumerate(items, start=1))
     else:
         pairs = []
@@ -230,7 +249,7 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 try:
                     pairs.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                    raise DataError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     for number, item in pairs:
         if not isinstance(item, dict):
             raise DataError(f"{path} {'line' if not content.lstrip().startswith('[') else 'task'} {number}: "
@@ -243,37 +262,43 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def _doccano_record(path: Path, number: int, record: dict[str, Any], group_key: str | None, report: ReadReport) -> Document:
     text = record.get("text")
     if not isinstance(text, str):
-        raise DataError(f"{path} line {number}: no 'text' string (keys: {', '.join(record)})\n"
+        raise DataError(f"{path} line {number}: no 'text' string (keys: {shown_labels(record)})\n"
                         "  fix: doccano records read {\"text\": ..., \"label\": [[start, end, \"TYPE\"], ...]}")
     raw = record.get("label", record.get("labels", record.get("entities", [])))
     if not isinstance(raw, list):
         raise DataError(f"{path} line {number}: 'label' must be a list of [start, end, TYPE]")
     spans = []
-    for item in raw:
+    for position, item in enumerate(raw, start=1):
         if isinstance(item, dict):  # doccano's newer export: {"start_offset", "end_offset", "label"}
             item = [item.get("start_offset"), item.get("end_offset"), item.get("label")]
         if not (isinstance(item, list) and len(item) == 3 and all(isinstance(v, int) for v in item[:2]) and isinstance(item[2], str)):
-            raise DataError(f"{path} line {number}: span {item!r} is not [start, end, \"TYPE\"]")
+            shape = f"a list of {len(item)} value(s)" if isinstance(item, list) else f"a {type(item).__name__}"
+            raise DataError(f"{path} line {number}: span {position} of 'label' is {shape}, not [start, end, \"TYPE\"] "
+                            "(two whole-number offsets and a type)")
         spans.append(_checked_span(path, f"line {number}", text, item[0], item[1], item[2], None))
         report.spans[item[2]] += 1
-    name = str(record.get("id", f"line {number}"))
+    record_id = record.get("id")  # doccano numbers its records; any other id is a cell of the data, and not shown
+    name = str(record_id) if isinstance(record_id, int) and not isinstance(record_id, bool) else f"line {number}"
     return Document(name, text, spans, group=_group(record, group_key, name, path, f"line {number}"))
 
 
 def _label_studio_task(path: Path, number: int, task: dict[str, Any], group_key: str | None, report: ReadReport) -> Document:
-    task_id = task.get("id", number)
+    task_id = task.get("id")
+    numbered = isinstance(task_id, int) and not isinstance(task_id, bool)  # any other id is a cell of the data: not shown
+    name = f"task {task_id}" if numbered else f"record {number}"
+    place = f"{name} (record {number})" if numbered else name
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     texts = [v for v in data.values() if isinstance(v, str)]
     text = data.get("text", texts[0] if len(texts) == 1 else None)
     if not isinstance(text, str):
-        raise DataError(f"{path} task {task_id} (record {number}): no data.text\n"
+        raise DataError(f"{path} {place}: no data.text\n"
                         "  fix: export from a Label Studio project whose text field is named 'text'")
     annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
     if not annotations:
-        raise DataError(f"{path} task {task_id} (record {number}): the task has no annotation\n"
+        raise DataError(f"{path} {place}: the task has no annotation\n"
                         "  fix: annotate or skip it in Label Studio, or export only annotated tasks")
     if len(annotations) > 1:
-        report.several_annotations.append(str(task_id))
+        report.several_annotations.append(name)
     spans = []
     for result in annotations[0].get("result") or []:
         value = result.get("value") or {}
@@ -282,20 +307,24 @@ def _label_studio_task(path: Path, number: int, task: dict[str, Any], group_key:
             report.other_lines[str(result.get("type", "other"))] += 1
             continue
         if len(labels) != 1:
-            raise DataError(f"{path} task {task_id}: region {value.get('start')}-{value.get('end')} carries "
-                            f"{len(labels)} labels {labels}; one label per region is needed")
+            raise DataError(f"{path} {place}: region {_offset(value.get('start'))}-{_offset(value.get('end'))} carries "
+                            f"{len(labels)} labels ({shown_labels(labels)}); one label per region is needed")
         start, end = value["start"], value["end"]
         quoted = value.get("text")
         if isinstance(quoted, str) and isinstance(start, int) and isinstance(end, int) and text[start:end] != quoted:
             converted = _from_utf16_units(text, start), _from_utf16_units(text, end)
             if text[converted[0]:converted[1]] == quoted:
-                report.utf16_offsets.append(f"task {task_id} {start}-{end}")
+                report.utf16_offsets.append(f"{name} {start}-{end}")
                 start, end = converted
-        span = _checked_span(path, f"task {task_id}", text, start, end, labels[0], quoted)
+        span = _checked_span(path, name, text, start, end, labels[0], quoted)
         spans.append(span)
         report.spans[labels[0]] += 1
-    name = f"task {task_id}"
-    return Document(name, text, spans, group=_group(data, group_key, name, path, f"task {task_id}"))
+    return Document(name, text, spans, group=_group(data, group_key, name, path, name))
+
+
+def _offset(value: Any) -> str:
+    """An offset for a message: a whole number as it is, anything else by its type (it may be text)."""
+    return str(value) if isinstance(value, int) else f"({type(value).__name__})"
 
 
 def _from_utf16_units(text: str, offset: int) -> int:
@@ -311,10 +340,11 @@ def _from_utf16_units(text: str, offset: int) -> int:
 
 def _checked_span(path: Path, place: str, text: str, start: Any, end: Any, kind: str, quoted: str | None) -> Span:
     if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
-        raise DataError(f"{path} {place}: offsets {start}-{end} lie outside the text ({len(text)} characters)\n"
+        raise DataError(f"{path} {place}: offsets {_offset(start)}-{_offset(end)} lie outside the text ({len(text)} characters)\n"
                         "  fix: re-export the annotations with the text they belong to")
     if quoted is not None and text[start:end] != quoted:
-        raise DataError(f"{path} {place}: the text at {start}-{end} is {text[start:end]!r}, the export says {quoted!r}\n"
+        raise DataError(f"{path} {place}: the text at {start}-{end} is not the text the export quotes for it "
+                        f"({_difference(text[start:end], quoted)})\n"
                         "  fix: re-export the annotations with the text they belong to")
     return Span(start, end, kind, f"{path.name} {place}")
 
@@ -420,10 +450,11 @@ def _resolved_spans(document: Document, report: ReadReport, type_map: dict[str, 
     for span in document.spans:
         kind = type_map.get(span.type, span.type)
         if allowed is not None and kind not in allowed:
-            mapped = f" (mapped from {span.type!r} by labels.map)" if kind != span.type else ""
-            raise DataError(f"{report.source}: {span.where}: type {kind!r}{mapped} is not in labels.classes "
+            mapped = f" (mapped from {shown_labels([span.type])} by labels.map)" if kind != span.type else ""
+            shown = kind if is_short_label(kind) else "TYPE"
+            raise DataError(f"{report.source}: {span.where}: type {shown_labels([kind])}{mapped} is not in labels.classes "
                             f"(types there: {', '.join(sorted(allowed))})\n"
-                            f"  fix: add B-{kind} and I-{kind} to labels.classes, or map the type with labels.map")
+                            f"  fix: add B-{shown} and I-{shown} to labels.classes, or map the type with labels.map")
         renamed.append(Span(span.start, span.end, kind, span.where))
     kept: list[Span] = []
     seen: set[tuple[int, int, str]] = set()
@@ -438,8 +469,8 @@ def _resolved_spans(document: Document, report: ReadReport, type_map: dict[str, 
             continue
         if overlapping == "error":
             raise DataError(
-                f"{report.source}: {span.where} ({span.type} {span.start}-{span.end}) overlaps {clash.where} "
-                f"({clash.type} {clash.start}-{clash.end}); BIO tags hold one entity per word\n"
+                f"{report.source}: {span.where} ({_type(span.type)} {span.start}-{span.end}) overlaps {clash.where} "
+                f"({_type(clash.type)} {clash.start}-{clash.end}); BIO tags hold one entity per word\n"
                 "  fix: remove one of them, or set data.overlapping_spans=longest to keep the longer span")
         longer = span if span.end - span.start > clash.end - clash.start else clash
         if longer is span:
@@ -448,6 +479,11 @@ def _resolved_spans(document: Document, report: ReadReport, type_map: dict[str, 
         else:
             report.overlaps_dropped.append(span.where)
     return sorted(kept, key=lambda s: s.start)
+
+
+def _type(kind: str) -> str:
+    """A span type for a message, unquoted; one that reads like text is not shown (``labels.is_short_label``)."""
+    return kind if is_short_label(kind) else "a type that looks like text"
 
 
 def _bio_tags(document: Document, words: list[tuple[str, int, int]], spans: list[Span], report: ReadReport) -> list[str]:

@@ -8,6 +8,7 @@ so they report the same numbers for the same data.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ from clintune.metrics import (
     ner_metrics,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Evaluation:
@@ -39,6 +42,7 @@ class Evaluation:
     probabilities: np.ndarray | None = None
     positive_id: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    records_quote_text: bool = False  # NER records carry each sentence's tokens: the report keeps them owner-only
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values: what the report folder's metrics.json, predictions.jsonl and errors.jsonl hold."""
@@ -124,7 +128,7 @@ def evaluate_tagged(
     index = {label: i for i, label in enumerate(classes)}
     gold_ids = np.array([index[t] for tags in gold for t in tags])
     predicted_ids = np.array([index[t] for tags in predicted for t in tags])
-    return Evaluation(metrics, records, classes, gold_ids, predicted_ids, errors=errors)
+    return Evaluation(metrics, records, classes, gold_ids, predicted_ids, errors=errors, records_quote_text=True)
 
 
 ERROR_KINDS = ("missed", "false_positive", "boundary", "type")
@@ -167,3 +171,36 @@ def entity_errors(tokens: list[str], gold: set[tuple[str, int, int]], predicted:
         if not any(overlaps(p, g) for g in gold):
             errors.append({"kind": "false_positive", "gold": None, "predicted": describe(p), "sentence": sentence})
     return errors
+
+
+FAILURE_ADVICE = ("  try: more epochs (training.epochs), a higher learning rate for the new head (training.head_learning_rate), "
+                  "or class weights for rare classes (training.class_weights: balanced)")
+
+
+def failure_signs(metrics: dict[str, Any]) -> list[str]:
+    """What says a model learnt little or nothing, from one split's metrics: classes it never predicts
+    (fewer than the data holds), a class whose recall is 0, or an NER model that finds no entity at all.
+    Empty for a model that at least tries every class; a warning's text ends with what to try."""
+    signs = []
+    if "n_predicted_entities" in metrics:
+        if metrics["n_predicted_entities"] == 0 and metrics.get("n_entities", 0) > 0:
+            signs.append(f"it found no entity in {metrics.get('n_sentences', 0)} sentences that hold {metrics['n_entities']}")
+        return signs
+    per_class = metrics.get("per_class") or {}
+    present = [label for label, row in per_class.items() if row.get("support", 0) > 0]
+    predicted = metrics.get("classes_predicted")
+    if predicted is not None and predicted < len(present):
+        signs.append(f"it predicts only {predicted} of the {len(present)} classes in the data")
+    missed = [label for label in present if per_class[label].get("recall", 0.0) == 0.0]
+    if missed:
+        signs.append(f"recall is 0 for {', '.join(map(repr, missed[:10]))}" + (f" and {len(missed) - 10} more" if len(missed) > 10 else ""))
+    return signs
+
+
+def warn_if_failed(split_metrics: dict[str, Any], where: str, into: dict[str, Any]) -> None:
+    """Say loudly when the model learnt little (``failure_signs`` of ``split_metrics``, measured on ``where``) and
+    keep the signs in ``into["warnings"]``: ``train`` on validation, ``eval`` on its data; the model card shows them."""
+    signs = failure_signs(split_metrics)
+    if signs:
+        into["warnings"] = [f"on {where}: {sign}" for sign in signs]
+        logger.warning("WARNING: this model may have learnt little: on %s, %s\n%s", where, "; ".join(signs), FAILURE_ADVICE)

@@ -66,13 +66,31 @@ def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
     fsync_path(path.parent)
 
 
+# Files that may hold note text (report examples, predictions, copies of documents, caches) are readable by
+# their owner alone, as the README's Safety section lists.
+PRIVATE_FILE = 0o600
+PRIVATE_FOLDER = 0o700
+
+
 def write_json(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """One JSON object per line, written atomically."""
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]], private: bool = False) -> None:
+    """One JSON object per line, written atomically; ``private``: owner-only (records that quote or identify notes)."""
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                      mode=PRIVATE_FILE if private else None)
+
+
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and any missing parents owner-only, whatever the umask (folders that exist keep their mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+        os.chmod(created, PRIVATE_FOLDER)  # mkdir's mode is masked by the umask
 
 
 def staging_dir_for(output_dir: Path) -> Path:

@@ -37,6 +37,26 @@ def require_ray() -> Any:
     return ray
 
 
+class ActorError(ClintuneError):
+    """A ``ClintuneError`` raised in a Ray actor, carried back to the driver whole.
+
+    Ray Data appends its retry advice to an exception's message on the way and drops its
+    ``__cause__`` when it crosses processes, so the error's kind and own message travel in
+    attributes of their own (``__reduce__``), and ``rebuilt()`` gives the original back.
+    """
+
+    def __init__(self, error: ClintuneError | str, kind: type[ClintuneError] | None = None) -> None:
+        self.own_message = str(error)
+        self.kind = kind or (type(error) if isinstance(error, ClintuneError) else ClintuneError)
+        super().__init__(self.own_message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.own_message, self.kind))
+
+    def rebuilt(self) -> ClintuneError:
+        return self.kind(self.own_message)
+
+
 class ModelActor:
     """A callable for ``Dataset.map_batches``: one model load per actor, then a pyarrow batch in, results out.
 
@@ -45,17 +65,24 @@ class ModelActor:
     """
 
     def __init__(self, model_dir: str, text_column: str, id_column: str, probabilities: bool = False,
-                 batch_size: int | None = None, threads: int | None = 1, on_empty: str = "error") -> None:
+                 batch_size: int | None = None, threads: int | None = 1, on_empty: str = "error",
+                 trust_remote_code: bool = False) -> None:
         from clintune.prediction import Predictor
         from clintune.sources import empty_text_steps
 
-        self.predictor = Predictor.from_folder(model_dir, batch_size=batch_size, threads=threads)
+        self.predictor = Predictor.from_folder(model_dir, batch_size=batch_size, threads=threads, trust_remote_code=trust_remote_code)
         self.text_column, self.id_column = text_column, id_column
         self.probabilities, self.on_empty = probabilities, on_empty
         encoder = self.predictor.encoder
         self.steps = empty_text_steps(encoder.task_type, self.predictor.config)
 
     def __call__(self, batch: Any) -> Any:
+        try:
+            return self._predict(batch)
+        except ClintuneError as exc:
+            raise ActorError(exc) from exc
+
+    def _predict(self, batch: Any) -> Any:
         from clintune.prediction import purge_jemalloc, release_freed_memory
         from clintune.sinks import record_schema, records_table, result_record
         from clintune.sources import text_problem
@@ -89,20 +116,24 @@ class ModelActor:
 
 def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text_column: str | None = None,
                     probabilities: bool = False, batch_size: int | None = None, threads: int = 1, workers: int | None = None,
-                    chunk_size: int = 256, on_empty: str | None = None, actor_env: dict[str, str] | None = None) -> Any:
+                    chunk_size: int = 256, on_empty: str | None = None, actor_env: dict[str, str] | None = None,
+                    trust_remote_code: bool = False) -> Any:
     """``dataset`` (a Ray Dataset holding ``text_column`` and ``id_column``) mapped to prediction rows, lazily.
 
     ``workers`` actors (default: the cluster's CPUs divided by ``threads``) each load the
     model once and take ``chunk_size`` rows at a time; ``text_column`` and ``on_empty``
     default to the model's ``data.text_column`` and ``data.on_empty``. ``actor_env``:
     environment variables the actors start with, such as ``clintune.allocator.jemalloc_environment()``
-    (``--engine ray`` passes that one).
+    (``--engine ray`` passes that one). ``trust_remote_code``: let a folder that ships Python code of
+    its own run it in the actors; without it such a folder is refused here, before any actor starts
+    (``clintune.artifacts.check_remote_code``).
     """
     ray = require_ray()
-    from clintune.artifacts import check_model_folder
+    from clintune.artifacts import check_model_folder, check_remote_code
 
     folder = Path(model_dir).absolute()
     _, config = check_model_folder(folder)
+    check_remote_code(folder, config, trust_remote_code)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(threads, 1)))
     options = {"runtime_env": {"env_vars": dict(actor_env)}} if actor_env else {}
@@ -110,7 +141,8 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
         ModelActor,
         fn_constructor_kwargs={"model_dir": str(folder), "text_column": text_column or config.data.text_column,
                                "id_column": id_column, "probabilities": probabilities, "batch_size": batch_size,
-                               "threads": threads, "on_empty": on_empty or config.data.on_empty},
+                               "threads": threads, "on_empty": on_empty or config.data.on_empty,
+                               "trust_remote_code": trust_remote_code},
         # An autoscaling pool (1 to ``workers`` actors): a fixed pool holding every CPU from the start
         # would leave none for the read tasks that feed it, and wait for ever.
         batch_size=chunk_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
@@ -124,15 +156,15 @@ RAY_BLOCK_BYTES = 1 << 20
 def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, id_column: str | None,
                            text_column: str | None = None, probabilities: bool = False, batch_size: int | None = None,
                            threads: int | None = None, workers: int | None = None, chunk_size: int = 256,
-                           on_empty: str | None = None) -> int:
+                           on_empty: str | None = None, trust_remote_code: bool = False) -> int:
     """``clintune predict --engine ray``: a Parquet file or dataset folder in, a Parquet dataset folder out.
 
     The output folder is assembled beside its destination and swapped in when complete
     (``clintune.files.publish``); an existing output is replaced only when it is a folder
-    of Parquet files. Returns the number of rows written.
+    of Parquet files. ``trust_remote_code``: as for ``predict_dataset``. Returns the number of rows written.
     """
     from clintune.allocator import jemalloc_environment
-    from clintune.artifacts import check_model_folder
+    from clintune.artifacts import check_model_folder, check_remote_code
     from clintune.files import publish, remove_stale, staging_dir_for
     from clintune.guards import check_replaceable
 
@@ -144,6 +176,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
         raise DataError(f"--engine ray reads Parquet: {source} is not a .parquet file or a folder of them\n"
                         "  fix: convert it (pandas: read_csv(...).to_parquet('notes.parquet')) or use --engine local")
     _, config = check_model_folder(Path(model_dir))
+    check_remote_code(Path(model_dir), config, trust_remote_code)  # before Ray starts
     check_replaceable(output, "--output", lambda name: name.endswith(".parquet") or name.startswith("."), (),
                       "Parquet dataset folder")
     # Actors under jemalloc where this machine has it, as the local engine: PyTorch over 10,000 texts
@@ -161,40 +194,51 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     # reservation, which on two CPUs kept the actor pool at one actor.
     context.target_max_block_size = RAY_BLOCK_BYTES
     context.op_resource_reservation_enabled = False
+    context.raise_original_map_exception = True  # an actor's ActorError itself, not Ray's UserCodeException for it
     text = text_column or config.data.text_column
     dataset = ray.data.read_parquet(str(source.absolute()), num_cpus=0).select_columns([text, id_column])
     predicted = predict_dataset(dataset, model_dir, id_column=id_column, text_column=text, probabilities=probabilities,
                                 batch_size=batch_size, threads=threads or 1, workers=workers, chunk_size=chunk_size,
-                                on_empty=on_empty, actor_env=actor_env)
+                                on_empty=on_empty, actor_env=actor_env, trust_remote_code=trust_remote_code)
     staging = staging_dir_for(output)
     remove_stale(staging)
     try:
         predicted.write_parquet(str(staging.absolute()))
     except Exception as exc:
         remove_stale(staging)
-        cause = _clintune_cause(exc)
-        if cause is not None:
-            raise cause from None
+        error = _actor_error(exc)
+        if error is not None:
+            raise error.rebuilt() from exc
         raise
     import pyarrow.dataset as pa_dataset
 
     rows = pa_dataset.dataset(str(staging), format="parquet").count_rows()
+    _make_owner_only(staging)  # results identify notes (ids, entity text), as the local engine's output
     publish(staging, output)
     return rows
 
 
-def _clintune_cause(exc: BaseException) -> ClintuneError | None:
-    """The ``ClintuneError`` an actor raised, out of Ray's wrappers (None if there is none)."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+def _make_owner_only(folder: Path) -> None:
+    """Ray's workers wrote ``folder`` with the umask: make it and its files readable by their owner alone."""
+    import os
+
+    from clintune.files import PRIVATE_FILE, PRIVATE_FOLDER
+
+    for path in folder.rglob("*"):
+        os.chmod(path, PRIVATE_FOLDER if path.is_dir() else PRIVATE_FILE)
+    os.chmod(folder, PRIVATE_FOLDER)
+
+
+def _actor_error(exc: BaseException) -> ActorError | None:
+    """The ``ActorError`` an actor raised, found among Ray's wrappers (their ``cause`` and Python's chain)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
         seen.add(id(current))
-        if isinstance(current, ClintuneError):
-            return ClintuneError(_own_message(str(current)))
-        current = current.__cause__ or current.__context__
-    return ClintuneError(_own_message(str(exc))) if "DataError: " in str(exc) else None
-
-
-def _own_message(text: str) -> str:
-    """The DataError's own message, out of Ray's multi-line wrapper text."""
-    return text.rsplit("DataError: ", 1)[-1].strip()
+        if isinstance(current, ActorError) and type(current) is ActorError:
+            return current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return None

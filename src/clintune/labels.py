@@ -10,6 +10,61 @@ from pathlib import Path
 from clintune.errors import ModelFolderError
 
 LABELS_FILE = "labels.json"
+# A label value appears in a message only when it is short: a label column pointed at the notes by
+# mistake, or swapped CoNLL columns, must not print the notes (see ``shown_labels``).
+SHOWN_LABELS = 5
+SHORT_LABEL_CHARACTERS = 30
+SHORT_LABEL_WORDS = 3
+
+
+def is_short_label(value: str) -> bool:
+    """Whether a label value may appear in a message: one printable line of at most 30 characters and 3 words."""
+    return len(value) <= SHORT_LABEL_CHARACTERS and len(value.split()) <= SHORT_LABEL_WORDS and value.isprintable()
+
+
+def shown_labels(values: Iterable[str], counts: Mapping[str, int] | None = None) -> str:
+    """Label values for a message: the first five short ones (``is_short_label``), quoted, with their
+    counts when given; the rest only counted (``'A' (3), 'B' (1), 2 more and 1 value that looks like
+    text, not shown``). A label column pointed at the notes by mistake must not print the notes."""
+    distinct = list(dict.fromkeys(str(value) for value in values))
+    short = [value for value in distinct if is_short_label(value)]
+    items = [f"{value!r}" + (f" ({counts[value]})" if counts is not None else "") for value in short[:SHOWN_LABELS]]
+    extras = [f"{len(short) - SHOWN_LABELS} more"] if len(short) > SHOWN_LABELS else []
+    hidden = len(distinct) - len(short)
+    if hidden:
+        extras.append(f"{hidden} value{' that looks' if hidden == 1 else 's that look'} like text, not shown")
+    if not extras:
+        return ", ".join(items) or "none"
+    everything = items + extras
+    return ", ".join(everything[:-1]) + (" and " if len(everything) > 1 else "") + everything[-1]
+
+
+def with_both_bio_tags(tags: Iterable[str]) -> list[str]:
+    """``tags`` with ``B-X`` and ``I-X`` for every entity type ``X`` among them, the added ones at the end.
+
+    A tag set comes from entity types, not from the tags that happened to occur: a type whose mentions
+    were all one word in training (``B-Drug`` only) still has ``I-Drug``, so a two-word mention
+    elsewhere is a valid tag sequence, not a label the model never saw."""
+    tags = list(dict.fromkeys(tags))
+    types = sorted({tag[2:] for tag in tags if tag[:2] in ("B-", "I-")})
+    return tags + [f"{prefix}-{kind}" for kind in types for prefix in "BI" if f"{prefix}-{kind}" not in tags]
+
+
+def did_you_mean(unknown: Iterable[str], classes: Iterable[str]) -> str:
+    """'; did you mean 'Serious' for 'serious'?': the known class nearest each short unknown label (case
+    differences first), for messages; empty when none is near. Values that look like text are never named."""
+    import difflib
+
+    known = list(classes)
+    by_case = {name.casefold(): name for name in known}
+    pairs = []
+    for value in unknown:
+        if not is_short_label(value):
+            continue
+        match = by_case.get(value.casefold()) or next(iter(difflib.get_close_matches(value, known, n=1, cutoff=0.6)), None)
+        if match is not None and match != value:
+            pairs.append(f"{match!r} for {value!r}")
+    return f"; did you mean {', '.join(pairs[:SHOWN_LABELS])}?" if pairs else ""
 
 
 @dataclass(frozen=True)
@@ -32,7 +87,7 @@ class LabelEncoder:
         if explicit is not None:
             classes = list(explicit)
         else:
-            classes = sorted(set(labels))
+            classes = sorted(set(labels) | (set(with_both_bio_tags(set(labels))) if task_type == "ner" else set()))
             if task_type == "ner" and "O" not in classes:
                 classes = ["O", *classes]
         if task_type == "binary" and positive is None and len(classes) == 2:
@@ -71,7 +126,7 @@ class LabelEncoder:
             payload = json.loads(path.read_text(encoding="utf-8"))
             return cls(classes=tuple(payload["classes"]), task_type=payload["task_type"], positive=payload.get("positive"))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ModelFolderError(f"{path}: unreadable label file ({exc})") from None
+            raise ModelFolderError(f"{path}: unreadable label file ({exc})") from exc
 
 
 def balanced_class_weights(counts: Mapping[int, int], n_classes: int) -> list[float]:

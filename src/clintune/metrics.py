@@ -33,6 +33,7 @@ def binary_metrics(
         "f1": float(f1),
         "roc_auc": roc_auc,
         "threshold": threshold,
+        "classes_predicted": len(set(predicted_positive.tolist())),
         "n_examples": int(len(y_true)),
         "per_class": multiclass_metrics(y_true, binary_predictions(positive_scores, positive_id, threshold), classes)["per_class"],
     }
@@ -70,6 +71,7 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, 
     """Entity-level precision/recall/F1, overall and per entity type: strict (seqeval, IOB2: type and both
     edges must match) in the flat keys, and overlap (see :func:`overlap_entity_scores`) under ``overlap``."""
     from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.metrics.sequence_labeling import get_entities
 
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
@@ -92,6 +94,7 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, 
         "f1": float(micro["f1-score"]),
         "accuracy": float(accuracy_score(gold, predicted)),
         "n_entities": int(micro["support"]),
+        "n_predicted_entities": len(get_entities(predicted)),
         "n_sentences": len(gold),
         "per_class": per_type,
         "overlap": overlap,
@@ -153,7 +156,19 @@ def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray, n_bins: int 
             ece += gap * count / len(confidence)
             rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
                          "confidence": float(confidence[members].mean()), "accuracy": float(correct[members].mean())})
-    return {"ece": float(ece), "n_bins": n_bins, "bins": rows}
+    # accuracy minus confidence over every example: above 0 the model is right more often than it says
+    gap = float(correct.mean() - confidence.mean()) if len(confidence) else 0.0
+    return {"ece": float(ece), "n_bins": n_bins, "bins": rows, "accuracy_minus_confidence": gap,
+            "verdict": confidence_verdict(gap)}
+
+
+def confidence_verdict(gap: float, tolerance: float = 0.02) -> str:
+    """In words, what accuracy minus mean confidence says about the probabilities."""
+    if gap > tolerance:
+        return f"under-confident: right {gap:.0%} more often than its probabilities say"
+    if gap < -tolerance:
+        return f"over-confident: right {-gap:.0%} less often than its probabilities say"
+    return "about as often right as its probabilities say"
 
 
 def bootstrap_intervals(

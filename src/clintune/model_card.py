@@ -17,6 +17,7 @@ import yaml
 
 from clintune.artifacts import EXPORT_FILE, ONNX_FILE
 from clintune.decision import DecisionRule
+from clintune.figures import FigureSet, figures_in_force
 from clintune.labels import LabelEncoder
 
 CARD_FILE = "README.md"
@@ -71,6 +72,11 @@ def render_model_card(folder: Path, published: Path | None = None) -> str:
         f"Fine-tuned by clintune from `{config['model']['name_or_path']}`.",
         "",
     ]
+    if metrics.get("warnings"):  # first, where nobody can miss it: the model may not work at all
+        from clintune.evaluation import FAILURE_ADVICE
+
+        lines += ["## Warning: this model may have learnt little", "",
+                  *[f"- {warning}" for warning in metrics["warnings"]], "", FAILURE_ADVICE.strip().capitalize() + ".", ""]
     if export is not None:
         lines += [_export_text(export), "", "## Export check", "", _export_check_text(export), ""]
     lines += [
@@ -84,18 +90,25 @@ def render_model_card(folder: Path, published: Path | None = None) -> str:
         "",
         "## Metrics",
         "",
-        *_metrics_preamble(metrics, config),
-        "",
     ]
-    default = metrics.get("default_rule", {})
-    for split in ("validation", "test"):
-        if split in metrics:
-            lines += [f"### {split.capitalize()}", "", _headline_table(metrics[split], HEADLINES[task_type]), "",
-                      _per_class_table(metrics[split].get("per_class", {}), metrics[split].get("per_group", {})), ""]
-        if split in default:
-            lines += [f"With the default rule (most probable class) instead, on the same {split} data:", "",
-                      _headline_table(default[split], HEADLINES[task_type]), "",
-                      _per_class_table(default[split].get("per_class", {}), default[split].get("per_group", {})), ""]
+    figures = figures_in_force(metrics, rule.describe(encoder) if task_type != "ner" else "")
+    if figures.earlier:
+        if metrics.get("must_not_miss_unmet"):
+            lines += [*_metrics_preamble(metrics, config), ""]
+        lines += [f"The decision rule in force ({figures.rule}) was stored after training; the figures in this section",
+                  "were measured under it, on the data named in each heading. The training-time figures, measured under",
+                  "the earlier rule, follow them under their own heading.", ""]
+    else:
+        lines += [*_metrics_preamble(metrics, config), ""]
+    if not figures.current:
+        lines += ["No figures were measured under the rule in force: score the model under it with",
+                  "`clintune eval --model DIR --data FILE` on labelled data.", ""]
+    for figure_set in figures.current:
+        lines += _figure_set_lines(figure_set, HEADLINES[task_type])
+    if figures.earlier:
+        lines += [f"### At training time, under the earlier rule ({figures.earlier_rule}): not the rule in force", ""]
+        for figure_set in figures.earlier:
+            lines += _figure_set_lines(figure_set, HEADLINES[task_type], level="####")
     if metrics.get("selection"):
         lines += ["## Checkpoint selection", "", _selection_text(metrics["selection"]), ""]
     lines += ["## Decision rule and calibration", "", _decision_text(rule, encoder, metrics), ""]
@@ -118,6 +131,19 @@ def write_model_card(folder: Path, published: Path | None = None) -> None:
     (folder / CARD_FILE).write_text(render_model_card(folder, published), encoding="utf-8")
 
 
+def _figure_set_lines(figures: FigureSet, headline: tuple[str, ...], level: str = "###") -> list[str]:
+    """A heading naming the data (and "tuned here: optimistic"), its figures, and the default rule's beside them."""
+    name = figures.name.capitalize() if figures.name in ("validation", "test") else f"On `{figures.name}`"
+    lines = [f"{level} {name}" + (f" ({figures.note})" if figures.note else ""), "",
+             _headline_table(figures.metrics, headline), "",
+             _per_class_table(figures.metrics.get("per_class", {}), figures.metrics.get("per_group", {})), ""]
+    if figures.default_rule:
+        lines += ["With the default rule (most probable class) instead, on the same data:", "",
+                  _headline_table(figures.default_rule, headline), "",
+                  _per_class_table(figures.default_rule.get("per_class", {}), figures.default_rule.get("per_group", {})), ""]
+    return lines
+
+
 def _export_info(folder: Path) -> dict[str, Any] | None:
     """``export.json`` of an ONNX folder; None for a PyTorch folder."""
     if not (folder / ONNX_FILE).is_file():
@@ -131,11 +157,17 @@ def _export_text(export: dict[str, Any]) -> str:
     source = f" of the PyTorch model folder `{export['source']}`" if export.get("source") else ""
     return (f"This folder is the ONNX export (`{ONNX_FILE}`, {weights}){source}; `clintune predict` and "
             "`clintune eval` run it on ONNX Runtime. The metrics below were measured on the PyTorch model at "
-            "training time; the export check says how closely this export follows it.")
+            "training time; the export check says how closely this export follows it. Its decision rule and figures are "
+            f"the source folder's as of the export ({export.get('exported', 'date not recorded')}): a rule stored in the "
+            "source since then is not in this folder; export again to carry it.")
 
 
 def _export_check_text(export: dict[str, Any]) -> str:
     check = export.get("check")
+    if check and check.get("must_not_miss_recall"):
+        return _export_check_text(export | {"check": {k: v for k, v in check.items() if k != "must_not_miss_recall"}}) + "".join(
+            f"\n- Recall of `{key}` (must not miss): {r['pytorch']:.4f} with PyTorch, {r['exported']:.4f} exported "
+            f"({r['difference']:+.4f})." for key, r in check["must_not_miss_recall"].items())
     if not check:
         return ("Not checked: exported without `--check-data`. To compare it with the PyTorch model, export again "
                 "(to another `--output`) with `--check-data FILE` (a labelled file), or run `clintune eval` on both "

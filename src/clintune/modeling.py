@@ -61,8 +61,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ClintuneError(_load_failure(name_or_path, "tokenizer", exc)) from None
+    except _load_errors() as exc:
+        raise ClintuneError(_load_failure(name_or_path, "tokenizer", exc)) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ClintuneError(f"{name_or_path}: clintune needs a fast (Rust) tokenizer for subword alignment")
     return tokenizer
@@ -114,8 +114,8 @@ def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_
         return auto_class.from_pretrained(
             name_or_path, config=config, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True
         )
-    except (OSError, ValueError) as exc:
-        raise ClintuneError(_load_failure(name_or_path, "model", exc)) from None
+    except _load_errors() as exc:
+        raise ClintuneError(_load_failure(name_or_path, "model", exc)) from exc
 
 
 def _log_fresh_weights(name_or_path: str, info: dict) -> None:
@@ -150,12 +150,27 @@ def _listed(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def _load_errors() -> tuple[type[Exception], ...]:
+    """What a folder or Hub id that cannot be loaded raises: a missing file, a malformed config.json
+    (``huggingface_hub``'s strict config fields raise their own error for a value of the wrong type)."""
+    from huggingface_hub import errors
+
+    return (OSError, ValueError, *((errors.StrictDataclassError,) if hasattr(errors, "StrictDataclassError") else ()))
+
+
+def _first_line(exc: Exception, limit: int = 300) -> str:
+    """The exception's type and the first line of its message (the full chain is under --verbose)."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    line = line if len(line) <= limit else line[:limit] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
 def _load_failure(name_or_path: str, what: str, exc: Exception) -> str:
     if Path(name_or_path).exists():
         return f"model.name_or_path: cannot load the {what} from folder {name_or_path}: {exc}"
     return (
         f"model.name_or_path: cannot load the {what} {name_or_path!r}: it is not a local folder, "
-        f"and the Hugging Face Hub could not provide it ({type(exc).__name__}).\n"
+        f"and the Hugging Face Hub could not provide it ({_first_line(exc)}).\n"
         "  fix: on a machine without internet, download the model elsewhere and point "
         "model.name_or_path at the local folder"
     )

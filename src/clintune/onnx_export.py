@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from clintune.artifacts import EXPORT_FILE, ONNX_FILE, check_model_folder
+from clintune.artifacts import EXPORT_FILE, ONNX_FILE, check_model_folder, check_remote_code
 from clintune.errors import ClintuneError
 from clintune.files import publish, remove_stale, staging_dir_for, write_json
 from clintune.modeling import load_tokenizer, load_trained_model
@@ -23,15 +23,16 @@ COPIED = ("config.json", "labels.json", "clintune.yaml", "decision.json", "token
           "special_tokens_map.json", "vocab.txt", "README.md", "run.json", "metrics.json")
 
 
-def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Path:
-    """Write an ONNX model folder for ``model_dir``; ``quantize="int8"`` adds dynamic int8 weights."""
+def export(model_dir: Path, output_dir: Path, quantize: str | None = None, *, trust_remote_code: bool = False) -> Path:
+    """Write an ONNX model folder for ``model_dir``; ``quantize="int8"`` adds dynamic int8 weights. A folder that
+    ships code of its own loads only with ``trust_remote_code`` (``clintune.artifacts.check_remote_code``)."""
     import torch
 
     require_onnx("onnxscript")
     encoder, config = check_model_folder(model_dir)
     if (model_dir / ONNX_FILE).is_file():
         raise ClintuneError(f"{model_dir} is already an ONNX folder; export the PyTorch folder it came from")
-    trust_remote_code = config.model.trust_remote_code
+    check_remote_code(model_dir, config, trust_remote_code)
     model = load_trained_model(task_for(encoder.task_type), str(model_dir), encoder, trust_remote_code).eval()
     names = model_input_names(load_tokenizer(str(model_dir), trust_remote_code))
     staging = staging_dir_for(output_dir)
@@ -56,7 +57,10 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None) -> Pa
             str(float_path), str(staging / ONNX_FILE), weight_type=quantization.QuantType.QInt8, per_channel=True
         )
         float_path.unlink()
-    write_json(staging / EXPORT_FILE, {"source": str(model_dir.absolute()), "format": "onnx", "quantize": quantize or "none"})
+    from datetime import datetime, timezone
+
+    write_json(staging / EXPORT_FILE, {"source": str(model_dir.absolute()), "format": "onnx", "quantize": quantize or "none",
+                                       "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     publish(staging, output_dir)
     return output_dir

@@ -79,7 +79,7 @@ def _relative_luminance(rgb: tuple[float, ...]) -> float:
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
-def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> Any:
+def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str, rule: str = "") -> Any:
     """ROC curve with AUC, marking the operating point of the decision threshold."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -92,12 +92,12 @@ def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, po
     axes.scatter([false_positive_rate[point]], [true_positive_rate[point]], color="red", zorder=3, label=f"threshold {threshold:.3g}")
     axes.set_xlabel("false positive rate (1 - specificity)")
     axes.set_ylabel(f"true positive rate (recall of {positive})")
-    axes.set_title(f"ROC curve, positive class {positive}")
+    axes.set_title(f"ROC curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""), fontsize=10)
     axes.legend(loc="lower right")
     return figure
 
 
-def precision_recall_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> Any:
+def precision_recall_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str, rule: str = "") -> Any:
     """Precision-recall curve with average precision, marking the decision threshold."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -110,7 +110,7 @@ def precision_recall_figure(is_positive: np.ndarray, scores: np.ndarray, thresho
     axes.set_xlabel(f"recall of {positive}")
     axes.set_ylabel(f"precision of {positive}")
     axes.set_ylim(0, 1.02)
-    axes.set_title(f"Precision-recall curve, positive class {positive}")
+    axes.set_title(f"Precision-recall curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""), fontsize=10)
     axes.legend(loc="lower left")
     return figure
 
@@ -131,12 +131,15 @@ def reliability_figure(calibration: dict[str, Any]) -> Any:
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
     width = 0.9 / calibration["n_bins"]
     axes.bar(centres, [b["accuracy"] for b in bins], width=width, alpha=0.7, label="accuracy in bin")
-    axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", label="mean confidence")
+    axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black",
+              label="bin's mean confidence (x) and accuracy (y)")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}", pad=20)
+    verdict = calibration.get("verdict")
+    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}" + (f"\nthe model is {verdict}" if verdict else ""),
+                   pad=20, fontsize=10)
     axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)  # above the bars, never on them
     counts = [b["count"] for b in bins]
     bars = counts_axes.bar(centres, counts, width=width, color="grey")

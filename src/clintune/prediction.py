@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from clintune.artifacts import ONNX_FILE, ModelFolder, read_export_info, read_model_folder
+from clintune.artifacts import ONNX_FILE, ModelFolder, check_remote_code, read_export_info, read_model_folder
 from clintune.config import Config
 from clintune.data import preprocess_text
 from clintune.decision import DecisionRule, WindowLogits
@@ -73,7 +73,8 @@ class Predictor:
 
     @classmethod
     def from_folder(
-        cls, folder: str | Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
+        cls, folder: str | Path, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None, *,
+        trust_remote_code: bool = False,
     ) -> Predictor:
         """Load a model folder written by ``clintune train`` or ``clintune export``.
 
@@ -81,24 +82,29 @@ class Predictor:
         ONNX Runtime. ``threads`` caps the CPU threads used for inference (PyTorch and
         ONNX Runtime); ``batch_size`` defaults to 8 on CPU and 64 on a GPU, and to 1 for a
         dynamic-int8 folder, whose passes then run side by side (see ``OnnxModel``).
+        A folder that ships Python code of its own loads only with ``trust_remote_code``
+        (see ``clintune.artifacts.check_remote_code``); what its ``clintune.yaml`` says does not count.
         """
-        return cls.from_model_folder(read_model_folder(Path(folder)), batch_size, show_progress, threads)
+        return cls.from_model_folder(read_model_folder(Path(folder)), batch_size, show_progress, threads,
+                                     trust_remote_code=trust_remote_code)
 
     @classmethod
     def from_model_folder(
-        cls, folder: ModelFolder, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
+        cls, folder: ModelFolder, batch_size: int | None = None, show_progress: bool = False, threads: int | None = None, *,
+        trust_remote_code: bool = False,
     ) -> Predictor:
         """``from_folder`` for a folder already read (see ``clintune.artifacts.read_model_folder``)."""
         from transformers.utils import logging as hf_logging
 
+        check_remote_code(folder.path, folder.config, trust_remote_code)
         threads = threads or cpu_limit()  # a container's CPU limit, not the node's CPU count
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         hf_logging.disable_progress_bar()
-        tokenizer = load_tokenizer(str(folder.path), folder.config.model.trust_remote_code)  # as its clintune.yaml recorded
-        model, on_gpu = load_backend(folder, threads, batch_size)
+        tokenizer = load_tokenizer(str(folder.path), trust_remote_code)
+        model, on_gpu = load_backend(folder, threads, batch_size, trust_remote_code=trust_remote_code)
         batch_size = forward_batch_size(folder, batch_size, on_gpu)
         return cls(model, tokenizer, folder.encoder, folder.config, batch_size, folder.decision.copy(), show_progress)
 
@@ -428,10 +434,13 @@ class OnnxModel:
         return (self.side_session if side_by_side else self.session).run(None, feeds)[0]
 
 
-def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: int | None = None) -> tuple[Any, bool]:
+def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: int | None = None, *,
+                 trust_remote_code: bool = False) -> tuple[Any, bool]:
     """The folder's model (an ``OnnxModel`` for an exported folder, else the PyTorch model, on the GPU
     when there is one) and whether it runs on a GPU. An ONNX folder run one text per pass runs
-    ``threads`` passes side by side (default: one per CPU this process may use)."""
+    ``threads`` passes side by side (default: one per CPU this process may use). A folder that ships
+    code of its own is refused without ``trust_remote_code`` (``clintune.artifacts.check_remote_code``)."""
+    check_remote_code(folder.path, folder.config, trust_remote_code)
     if folder.is_onnx:
         one_per_pass = forward_batch_size(folder, batch_size, on_gpu=False, warn=False) == 1
         passes = (threads or usable_cpus()) if one_per_pass else 1
@@ -439,7 +448,7 @@ def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: in
         return OnnxModel(folder.path / ONNX_FILE, threads, passes, disabled), False
     import torch
 
-    model = load_trained_model(task_for(folder.encoder.task_type), str(folder.path), folder.encoder, folder.config.model.trust_remote_code)
+    model = load_trained_model(task_for(folder.encoder.task_type), str(folder.path), folder.encoder, trust_remote_code)
     on_gpu = torch.cuda.is_available()
     return (model.to("cuda") if on_gpu else model), on_gpu
 

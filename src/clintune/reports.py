@@ -4,11 +4,11 @@
 |---|---|
 | metrics.json | headline metrics, per-class table, intervals, calibration, decision rule |
 | per_class.csv | precision, recall, F1 and support per class (per entity type for NER, with overlap_f1 beside the strict f1) |
-| predictions.jsonl | each row's gold label, prediction and class probabilities (NER: tags) |
+| predictions.jsonl | each row's gold label, prediction and class probabilities (NER: tokens and tags, owner-only) |
 | confusion_matrix.png, .csv | gold (rows) against predicted (columns) classes (NER: word tags); binary cells named |
 | roc.png, precision_recall.png | binary models: curves with the decision threshold marked |
 | reliability.png | classification: calibration diagram with the ECE and the examples in each bin |
-| errors.jsonl | NER: missed, false-positive, boundary and type errors with their sentence |
+| errors.jsonl | NER: missed, false-positive, boundary and type errors with their sentence (owner-only) |
 
 The folder is assembled beside its destination and renamed into place whole.
 """
@@ -51,12 +51,13 @@ def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[s
     staging.mkdir(parents=True)
     write_json(staging / "metrics.json", evaluation.metrics)
     (staging / "per_class.csv").write_text(per_class_csv(evaluation.metrics.get("per_class", {})), encoding="utf-8")
-    write_jsonl(staging / "predictions.jsonl", evaluation.records)
+    write_jsonl(staging / "predictions.jsonl", evaluation.records, private=evaluation.records_quote_text)
     (staging / "confusion_matrix.csv").write_text(
         confusion_csv(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes), encoding="utf-8"
     )
-    figure = plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes, title,
-                                           evaluation.positive_id)
+    rule = evaluation.metrics.get("decision_rule", "")  # every figure says which rule made its labels
+    figure = plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes,
+                                           title + (f"\nrule: {rule}" if rule else ""), evaluation.positive_id)
     plots.save(figure, staging / "confusion_matrix.png")
     if evaluation.positive_id is not None and evaluation.probabilities is not None:
         is_positive = (evaluation.gold_ids == evaluation.positive_id).astype(int)
@@ -64,12 +65,12 @@ def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[s
             scores = evaluation.probabilities[:, evaluation.positive_id]
             positive = evaluation.classes[evaluation.positive_id]
             threshold = evaluation.metrics["threshold"]
-            plots.save(plots.roc_figure(is_positive, scores, threshold, positive), staging / "roc.png")
-            plots.save(plots.precision_recall_figure(is_positive, scores, threshold, positive), staging / "precision_recall.png")
+            plots.save(plots.roc_figure(is_positive, scores, threshold, positive, rule), staging / "roc.png")
+            plots.save(plots.precision_recall_figure(is_positive, scores, threshold, positive, rule), staging / "precision_recall.png")
     if "calibration" in evaluation.metrics:
         plots.save(plots.reliability_figure(evaluation.metrics["calibration"]), staging / "reliability.png")
     if evaluation.errors or "errors" in evaluation.metrics:
-        write_jsonl(staging / "errors.jsonl", evaluation.errors)
+        write_jsonl(staging / "errors.jsonl", evaluation.errors, private=True)  # each error quotes its sentence
     names = sorted(p.name for p in staging.iterdir())
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     publish(staging, output_dir)

@@ -12,6 +12,8 @@ run must read the same input with the same model and options, which
 
 Output is JSON lines (one object per input row) or, for ``.parquet``, a
 Parquet file with one column per field and a fixed schema (``record_schema``).
+Results identify notes (row numbers, ids, entity text), so the folder is owner-only
+and so are the chunks and the published output.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.errors import ClintuneError, DataError
-from clintune.files import fsync_path, remove_stale, staging_dir_for, write_json, write_text_atomic
+from clintune.files import PRIVATE_FILE, fsync_path, make_private_dirs, remove_stale, staging_dir_for, write_json, write_text_atomic
 from clintune.guards import check_replaceable
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ def record_schema(key_fields: list[tuple[str, Any]], task_type: str, classes: li
     fields += [pa.field("label", pa.string()), pa.field("score", pa.float64())]
     if probabilities:
         fields.append(pa.field("probabilities", pa.struct([(name, pa.float64()) for name in classes])))
+    fields.append(pa.field("decided_by", pa.struct([("rule", pa.string()), ("group", pa.string()),
+                                                    ("group_probability", pa.float64())])))  # null: the most probable class
     return pa.schema(fields)
 
 
@@ -112,7 +116,7 @@ def records_table(records: list[dict[str, Any]], schema: Any) -> Any:
         return pa.Table.from_pylist(records, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"a value does not fit the output's column types ({exc})\n"
-                        "  fix: every row's id must have the same type (all numbers or all text)") from None
+                        "  fix: every row's id must have the same type (all numbers or all text)") from exc
 
 
 class ChunkedOutput:
@@ -145,7 +149,8 @@ class ChunkedOutput:
         if done:
             logger.warning("discarding %d finished chunk(s) of an earlier, different run in %s", done, self.partial)
         remove_stale(self.partial)
-        self.partial.mkdir(parents=True)
+        self.partial.parent.mkdir(parents=True, exist_ok=True)  # the user's folder keeps the umask's mode
+        make_private_dirs(self.partial)
         write_json(self.partial / STATE_FILE, state)
 
     def _read_state(self) -> dict[str, Any] | None:
@@ -171,13 +176,14 @@ class ChunkedOutput:
         """Keep one finished chunk (atomically: a chunk file is whole or absent)."""
         path = self._chunk_path(index)
         if self.format == "jsonl":
-            write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), mode=PRIVATE_FILE)
             return
         import pyarrow.parquet as pq
 
         temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             pq.write_table(records_table(records, self.schema), temporary)
+            os.chmod(temporary, PRIVATE_FILE)
             fsync_path(temporary)
             os.replace(temporary, path)
         except BaseException:
@@ -192,6 +198,7 @@ class ChunkedOutput:
             _concatenate(parts, joined)
         else:
             _join_parquet(parts, joined, self.schema)
+        os.chmod(joined, PRIVATE_FILE)
         fsync_path(joined)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         os.replace(joined, self.output)

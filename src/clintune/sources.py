@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clintune.config import Config, PreprocessingSection
-from clintune.data import PREDICT_HINTS, FixHints, _missing_columns_message, check_file, jsonl_record, preprocess_text
+from clintune.data import (
+    PREDICT_HINTS,
+    FixHints,
+    _missing_columns_message,
+    check_file,
+    jsonl_record,
+    preprocess_text,
+    unreadable_table,
+)
 from clintune.errors import DataError
 
 # Rows a chunk holds by default: small enough that a chunk's texts, encodings and results
@@ -149,10 +157,15 @@ def file_digest(paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def _check_columns(path: Path, columns: list[str], text_column: str, id_column: str | None, hints: FixHints) -> None:
-    for name, fix in ((text_column, hints), (id_column, FixHints(columns="pass --id-column with the right name"))):
-        if name is not None and name not in columns:
-            raise DataError(_missing_columns_message(path, [name], columns, fix))
+def _check_columns(path: Path, columns: list[str], text_column: str, id_column: str | None, hints: FixHints,
+                   first_row: bool = False) -> None:
+    """The text and id columns are there; ``first_row``: ``columns`` is a csv/tsv file's first row (see
+    ``_missing_columns_message``: a row that names none of them may be data, and is not shown)."""
+    needed = [c for c in (text_column, id_column) if c is not None]
+    fix = hints if text_column not in columns else FixHints(columns="pass --id-column with the right name")
+    message = _missing_columns_message(str(path), needed, columns, fix, first_row=first_row)
+    if message:
+        raise DataError(message)
 
 
 def _utf8_error(path: Path, exc: UnicodeDecodeError) -> DataError:
@@ -184,7 +197,7 @@ class LinesSource:
                         yield rows, None, texts
                         rows, texts = [], []
         except UnicodeDecodeError as exc:
-            raise _utf8_error(self.path, exc) from None
+            raise _utf8_error(self.path, exc) from exc
         if rows:
             yield rows, None, texts
 
@@ -200,7 +213,7 @@ class DelimitedSource:
     def __init__(self, path: Path, text_column: str, id_column: str | None, hints: FixHints, separator: str) -> None:
         self.path, self.text_column, self.id_column, self.separator = path, text_column, id_column, separator
         header = self._reader(nrows=0)
-        _check_columns(path, [str(c) for c in header.columns], text_column, id_column, hints)
+        _check_columns(path, [str(c) for c in header.columns], text_column, id_column, hints, first_row=True)
 
     def _reader(self, **options: Any) -> Any:
         import pandas as pd
@@ -209,9 +222,9 @@ class DelimitedSource:
             with open(self.path, encoding="utf-8-sig", newline="") as handle:
                 return pd.read_csv(handle, sep=self.separator, dtype=str, keep_default_na=False, **options)
         except UnicodeDecodeError as exc:
-            raise _utf8_error(self.path, exc) from None
+            raise _utf8_error(self.path, exc) from exc
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-            raise DataError(f"{self.path}: cannot be read as {'csv' if self.separator == ',' else 'tsv'}: {exc}") from None
+            raise unreadable_table(self.path, self._format, exc) from exc
 
     def pieces(self) -> Iterator[tuple[list[Any], list[Any] | None, list[Any]]]:
         import pandas as pd
@@ -227,9 +240,13 @@ class DelimitedSource:
                     ids = frame[self.id_column].tolist() if self.id_column else None
                     yield rows, ids, frame[self.text_column].tolist()
         except UnicodeDecodeError as exc:
-            raise _utf8_error(self.path, exc) from None
+            raise _utf8_error(self.path, exc) from exc
         except (pd.errors.ParserError, ValueError) as exc:
-            raise DataError(f"{self.path}: cannot be read as {'csv' if self.separator == ',' else 'tsv'}: {exc}") from None
+            raise unreadable_table(self.path, self._format, exc) from exc
+
+    @property
+    def _format(self) -> str:
+        return "csv" if self.separator == "," else "tsv"
 
     def fingerprint(self) -> str:
         return file_digest([self.path])
@@ -254,7 +271,7 @@ class JsonLinesSource:
                     if line.strip():
                         yield number, jsonl_record(self.path, number, line)
         except UnicodeDecodeError as exc:
-            raise _utf8_error(self.path, exc) from None
+            raise _utf8_error(self.path, exc) from exc
 
     def pieces(self) -> Iterator[tuple[list[Any], list[Any] | None, list[Any]]]:
         rows: list[int] = []
@@ -300,12 +317,19 @@ class ParquetSource:
         try:
             return ds.dataset([str(p) for p in self._files()], format="parquet")
         except (OSError, ValueError) as exc:
-            raise DataError(f"{self.path}: cannot be read as parquet: {exc}") from None
+            raise unreadable_table(self.path, "parquet", exc) from exc
 
     def pieces(self) -> Iterator[tuple[list[Any], list[Any] | None, list[Any]]]:
         columns = [c for c in (self.text_column, self.id_column) if c is not None]
         first = 2  # as data.py numbers parquet rows: the header is row 1
-        for batch in self._dataset().to_batches(columns=columns, batch_size=4096):
+        batches = self._dataset().to_batches(columns=columns, batch_size=4096)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as exc:  # a damaged file of a dataset, found when its turn comes
+                raise unreadable_table(self.path, "parquet", exc) from exc
             rows = list(range(first, first + batch.num_rows))
             first += batch.num_rows
             ids = batch.column(self.id_column).to_pylist() if self.id_column else None

@@ -27,10 +27,16 @@ class Prediction:
     label: str
     score: float
     probabilities: dict[str, float]
+    # Set where the decision rule, not the most probable class, chose the label: the threshold ("rule"), the
+    # class or group it names ("group") and that group's probability, the number that drove the decision.
+    decided_by: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values: ``{"label", "score", "probabilities"}``."""
-        return {"label": self.label, "score": float(self.score), "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
+        """Plain JSON-ready values: ``{"label", "score", "probabilities"}``, and ``decided_by`` where the rule chose."""
+        record = {"label": self.label, "score": float(self.score), "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
+        if self.decided_by is not None:
+            record["decided_by"] = dict(self.decided_by)
+        return record
 
 
 @dataclass
@@ -86,11 +92,13 @@ class SequenceClassification:
 
     def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Label, confidence and all class probabilities for one example."""
-        index = int(rule.predict(probabilities, encoder)[0])
+        indices, reasons = rule.decide(probabilities, encoder)
+        index = int(indices[0])
         return Prediction(
             label=encoder.classes[index],
             score=float(probabilities[index]),
             probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)},
+            decided_by=reasons[0],
         )
 
 

@@ -47,7 +47,7 @@ def parse_target(text: str, encoder: LabelEncoder) -> tuple[str, str, float]:
     try:
         class_ids(label, encoder)
     except ClintuneError as exc:
-        raise ClintuneError(f"--tune-threshold: {exc}") from None
+        raise ClintuneError(f"--tune-threshold: {exc}") from exc
     return label, match["metric"], value
 
 

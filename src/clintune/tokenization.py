@@ -189,7 +189,7 @@ def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bo
     from dataclasses import asdict
     from pathlib import Path
 
-    from clintune.files import write_text_atomic
+    from clintune.files import PRIVATE_FILE, make_private_dirs, write_text_atomic
 
     if cache_dir is None:
         return compute(), False
@@ -200,22 +200,9 @@ def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bo
         except (ValueError, TypeError):
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
     encoded = compute()
-    _make_private_dirs(path.parent)
-    write_text_atomic(path, json.dumps(asdict(encoded)), mode=0o600)
+    make_private_dirs(path.parent)
+    write_text_atomic(path, json.dumps(asdict(encoded)), mode=PRIVATE_FILE)
     return encoded, False
-
-
-def _make_private_dirs(folder: Any) -> None:
-    """Create ``folder`` and any missing parents with owner-only permissions."""
-    import os
-
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for created in reversed(missing):
-        created.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(created, 0o700)  # mkdir's mode is masked by the umask
 
 
 def remove_cache_entries(folder: Any) -> tuple[int, int]:

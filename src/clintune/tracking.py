@@ -127,9 +127,9 @@ def store_uri(config: Config) -> str | None:
 def _mlflow_module() -> Any:
     try:
         import mlflow
-    except ImportError:
+    except ImportError as exc:
         raise ClintuneError("tracking.mlflow: MLflow is not installed\n  fix: pip install 'clintune[tracking]' "
-                            "(or mlflow-skinny), or set tracking.mlflow: false") from None
+                            "(or mlflow-skinny), or set tracking.mlflow: false") from exc
     return mlflow
 
 
@@ -150,7 +150,7 @@ def _open_experiment(mlflow: Any, uri: str, name: str, config: Config) -> None:
     except Exception as exc:  # MLflow raises its own and the database driver's errors
         raise ClintuneError(f"tracking.mlflow: cannot open the tracking store {without_password(uri)}: {str(exc).splitlines()[0]}\n"
                             "  fix: check the URI (sqlite:///path/file.db, http://host:port, postgresql://...), "
-                            "or set tracking.mlflow: false") from None
+                            "or set tracking.mlflow: false") from exc
 
 
 def check_store(config: Config) -> None:

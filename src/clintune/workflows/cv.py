@@ -229,7 +229,7 @@ def _fold_result(config: Config, classes: tuple[str, ...], data: Examples, assig
     fold_config.output.dir = str(folder / "model")
     logger.info("fold %d/%d: training on %d examples, holding out %d", fold + 1, folds, len(kept), len(held_out))
     result = train(fold_config, overwrite=True, run_name=f"fold-{fold + 1}")
-    outputs = _out_of_fold_outputs(folder / "model", data.subset(held_out))
+    outputs = _out_of_fold_outputs(folder / "model", data.subset(held_out), config.model.trust_remote_code)
     record = {"fold": fold + 1, "examples": held_out, "metrics": result.metrics["test"], "outputs": outputs}
     write_json(done, record)
     train_file.unlink()
@@ -250,14 +250,15 @@ def _write_examples(path: Path, examples: Examples, config: Config) -> None:
         if config.data.group_column and examples.groups is not None:  # the fold's own validation share keeps groups whole
             records = [{**record, config.data.group_column: group} for record, group in zip(records, examples.groups)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(path, records)
+    write_jsonl(path, records, private=True)  # the fold's texts, deleted once the fold is done
 
 
-def _out_of_fold_outputs(model_dir: Path, held_out: Examples) -> list[Any]:
-    """Class probabilities (default rule, temperature 1) or predicted word tags for each held-out example."""
+def _out_of_fold_outputs(model_dir: Path, held_out: Examples, trust_remote_code: bool) -> list[Any]:
+    """Class probabilities (default rule, temperature 1) or predicted word tags for each held-out example.
+    ``trust_remote_code``: the user's config's, as the fold's model was trained from it."""
     from clintune.prediction import Predictor
 
-    predictor = Predictor.from_folder(model_dir)
+    predictor = Predictor.from_folder(model_dir, trust_remote_code=trust_remote_code)
     if isinstance(held_out, TaggedSentences):
         return predictor.tag_sentences(held_out.tokens)[0]
     return predictor.window_logits(held_out.texts).probabilities().tolist()

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from clintune import guards
-from clintune.artifacts import read_model_folder
+from clintune.artifacts import check_remote_code, read_model_folder
 from clintune.config import Config
 from clintune.data import EVAL_HINTS, TextExamples, check_label_sets, read_split
 from clintune.errors import ClintuneError
-from clintune.labels import LabelEncoder
+from clintune.labels import LabelEncoder, with_both_bio_tags
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,13 @@ def evaluate(
     batch_size: int | None = None,
     tune_thresholds: list[str] | None = None,
     fit_temperature: bool = False,
-    resamples: int = 1000,
-    seed: int = 0,
+    resamples: int | None = None,
+    seed: int | None = None,
     threads: int | None = None,
     overwrite: bool = False,
     label_map: dict[str, str] | None = None,
+    *,
+    trust_remote_code: bool = False,
 ) -> Any:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
@@ -42,8 +44,11 @@ def evaluate(
     is not a clintune report never. ``label_map`` renames labels or entity types
     of the data before scoring, over the folder's own ``labels.map`` (e.g. a
     model trained on CoNLL ``Disease`` scored on brat files that hold NCBI's four
-    types). Returns an ``Evaluation``.
+    types). ``trust_remote_code``: let a folder that ships Python code of its own run it; without it
+    such a folder is refused (``clintune.artifacts.check_remote_code``). Returns an ``Evaluation``.
     """
+    from clintune.evaluation import warn_if_failed
+    from clintune.figures import rule_check_record, store_rule_check
     from clintune.prediction import Predictor
     from clintune.reports import check_report_dir, write_report
     from clintune.thresholds import parse_target
@@ -56,6 +61,10 @@ def evaluate(
                              [guards.Output("--output", Path(output_dir))])
         check_report_dir(Path(output_dir), overwrite)
     found = read_model_folder(folder)
+    check_remote_code(found.path, found.config, trust_remote_code)  # before the data is read, not after
+    # one bootstrap default: the model's own settings, so eval gives the interval train gave
+    resamples = found.config.evaluation.bootstrap_resamples if resamples is None else resamples
+    seed = found.config.evaluation.seed if seed is None else seed
     encoder = found.encoder
     config = _with_data_overrides(found.config, data_format, text_column, label_column, Path(data_path))
     if label_map:
@@ -63,24 +72,30 @@ def evaluate(
     data = read_split(config, str(data_path), hints=EVAL_HINTS)
     for note in data.notes:
         logger.info("%s", note)
-    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, list(encoder.classes))
+    known = with_both_bio_tags(encoder.classes) if encoder.task_type == "ner" else list(encoder.classes)  # I-X where B-X is known
+    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, known)
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
     for target in tune_thresholds or []:  # a malformed target is an error before the predictions, not after them
         parse_target(target, encoder)
-    predictor = Predictor.from_model_folder(found, batch_size=batch_size, show_progress=True, threads=threads)
+    predictor = Predictor.from_model_folder(found, batch_size=batch_size, show_progress=True, threads=threads,
+                                            trust_remote_code=trust_remote_code)
     logits = None
     if tune_thresholds or fit_temperature:
         logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
         predictor.decision = tuned_rule(predictor, logits, data, tune_thresholds or [], fit_temperature, str(data_path))
         predictor.decision.save(folder)
-        refresh_model_card(folder)
         logger.info("decision rule stored in %s: %s", folder, predictor.decision.describe(encoder))
     if encoder.task_type != "ner" and predictor.decision.thresholded_classes(encoder) and logits is None:
         logits = predictor.window_logits(data.texts)  # type: ignore[union-attr]
     evaluation = score(predictor, data, resamples, seed, logits)
     if logits is not None and predictor.decision.thresholded_classes(encoder):
         evaluation.metrics["default_rule"] = default_rule_metrics(predictor, data, resamples, seed, logits)
+    warn_if_failed(evaluation.metrics, Path(data_path).name, evaluation.metrics)
+    if tune_thresholds or fit_temperature:  # the folder's figures beside its rule: measured under it, here
+        store_rule_check(folder, rule_check_record(predictor.decision.describe(encoder), str(Path(data_path).absolute()),
+                                                   evaluation.metrics, evaluation.metrics.get("default_rule"), tuned_here=True))
+        refresh_model_card(folder)
     evaluation.metrics["data"] = str(Path(data_path).absolute())
     evaluation.metrics["model"] = str(folder.absolute())
     if output_dir is not None:

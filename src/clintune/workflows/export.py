@@ -14,9 +14,13 @@ from clintune.workflows.evaluate import evaluate, refresh_model_card
 
 def export(
     model_dir: str | Path, output_dir: str | Path | None = None, fmt: str = "onnx", quantize: str | None = None,
-    check_data: str | Path | None = None,
+    check_data: str | Path | None = None, *, trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it."""
+    """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it.
+
+    ``trust_remote_code``: let a folder that ships Python code of its own run it (the export and both
+    sides of the check); without it such a folder is refused (``clintune.artifacts.check_remote_code``).
+    """
     from clintune.onnx_export import export as export_onnx
 
     if fmt != "onnx":
@@ -30,11 +34,11 @@ def export(
                          [guards.Output("--output", target)])
     if target.exists() or target.is_symlink():
         raise ClintuneError(f"{target} already exists; choose another --output or remove it")
-    export_onnx(source, target, quantize)
+    export_onnx(source, target, quantize, trust_remote_code=trust_remote_code)
     info = read_export_info(target)
     if check_data is not None:
-        original = evaluate(source, check_data, resamples=0)
-        exported = evaluate(target, check_data, resamples=0)
+        original = evaluate(source, check_data, resamples=0, trust_remote_code=trust_remote_code)
+        exported = evaluate(target, check_data, resamples=0, trust_remote_code=trust_remote_code)
         key = _headline_key(original.metrics)
         info["check"] = {
             "data": str(Path(check_data).absolute()),
@@ -45,6 +49,9 @@ def export(
             "exported": exported.metrics[key],
             "difference": exported.metrics[key] - original.metrics[key],
         }
+        recalls = must_not_miss_recalls(source, original.metrics, exported.metrics)
+        if recalls:  # the costly error: a must-not-miss class or group the export catches less often
+            info["check"]["must_not_miss_recall"] = recalls
         write_json(target / EXPORT_FILE, info)
     refresh_model_card(target)
     return {"output": str(target), **info}
@@ -54,3 +61,15 @@ def _headline_key(metrics: dict[str, Any]) -> str:
     return "f1_macro" if "f1_macro" in metrics else "f1"
 
 
+def must_not_miss_recalls(source: Path, original: dict[str, Any], exported: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Recall of every class and group the source's rule holds a threshold for, PyTorch against the export."""
+    from clintune.artifacts import read_model_folder
+
+    keys = list(read_model_folder(source).decision.class_thresholds)
+    recalls = {}
+    for key in keys:
+        table = "per_group" if key in original.get("per_group", {}) else "per_class"
+        before, after = original.get(table, {}).get(key), exported.get(table, {}).get(key)
+        if before is not None and after is not None:
+            recalls[key] = {"pytorch": before["recall"], "exported": after["recall"], "difference": after["recall"] - before["recall"]}
+    return recalls

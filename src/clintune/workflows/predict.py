@@ -47,7 +47,7 @@ def check_prediction_paths(model_dir: str | Path, input_path: str | Path | None,
 
 def predict(
     model_dir: str | Path, texts: list[str], batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
-    on_empty: str | None = None,
+    on_empty: str | None = None, *, trust_remote_code: bool = False,
 ) -> list[Any]:
     """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER.
 
@@ -55,10 +55,13 @@ def predict(
     alone, once speaker tags are removed) has nothing to label: by ``on_empty`` (default: the model's
     ``data.on_empty``) a ``DataError`` naming its position (``"error"``), or None in its place
     (``"drop"``), so results stay aligned with ``texts``. Never a label for an empty note.
+    ``trust_remote_code``: let a folder that ships Python code of its own run it; without it such a
+    folder is refused (``clintune.artifacts.check_remote_code``).
     """
     from clintune.prediction import Predictor
 
-    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
+    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads,
+                                      trust_remote_code=trust_remote_code)
     steps = empty_text_steps(predictor.encoder.task_type, predictor.config)
     rule = _empty_rule(on_empty, predictor.config)
     problems = {number: why for number, text in enumerate(texts, start=1) if (why := text_problem(text, steps))}
@@ -185,6 +188,7 @@ def predict_file(
     on_empty: str | None = None,
     show_progress: bool = False,
     on_records: Callable[[list[dict[str, Any]]], None] | None = None,
+    trust_remote_code: bool = False,
 ) -> PredictionRun:
     """Predict every row of a file, a chunk at a time, into ``output_path`` (JSON lines, or ``.parquet``).
 
@@ -193,9 +197,9 @@ def predict_file(
     (``on_empty``, default: the model's ``data.on_empty``), never answered by another row's
     result. The output appears only when complete; ``resume`` continues an interrupted run of
     the same command after its last finished chunk. Without ``output_path`` each chunk's
-    records go to ``on_records``.
+    records go to ``on_records``. ``trust_remote_code``: as for ``predict``.
     """
-    from clintune.artifacts import read_model_folder
+    from clintune.artifacts import check_remote_code, read_model_folder
 
     if chunk_size < 1:
         raise ClintuneError("--chunk-size must be at least 1")
@@ -204,6 +208,7 @@ def predict_file(
     if output_path is not None and Path(output_path).is_dir():
         raise ClintuneError(f"--output {output_path} is a folder\n  fix: give a file name (OUT.jsonl, or OUT.parquet for Parquet)")
     folder = read_model_folder(Path(model_dir))
+    check_remote_code(folder.path, folder.config, trust_remote_code)  # before the input is read, not after
     config = folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
     rule = _empty_rule(on_empty, config)
@@ -216,7 +221,7 @@ def predict_file(
 
     from clintune.prediction import Predictor, release_freed_memory
 
-    predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads)
+    predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads, trust_remote_code=trust_remote_code)
     out = None
     if output_path is not None:
         from clintune.sinks import ChunkedOutput, output_format, record_schema
@@ -353,14 +358,14 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
 
 def predict_documents(
     model_dir: str | Path, input_dir: str | Path, batch_size: int | None = None, show_progress: bool = False,
-    threads: int | None = None,
+    threads: int | None = None, *, trust_remote_code: bool = False,
 ) -> list[tuple[Any, Any]]:
     """(``Document``, result) for every ``.txt`` document of a folder, in name order.
 
     NER: the document is split into sentences as training data is (see
     ``clintune.documents``) and the result is a list of ``Entity`` with
     character offsets into the whole ``.txt``. Classification: one
-    ``Prediction`` for the whole document.
+    ``Prediction`` for the whole document. ``trust_remote_code``: as for ``predict``.
     """
     from dataclasses import replace
 
@@ -371,7 +376,8 @@ def predict_documents(
     folder = Path(input_dir)
     check_file(folder, PREDICT_HINTS, folder=True)
     documents = read_text_folder(folder)
-    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads)
+    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads,
+                                      trust_remote_code=trust_remote_code)
     if predictor.encoder.task_type != "ner":
         return list(zip(documents, predictor.classify([d.text for d in documents])))
     split = predictor.config.data.split_sentences
@@ -411,7 +417,7 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     someone's annotations, so it is never written into.
     """
     from clintune.documents import ann_text
-    from clintune.files import publish, remove_stale, staging_dir_for
+    from clintune.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for, write_text_atomic
 
     target = Path(output_dir)
     check_brat_output(target)
@@ -419,9 +425,9 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
         raise ClintuneError(_BRAT_NEEDS_NER)
     staging = staging_dir_for(target)
     remove_stale(staging)
-    staging.mkdir(parents=True)
+    make_private_dirs(staging)  # the documents' text: owner-only, like every file that quotes a note
     for document, entities in results:
         path = staging / f"{document.name}.ann"
-        path.write_text(ann_text([(e.label, e.start, e.end) for e in entities], document.text), encoding="utf-8")
-        path.with_suffix(".txt").write_bytes(document.text.encode("utf-8"))
+        write_text_atomic(path, ann_text([(e.label, e.start, e.end) for e in entities], document.text), mode=PRIVATE_FILE)
+        write_text_atomic(path.with_suffix(".txt"), document.text, mode=PRIVATE_FILE)
     publish(staging, target)  # flushed, then put in place whole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +11,18 @@ from typing import Any
 
 from clintune import guards
 from clintune.config import Config
-from clintune.data import Examples, TaggedSentences, check_label_sets, read_split, shared_groups, stratified_split
+from clintune.data import (
+    Examples,
+    TaggedSentences,
+    check_label_sets,
+    describe_rows,
+    examples_with,
+    read_split,
+    shared_groups,
+    stratified_split,
+)
 from clintune.errors import ClintuneError, DataError
-from clintune.labels import LabelEncoder
+from clintune.labels import LabelEncoder, did_you_mean, shown_labels
 from clintune.leakage import Leak, find_leaks
 
 logger = logging.getLogger(__name__)
@@ -59,8 +69,28 @@ def resolve_paths(config: Config) -> Config:
     local_model = Path(resolved.model.name_or_path).expanduser()
     if local_model.exists():
         resolved.model.name_or_path = str(local_model.absolute())
+    check_model_path(resolved.model.name_or_path)
     resolved.output.dir = str(Path(resolved.output.dir).expanduser().absolute())
     return resolved
+
+
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+def check_model_path(name_or_path: str) -> None:
+    """A ``model.name_or_path`` that can only be a local folder must be one with a ``config.json``: said at
+    ``validate``, not after the data is read and the Hub is asked for a folder that was mistyped.
+    ``NAME`` and ``ORG/NAME`` may be Hub ids, which only loading can check."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ClintuneError(f"model.name_or_path: {path} is not a model folder (no config.json in it)\n"
+                                "  fix: point it at the folder a model was saved to (save_pretrained), or give a Hub id")
+        return
+    if not _HUB_ID.fullmatch(name_or_path):
+        raise ClintuneError(f"model.name_or_path: {name_or_path}: no such folder\n"
+                            "  fix: check the path (relative paths start from the folder you run clintune in); "
+                            "a Hub id looks like NAME or ORG/NAME")
 
 
 def prepare_data(config: Config) -> PreparedData:
@@ -87,8 +117,10 @@ def prepare_data(config: Config) -> PreparedData:
     if config.labels.classes is not None:
         unknown = sorted(set(train.labels or []) - set(encoder.classes))
         if unknown:
+            rows = examples_with(train, set(unknown))
             raise ClintuneError(
-                f"{train.source}: labels not listed in labels.classes: {', '.join(unknown)}\n"
+                f"{train.source}: {len(unknown)} label(s) not listed in labels.classes: {shown_labels(unknown)} "
+                f"({describe_rows(train, rows)}){did_you_mean(unknown, encoder.classes)}\n"
                 "  fix: add them to labels.classes or correct the data"
                 + (" (or name them with labels.map)" if config.task.type != "ner" else "")
             )
@@ -123,14 +155,17 @@ def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
 
 
 def _comparable(data: Examples) -> tuple[list[str], list[str]]:
-    """The texts to compare and their names: whole documents where sentences came from documents."""
+    """The texts to compare and their names: whole documents (or groups of them, ``data.group_column``) where
+    sentences came from documents, each named by its first document (a group id is a cell of the data)."""
     if isinstance(data, TaggedSentences):
         sentences = [" ".join(tokens) for tokens in data.tokens]
         if data.groups is not None:
             documents: dict[str, list[str]] = {}
-            for group, sentence in zip(data.groups, sentences):
+            names: dict[str, str] = {}
+            for group, row, sentence in zip(data.groups, data.rows, sentences):
                 documents.setdefault(group, []).append(sentence)
-            return [" ".join(parts) for parts in documents.values()], list(documents)
+                names.setdefault(group, str(row).rsplit("@", 1)[0])  # a sentence is NAME@OFFSET
+            return [" ".join(parts) for parts in documents.values()], list(names.values())
         return sentences, [f"{data.row_kind} {row}" for row in data.rows]
     return data.texts, [f"{data.row_kind} {row}" for row in data.rows]
 
@@ -149,7 +184,7 @@ def check_decision_targets(config: Config, encoder: LabelEncoder, validation: An
         try:
             label = parse_target(target, encoder)[0]
         except ClintuneError as exc:
-            raise ClintuneError(f"decision.must_not_miss: {str(exc).split(': ', 1)[-1]}") from None
+            raise ClintuneError(f"decision.must_not_miss: {str(exc).split(': ', 1)[-1]}") from exc
         members = set(encoder.classes[i] for i in class_ids(label, encoder))
         found = sum(gold in members for gold in validation.labels or [])
         if not found:

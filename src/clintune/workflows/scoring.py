@@ -10,7 +10,7 @@ from clintune.config import Config
 from clintune.data import Examples, TaggedSentences
 from clintune.decision import WindowLogits
 from clintune.evaluation import Evaluation, evaluate_tagged, evaluate_texts
-from clintune.labels import LabelEncoder
+from clintune.labels import LabelEncoder, with_both_bio_tags
 from clintune.prediction import Predictor
 from clintune.training import scalar_metrics
 
@@ -19,7 +19,8 @@ def score(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int
     """Score ``predictor`` on labelled ``data`` as read from its file (``logits`` may be passed if already computed)."""
     if isinstance(data, TaggedSentences):
         predicted, _ = predictor.tag_sentences(data.tokens)
-        return evaluate_tagged(data, predicted, predictor.encoder.classes, resamples, seed)
+        # a folder trained before tag sets came from entity types may lack I-X beside B-X: gold data may hold it
+        return evaluate_tagged(data, predicted, tuple(with_both_bio_tags(predictor.encoder.classes)), resamples, seed)
     if logits is None:
         logits = predictor.window_logits(data.texts)
     probabilities = logits.probabilities(predictor.decision.temperature)

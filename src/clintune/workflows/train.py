@@ -66,13 +66,18 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
         artifacts.record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
-    with tracked_run(config, run_name or output_dir.name, "train") as tracker:
-        result = _train_and_publish(config, data, precision, work, resume, command, [*(callbacks or []), tracker.trainer_callback()])
-        for split in ("validation", "test"):
-            if split in result.metrics:
-                tracker.log_metrics(result.metrics[split], prefix=f"{split}/")
-        if result.metrics:
-            tracker.log_model_folder(output_dir)
+    try:
+        with tracked_run(config, run_name or output_dir.name, "train") as tracker:
+            result = _train_and_publish(config, data, precision, work, resume, command, [*(callbacks or []), tracker.trainer_callback()])
+            for split in ("validation", "test"):
+                if split in result.metrics:
+                    tracker.log_metrics(result.metrics[split], prefix=f"{split}/")
+            if result.metrics:
+                tracker.log_model_folder(output_dir)
+    except BaseException:
+        if is_main_process() and not artifacts.has_checkpoints(output_dir):
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume from: leave nothing beside output.dir
+        raise
     _leave_process_group()
     return result
 
@@ -80,6 +85,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
 def _train_and_publish(config: Config, data: PreparedData, precision: str, work: Path, resume: bool, command: str | None,
                        callbacks: list[Any]) -> TrainResult:
     """Fit, then (on the main process) save, score and publish the model folder."""
+    from clintune.evaluation import warn_if_failed
     from clintune.prediction import Predictor
 
     output_dir = Path(config.output.dir)
@@ -89,12 +95,14 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
     if not trainer.is_world_process_zero():
         return TrainResult(output_dir, {})
     artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
-    predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size)  # the saved model, as eval loads it
+    predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size,  # the saved model, as eval loads it
+                                      trust_remote_code=config.model.trust_remote_code)
     predictor.long_text_note_as = None  # validation's long texts were counted before training; _final_metrics names the test's
     unmet, validation_logits = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else (None, None)
     metrics = _final_metrics(config, data, predictor, precision, weights, validation_logits)
     if unmet:
         metrics["must_not_miss_unmet"] = unmet
+    warn_if_failed(metrics["validation"], "validation", metrics)
     metrics["selection"] = _selection(config, trainer)
     artifacts.save_training_record(staging, metrics, trainer.state.log_history)
     _write_provenance(staging, config, data, precision, command)

@@ -123,8 +123,8 @@ def tune(
 def _optuna() -> Any:
     try:
         import optuna
-    except ImportError:
-        raise ClintuneError("clintune tune needs Optuna\n  fix: pip install 'clintune[tune]'") from None
+    except ImportError as exc:
+        raise ClintuneError("clintune tune needs Optuna\n  fix: pip install 'clintune[tune]'") from exc
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # clintune reports each trial itself
     return optuna
 
@@ -148,7 +148,7 @@ def _open_study(optuna: Any, storage: str, name: str, direction: str, seed: int 
     except Exception as exc:  # SQLAlchemy's and the driver's errors: a bad URL, a missing folder, no server
         raise ClintuneError(f"--storage: cannot open {without_password(storage)}: {str(exc).splitlines()[0]}\n"
                             "  fix: give a URL Optuna supports (sqlite:///path/file.db, postgresql://user@host/db, "
-                            "mysql://...) whose folder or server exists") from None
+                            "mysql://...) whose folder or server exists") from exc
     existing = {summary.study_name for summary in optuna.get_all_study_summaries(rdb)}
     if name in existing and overwrite:
         optuna.delete_study(study_name=name, storage=rdb)

@@ -50,8 +50,8 @@ SECURITY_HEADERS = {
 class InferenceModel:
     """The folder's ``Predictor``, loaded on the inference worker, answering a list of texts."""
 
-    def __init__(self, folder: ModelFolder, settings: ServeSettings) -> None:
-        self.folder, self.settings = folder, settings
+    def __init__(self, folder: ModelFolder, settings: ServeSettings, trust_remote_code: bool = False) -> None:
+        self.folder, self.settings, self.trust_remote_code = folder, settings, trust_remote_code
         self.predictor: Any = None
         self.on_load_failure: Any = None  # set by run_server: stops the server
 
@@ -63,7 +63,8 @@ class InferenceModel:
         try:
             # a dynamic-int8 folder runs one text per pass (see prediction.forward_batch_size): no caller's
             # texts can change another caller's answer
-            self.predictor = Predictor.from_model_folder(self.folder, self.settings.batch_size, threads=self.settings.threads)
+            self.predictor = Predictor.from_model_folder(self.folder, self.settings.batch_size, threads=self.settings.threads,
+                                                         trust_remote_code=self.trust_remote_code)
             self.run(["warm-up"])  # the first forward pass is the slow one; no caller should pay for it
         except BaseException as exc:
             logger.error("the model failed to load: %s: %s", type(exc).__name__, exc)
@@ -79,9 +80,10 @@ class InferenceModel:
         return self.predictor.classify(texts)
 
 
-def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None, trusted_hosts: tuple[str, ...] | None) -> FastAPI:
+def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None, trusted_hosts: tuple[str, ...] | None,
+              trust_remote_code: bool = False) -> FastAPI:
     """The application: API, page, docs, and the inference worker started and drained by its lifespan."""
-    model = InferenceModel(folder, settings)
+    model = InferenceModel(folder, settings, trust_remote_code)
     batcher = MicroBatcher(model.run, settings.max_batch_texts, settings.max_wait_ms / 1000, load=model.load,
                            max_pending=settings.max_queued_texts)
     description = model_description(folder)

@@ -12,6 +12,7 @@ from typing import Any
 
 from clintune.artifacts import METRICS_FILE, ModelFolder, read_export_info
 from clintune.config import PreprocessingSection
+from clintune.figures import figures_in_force
 from clintune.sources import text_problem
 
 PREDICT_FIELDS = ("texts", "probabilities")
@@ -135,6 +136,7 @@ def model_description(folder: ModelFolder) -> dict[str, Any]:
         if task == "binary":
             rule |= {"positive": encoder.positive, "threshold": decision.threshold}
         labels = list(encoder.classes)
+    in_force = figures_in_force(metrics, rule["description"] if task != "ner" else "")
     return {
         "name": folder.path.name,
         "task": task,
@@ -146,7 +148,12 @@ def model_description(folder: ModelFolder) -> dict[str, Any]:
         "base_model": config.model.name_or_path,
         "max_length": config.model.max_length,
         "long_text": config.model.long_text if task != "ner" else "chunk",
-        "metrics": {split: metrics[split] for split in ("validation", "test") if isinstance(metrics.get(split), dict)},
+        # only figures measured under the rule in force, each naming its data; an earlier rule's apart, labelled
+        "metrics": {figures.name: figures.metrics for figures in in_force.current},
+        "metrics_notes": {figures.name: figures.note for figures in in_force.current if figures.note},
+        "metrics_under_default_rule": {figures.name: figures.default_rule for figures in in_force.current if figures.default_rule},
+        "earlier_rule": in_force.earlier_rule,
+        "earlier_metrics": {figures.name: figures.metrics for figures in in_force.earlier},
         "data": run.get("data") or {},
         "created": run.get("created"),
         "versions": run.get("versions") or {},
@@ -189,7 +196,11 @@ PREDICT_RESPONSE_SCHEMA: dict[str, Any] = {
         {"title": "classification", "type": "object", "required": ["label", "score"], "properties": {
             "label": {"type": "string"}, "score": {"type": "number", "description": "probability of the label"},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
-                              "description": "only with \"probabilities\": true"}}},
+                              "description": "only with \"probabilities\": true"},
+            "decided_by": {"type": "object", "description": "only where the decision rule, not the most probable class, "
+                           "chose the label: the threshold, the class or group it names, and that group's probability",
+                           "properties": {"rule": {"type": "string"}, "group": {"type": "string"},
+                                          "group_probability": {"type": "number"}}}}},
         {"title": "NER", "type": "object", "required": ["entities"], "properties": {
             "entities": {"type": "array", "items": ENTITY_SCHEMA}}},
     ]},

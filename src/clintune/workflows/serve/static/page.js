@@ -106,9 +106,18 @@ function showMetrics(info) {
   const table = $("metrics");
   table.replaceChildren();
   const splits = Object.keys(info.metrics || {});
-  $("metrics-title").hidden = splits.length === 0;
+  const notes = info.metrics_notes || {};
+  $("metrics-rule").hidden = !info.earlier_rule && !!splits.length;
+  $("metrics-rule").textContent = !splits.length
+    ? "No figures were measured under the rule in force; score the model under it with clintune eval."
+    : "Measured under the rule in force" + (info.earlier_rule ? " (stored after training; the training-time figures of the earlier rule, "
+      + info.earlier_rule + ", do not describe it and are not shown)" : "") + ".";
   if (!splits.length) return;
-  table.append(el("tr", {}, el("th", { textContent: "" }), ...splits.map((s) => el("th", { textContent: s }))));
+  table.append(el("tr", {}, el("th", { textContent: "" }), ...splits.map((s) => {
+    const header = el("th", { textContent: s.split("/").pop(), title: s });
+    if (notes[s]) header.append(el("span", { className: "figures-note", textContent: notes[s] }));
+    return header;
+  })));
   for (const name of HEADLINE[info.task] || []) {
     if (!splits.some((s) => typeof info.metrics[s][name] === "number")) continue;
     const cells = splits.map((split) => {
@@ -176,6 +185,13 @@ function percent(p) { return (100 * p).toFixed(1) + "%"; }
 function showClassification(result) {
   $("label").textContent = result.label;
   $("score").textContent = percent(result.score);
+  // The rule, not the most probable class, chose this label: say so, with the probability that drove it.
+  const reason = result.decided_by;
+  $("decided-by").hidden = !reason;
+  $("decided-by").textContent = reason
+    ? "Chosen by the decision rule, not as the most probable class: P(" + reason.group.split("+").join(" or ") + ") = " +
+      percent(reason.group_probability) + " (rule: " + reason.rule + ")."
+    : "";
   const rows = Object.entries(result.probabilities || {}).sort((a, b) => b[1] - a[1]);
   $("bars").replaceChildren(...rows.map(([label, p]) => {
     const fill = el("span", { className: "fill" });
