@@ -197,6 +197,14 @@ def test_pooled_metrics_and_the_threshold_are_those_of_the_out_of_fold_predictio
 def test_the_final_model_carries_the_out_of_fold_rule(finished: dict) -> None:
     assert json.loads((finished["final"] / "decision.json").read_text()) == json.loads((finished["out"] / "decision.json").read_text())
     assert "out-of-fold predictions (3 folds" in (finished["final"] / "README.md").read_text()
+    # the figures beside that rule are the pooled out-of-fold ones it was tuned on, not the final training's
+    metrics = json.loads((finished["final"] / "metrics.json").read_text())
+    check = metrics["rule_check"]
+    assert check["rule"] == finished["report"]["decision"]["rule"] and check["tuned_here"] is True
+    assert check["metrics"]["f1"] == finished["report"]["pooled"]["f1"]
+    assert check["default_rule"]["f1"] == finished["report"]["pooled_default_rule"]["f1"]
+    card = (finished["final"] / "README.md").read_text()
+    assert "### On `out-of-fold predictions of" in card and "(tuned here: optimistic)" in card
 
 
 def test_train_final_refuses_an_occupied_output_dir_before_any_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

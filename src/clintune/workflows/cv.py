@@ -105,7 +105,7 @@ def cross_validate(
     publish(work, out)
     logger.info("cross-validation written to %s", out)
     if train_final:
-        _train_final(config, rule, overwrite)
+        _train_final(config, rule, overwrite, report)
     return report
 
 
@@ -122,8 +122,10 @@ def _whole_training_file(config: Config, data: Any) -> Examples:
     return read_split(config, config.data.train)
 
 
-def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
-    """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions."""
+def _train_final(config: Config, rule: Any, overwrite: bool, report: dict[str, Any]) -> None:
+    """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions, and
+    beside it the figures measured under that rule: the pooled out-of-fold ones it was tuned on."""
+    from clintune.figures import rule_check_record, store_rule_check
     from clintune.workflows.evaluate import refresh_model_card
 
     final = config.model_copy(deep=True)
@@ -133,6 +135,9 @@ def _train_final(config: Config, rule: Any, overwrite: bool) -> None:
     train(final, overwrite=overwrite)
     if rule is not None:
         rule.save(Path(final.output.dir))
+        store_rule_check(Path(final.output.dir), rule_check_record(
+            report["decision"]["rule"], f"out-of-fold predictions of {report['data']}", report["pooled"],
+            report.get("pooled_default_rule"), tuned_here=True))
         refresh_model_card(Path(final.output.dir))
         logger.info("%s: decision rule from the out-of-fold predictions stored", final.output.dir)
 
@@ -286,6 +291,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
             source = f"out-of-fold predictions ({len(results)} folds of {data.source})"
             rule = tune_targets(DecisionRule(), probabilities, gold, encoder, targets, source)
         evaluation = evaluate_texts(pooled, probabilities, encoder, rule or DecisionRule(), resamples, seed)
+        default = evaluate_texts(pooled, probabilities, encoder, DecisionRule(), resamples, seed) if rule is not None else None
     records = sorted(({**record, "fold": int(assignment[order[i]]) + 1, "_example": order[i]}
                       for i, record in enumerate(evaluation.records)), key=lambda record: record["_example"])
     records = [{k: v for k, v in record.items() if k != "_example"} for record in records]  # in the data file's order
@@ -298,6 +304,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     }
     if rule is not None:
         report["decision"] = {"rule": rule.describe(encoder), "tuning": rule.tuning}
+        report["pooled_default_rule"] = {key: value for key, value in default.metrics.items() if key != "calibration"}
     return report, records, rule
 
 
