@@ -5,8 +5,10 @@
 
 Both runs must have used the same folds (same training file and `data.split_seed`), so each fold's
 difference is paired: the table prints each metric's per-fold values for A and B, the mean and
-standard deviation over folds, and the paired difference B - A with its 95% t interval over folds.
-A difference whose interval holds 0 is not one that these folds can tell apart. Per-class F1 means
+standard deviation over folds, and the paired difference B - A with its 95% corrected resampled t
+interval over folds (Nadeau & Bengio 2003: the variance of the differences times 1/k + n_test/n_train,
+since folds share most of their training data; the plain t interval is too narrow). A difference whose
+interval holds 0 is not one that these folds can tell apart. Per-class F1 means
 follow, with how many folds held each class out.
 """
 
@@ -17,18 +19,17 @@ import json
 import statistics
 from pathlib import Path
 
+from clintune.metrics import corrected_t_interval
+
 METRICS = ("f1_macro", "accuracy", "f1_weighted", "recall_macro", "precision_macro")
 
 
-def t_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t interval of ``values`` (one per fold)."""
-    from scipy import stats
-
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return mean, mean - half, mean + half
+def sizes(run: dict) -> tuple[float, float]:
+    """A fold's mean held-out and training sizes, from cv.json (older runs: from the folds' example counts)."""
+    if "fold_sizes" in run:
+        return run["fold_sizes"]["n_test"], run["fold_sizes"]["n_train"]
+    held_out = [fold["examples"] for fold in run["folds"]]
+    return statistics.fmean(held_out), sum(held_out) - statistics.fmean(held_out)
 
 
 def fold_values(run: dict, metric: str) -> list[float]:
@@ -51,12 +52,12 @@ def main() -> None:
         raise SystemExit(f"the two runs held out different folds ({folds_a} vs {folds_b} examples): the comparison is not paired")
 
     print(f"| metric | {name_a}: folds | {name_a}: mean ± std | {name_b}: folds | {name_b}: mean ± std "
-          f"| {name_b} - {name_a} (95% CI over folds) |")
+          f"| {name_b} - {name_a} (95% corrected CI over folds) |")
     print("|---|---|---|---|---|---|")
     for metric in METRICS:
         va, vb = fold_values(a, metric), fold_values(b, metric)
         diff = [y - x for x, y in zip(va, vb)]
-        mean, low, high = t_interval(diff)
+        mean, low, high = corrected_t_interval(diff, *sizes(a))
         print(f"| {metric} | {' '.join(f'{v:.3f}' for v in va)} | {statistics.fmean(va):.4f} ± {statistics.stdev(va):.4f} "
               f"| {' '.join(f'{v:.3f}' for v in vb)} | {statistics.fmean(vb):.4f} ± {statistics.stdev(vb):.4f} "
               f"| {mean:+.4f} ({low:+.4f} to {high:+.4f}) |")

@@ -109,7 +109,7 @@ def format_search(summary: dict[str, Any], output: str) -> str:
 
 
 def format_cross_validation(report: dict[str, Any]) -> str:
-    """Each metric across folds (mean, standard deviation, 95% interval of the mean) beside the pooled value."""
+    """Each metric across folds (mean, standard deviation, 95% corrected interval of the mean) beside the pooled value."""
     summary, pooled = report["summary"], report["pooled"]
     keys = [k for k in HEADLINE_KEYS if k in summary and k != "threshold"]
     rows = [[key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}",
@@ -121,6 +121,8 @@ def format_cross_validation(report: dict[str, Any]) -> str:
         lines += ["", format_table(["class", "f1 mean", "f1 std", "95% CI (folds)"], [
             [label, f"{row['f1']['mean']:.3f}", f"{row['f1']['std']:.3f}", f"{row['f1']['low']:.3f}-{row['f1']['high']:.3f}"]
             for label, row in per_class.items()])]
+    if report.get("interval"):
+        lines += ["", f"intervals: {report['interval']}"]
     if report.get("decision"):
         lines += ["", f"decision rule tuned on the out-of-fold predictions: {report['decision']['rule']}"]
     return "\n".join(lines)

@@ -219,3 +219,25 @@ def _prf(true_positives: float, predicted: float, gold: float) -> dict[str, floa
     recall = true_positives / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+CORRECTED_INTERVAL = ("95% corrected resampled t (Nadeau & Bengio 2003): the fold scores' variance times "
+                      "1/k + n_test/n_train, t with k - 1 degrees of freedom")
+
+
+def corrected_t_interval(values: list[float], n_test: float, n_train: float, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-fold scores (or of paired differences) and its corrected resampled t interval.
+
+    Folds share most of their training data, so their scores are correlated and the plain
+    ``s / sqrt(k)`` interval is too narrow; Nadeau & Bengio (2003) widen the variance of the mean
+    from ``s^2 / k`` to ``s^2 (1/k + n_test/n_train)``. Returns (mean, low, high); NaN bounds for one fold.
+    """
+    from scipy import stats
+
+    k = len(values)
+    mean = float(np.mean(values))
+    if k < 2:
+        return mean, float("nan"), float("nan")
+    variance = float(np.var(values, ddof=1)) * (1 / k + n_test / n_train)
+    half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * variance ** 0.5
+    return mean, mean - half, mean + half

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import warnings
 from collections import Counter
@@ -273,6 +272,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
             tune_thresholds: list[str] | None) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     from clintune.decision import DecisionRule
     from clintune.evaluation import evaluate_tagged, evaluate_texts
+    from clintune.metrics import CORRECTED_INTERVAL
     from clintune.thresholds import tune_targets
     from clintune.workflows.prepare import decision_targets
 
@@ -297,7 +297,9 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     records = [{k: v for k, v in record.items() if k != "_example"} for record in records]  # in the data file's order
     report = {
         "folds": [{"fold": r["fold"], "examples": len(r["examples"]), **r["metrics"]} for r in results],
-        "summary": summarise([r["metrics"] for r in results]),
+        "summary": summarise([r["metrics"] for r in results], *fold_sizes(results, len(data))),
+        "interval": CORRECTED_INTERVAL,
+        "fold_sizes": dict(zip(("n_test", "n_train"), fold_sizes(results, len(data)))),
         "pooled": {key: value for key, value in evaluation.metrics.items() if key != "calibration"},
         "data": data.source,
         "seed": int(config.data.split_seed),
@@ -308,34 +310,42 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     return report, records, rule
 
 
-def summarise(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+def fold_sizes(results: list[dict[str, Any]], n_examples: int) -> tuple[float, float]:
+    """The mean held-out and training sizes of the folds (the training part includes its validation share)."""
+    held_out = float(np.mean([len(result["examples"]) for result in results]))
+    return held_out, n_examples - held_out
+
+
+def summarise(fold_metrics: list[dict[str, Any]], n_test: float = 1.0, n_train: float = 4.0) -> dict[str, Any]:
     """For every numeric metric (and every per-class number): mean, standard deviation (n-1) and the 95%
-    t-interval of the mean across folds; a class's numbers over the folds that held it out (``folds``)."""
+    corrected resampled t interval of the mean across folds (``n_test`` / ``n_train``: the mean held-out and
+    training sizes of a fold; see ``clintune.metrics.corrected_t_interval``); a class's numbers over the
+    folds that held it out (``folds``)."""
     from clintune.training import scalar_metrics
 
     scalars = [scalar_metrics(metrics) for metrics in fold_metrics]
-    summary: dict[str, Any] = {key: _spread([s[key] for s in scalars]) for key in scalars[0] if all(key in s for s in scalars)}
+    shared = [key for key in scalars[0] if all(key in s for s in scalars)]
+    summary: dict[str, Any] = {key: spread([s[key] for s in scalars], n_test, n_train) for key in shared}
     per_class: dict[str, dict[str, Any]] = {}
     for label in fold_metrics[0].get("per_class", {}):
         rows = [metrics.get("per_class", {}).get(label) for metrics in fold_metrics]
         held_out = [row for row in rows if row and row.get("support", 1) > 0]  # a fold that held none out says nothing of it
         if held_out:
-            per_class[label] = {key: _spread([row[key] for row in held_out]) for key in ("precision", "recall", "f1")}
+            per_class[label] = {key: spread([row[key] for row in held_out], n_test, n_train) for key in ("precision", "recall", "f1")}
             per_class[label]["folds"] = len(held_out)
     if per_class:
         summary["per_class"] = per_class
     return summary
 
 
-def _spread(values: list[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation and the t-interval of the mean, clipped to [0, 1] where the values are
-    proportions (every clintune metric but a count)."""
-    from scipy import stats
+def spread(values: list[float], n_test: float, n_train: float) -> dict[str, Any]:
+    """Mean, sample standard deviation and the corrected resampled t interval of the mean, clipped to [0, 1]
+    where the values are proportions (every clintune metric but a count)."""
+    from clintune.metrics import corrected_t_interval
 
     n, mean = len(values), float(np.mean(values))
     std = float(np.std(values, ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n) if n > 1 else 0.0
-    low, high = mean - half, mean + half
+    _, low, high = corrected_t_interval(values, n_test, n_train) if n > 1 else (mean, mean, mean)
     if all(0 <= v <= 1 for v in values):
         low, high = max(low, 0.0), min(high, 1.0)
     return {"mean": mean, "std": std, "low": low, "high": high, "values": [float(v) for v in values]}
