@@ -316,7 +316,7 @@ def fold_sizes(results: list[dict[str, Any]], n_examples: int) -> tuple[float, f
     return held_out, n_examples - held_out
 
 
-def summarise(fold_metrics: list[dict[str, Any]], n_test: float = 1.0, n_train: float = 4.0) -> dict[str, Any]:
+def summarise(fold_metrics: list[dict[str, Any]], n_test: float, n_train: float) -> dict[str, Any]:
     """For every numeric metric (and every per-class number): mean, standard deviation (n-1) and the 95%
     corrected resampled t interval of the mean across folds (``n_test`` / ``n_train``: the mean held-out and
     training sizes of a fold; see ``clintune.metrics.corrected_t_interval``); a class's numbers over the
@@ -325,20 +325,20 @@ def summarise(fold_metrics: list[dict[str, Any]], n_test: float = 1.0, n_train: 
 
     scalars = [scalar_metrics(metrics) for metrics in fold_metrics]
     shared = [key for key in scalars[0] if all(key in s for s in scalars)]
-    summary: dict[str, Any] = {key: spread([s[key] for s in scalars], n_test, n_train) for key in shared}
+    summary: dict[str, Any] = {key: _spread([s[key] for s in scalars], n_test, n_train) for key in shared}
     per_class: dict[str, dict[str, Any]] = {}
     for label in fold_metrics[0].get("per_class", {}):
         rows = [metrics.get("per_class", {}).get(label) for metrics in fold_metrics]
         held_out = [row for row in rows if row and row.get("support", 1) > 0]  # a fold that held none out says nothing of it
         if held_out:
-            per_class[label] = {key: spread([row[key] for row in held_out], n_test, n_train) for key in ("precision", "recall", "f1")}
+            per_class[label] = {key: _spread([row[key] for row in held_out], n_test, n_train) for key in ("precision", "recall", "f1")}
             per_class[label]["folds"] = len(held_out)
     if per_class:
         summary["per_class"] = per_class
     return summary
 
 
-def spread(values: list[float], n_test: float, n_train: float) -> dict[str, Any]:
+def _spread(values: list[float], n_test: float, n_train: float) -> dict[str, Any]:
     """Mean, sample standard deviation and the corrected resampled t interval of the mean, clipped to [0, 1]
     where the values are proportions (every clintune metric but a count)."""
     from clintune.metrics import corrected_t_interval
