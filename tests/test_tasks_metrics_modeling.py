@@ -12,8 +12,10 @@ from clintune.tasks import SequenceClassification, TokenClassification, bio_span
 from clintune.tokenization import split_words
 
 CPU = Hardware(cuda=False, bf16=False, mps=False)
-GPU = Hardware(cuda=True, bf16=False, mps=False)
-GPU_BF16 = Hardware(cuda=True, bf16=True, mps=False)
+GPU = Hardware(cuda=True, bf16=False, mps=False, compute_capability=(6, 0), name="Tesla P100")  # no bf16 at all
+T4 = Hardware(cuda=True, bf16=True, mps=False, compute_capability=(7, 5), name="Tesla T4")  # bf16 emulated
+GPU_BF16 = Hardware(cuda=True, bf16=True, mps=False, compute_capability=(8, 0), name="NVIDIA A100")
+H200 = Hardware(cuda=True, bf16=True, mps=False, compute_capability=(9, 0), name="NVIDIA H200")
 
 
 def test_bio_spans() -> None:
@@ -136,10 +138,37 @@ def test_classification_decode_respects_threshold() -> None:
 
 @pytest.mark.parametrize(
     ("requested", "hardware", "expected"),
-    [("auto", CPU, "fp32"), ("auto", GPU, "fp16"), ("fp32", GPU, "fp32"), ("bf16", GPU_BF16, "bf16"), ("fp16", GPU, "fp16")],
+    [("auto", CPU, "fp32"), ("auto", GPU, "fp16"), ("auto", T4, "fp16"), ("auto", GPU_BF16, "bf16"), ("auto", H200, "bf16"),
+     ("fp32", GPU, "fp32"), ("fp32", H200, "fp32"), ("bf16", GPU_BF16, "bf16"), ("fp16", GPU, "fp16"), ("fp16", H200, "fp16"),
+     ("bf16", T4, "bf16")],
 )
 def test_precision_choice(requested: str, hardware: Hardware, expected: str) -> None:
+    """auto: bf16 from compute capability 8.0 on (in hardware), fp16 below it (T4: bf16 only emulated), fp32 without CUDA."""
     assert resolve_precision(requested, hardware) == expected
+
+
+def test_a_gpu_without_a_known_compute_capability_gets_fp16() -> None:
+    assert resolve_precision("auto", Hardware(cuda=True, bf16=True, mps=False)) == "fp16"
+    assert not Hardware(cuda=False, bf16=False, mps=False, compute_capability=(9, 0)).native_bf16
+
+
+def test_bf16_asked_for_where_it_is_emulated_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="clintune.modeling"):
+        resolve_precision("bf16", T4)
+    assert "emulated" in caplog.text and "7.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clintune.modeling"):
+        resolve_precision("bf16", H200)
+    assert caplog.text == ""
+
+
+def test_out_of_memory_names_the_smaller_batch() -> None:
+    from clintune.modeling import out_of_memory
+
+    error = out_of_memory("training", 16, "--set training.batch_size={smaller}")
+    assert isinstance(error, HardwareError) and error.exit_code == 2
+    assert "CUDA ran out of memory training in batches of 16" in str(error) and "--set training.batch_size=8" in str(error)
+    assert "--batch-size 1" in str(out_of_memory("predicting", 1, "--batch-size {smaller}"))
 
 
 @pytest.mark.parametrize(("requested", "hardware"), [("fp16", CPU), ("bf16", CPU), ("bf16", GPU)])

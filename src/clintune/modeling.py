@@ -13,17 +13,30 @@ from clintune.labels import LABELS_FILE, LabelEncoder
 logger = logging.getLogger(__name__)
 
 
+# bf16 runs in the GPU's hardware from compute capability 8.0 (Ampere) on; below it (T4 7.5, V100 7.0)
+# torch.cuda.is_bf16_supported() still says yes, but bf16 is emulated there, many times slower than fp16.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
 @dataclass(frozen=True)
 class Hardware:
-    """What the current machine offers for training."""
+    """What the current machine offers for training: ``bf16`` is whether bf16 runs at all (emulated
+    included), ``compute_capability`` the CUDA device's (major, minor), ``name`` the device's name."""
 
     cuda: bool
     bf16: bool
     mps: bool
+    compute_capability: tuple[int, int] | None = None
+    name: str = ""
 
     @property
     def device(self) -> str:
         return "cuda" if self.cuda else "mps" if self.mps else "cpu"
+
+    @property
+    def native_bf16(self) -> bool:
+        """Whether the GPU computes in bf16 in hardware (compute capability 8.0 or higher)."""
+        return self.cuda and self.compute_capability is not None and self.compute_capability >= NATIVE_BF16_CAPABILITY
 
 
 def detect_hardware() -> Hardware:
@@ -32,18 +45,27 @@ def detect_hardware() -> Hardware:
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    return Hardware(cuda=cuda, bf16=bf16, mps=mps)
+    capability = torch.cuda.get_device_capability() if cuda else None
+    name = torch.cuda.get_device_name() if cuda else ""
+    return Hardware(cuda=cuda, bf16=bf16, mps=mps, compute_capability=capability, name=name)
+
+
+def default_precision(hardware: Hardware) -> str:
+    """What ``auto`` means: bf16 on a GPU that has it in hardware, fp16 on an older GPU, fp32 without CUDA."""
+    if not hardware.cuda:
+        return "fp32"
+    return "bf16" if hardware.native_bf16 else "fp16"
 
 
 def resolve_precision(requested: str, hardware: Hardware) -> str:
-    """The precision to train in: ``auto`` is fp16 on CUDA and fp32 elsewhere.
+    """The precision to train (or predict) in: ``auto`` is ``default_precision``.
 
-    fp16/bf16 need CUDA (bf16 also needs hardware support); asking for them
+    fp16/bf16 need CUDA (bf16 also needs support, emulated or not); asking for them
     elsewhere is an error rather than a silent fallback, since a CPU run in
     bf16 would be many times slower.
     """
     if requested == "auto":
-        return "fp16" if hardware.cuda else "fp32"
+        return default_precision(hardware)
     if requested == "fp32":
         return "fp32"
     if not hardware.cuda:
@@ -53,7 +75,29 @@ def resolve_precision(requested: str, hardware: Hardware) -> str:
         )
     if requested == "bf16" and not hardware.bf16:
         raise HardwareError("training.precision: this GPU does not support bf16\n  fix: use fp16 or auto")
+    if requested == "bf16" and not hardware.native_bf16:
+        logger.warning("training.precision: bf16 is emulated on this GPU (compute capability %s, below %d.%d) and runs "
+                       "many times slower than fp16; auto chooses fp16 here", _capability(hardware), *NATIVE_BF16_CAPABILITY)
     return requested
+
+
+def torch_dtype(precision: str) -> Any:
+    """The torch dtype of a resolved precision (fp32, fp16, bf16)."""
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def out_of_memory(doing: str, batch_size: int, fix: str) -> HardwareError:
+    """The error for CUDA running out of memory while ``doing`` batches of ``batch_size``. The fix is a smaller
+    batch: ``fix`` says where it is set, with ``{smaller}`` standing for half the batch size."""
+    smaller = max(1, batch_size // 2)
+    return HardwareError(f"CUDA ran out of memory {doing} in batches of {batch_size}\n"
+                         f"  fix: a smaller batch size: {fix.format(smaller=smaller)}")
+
+
+def _capability(hardware: Hardware) -> str:
+    return ".".join(map(str, hardware.compute_capability)) if hardware.compute_capability else "unknown"
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:

@@ -31,7 +31,7 @@ from clintune.data import preprocess_text
 from clintune.decision import DecisionRule, WindowLogits
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
-from clintune.modeling import load_tokenizer, load_trained_model
+from clintune.modeling import detect_hardware, load_tokenizer, load_trained_model, out_of_memory, resolve_precision, torch_dtype
 from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
 from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
@@ -123,14 +123,18 @@ class Predictor:
         passes = getattr(self.model, "passes", 1)
         passes = passes if 1 < passes <= len(batches) else 1
         forward = forward_function(self.model, side_by_side=passes > 1)
-        with torch.inference_mode(), ThreadPoolExecutor(passes) if passes > 1 else nullcontext() as pool:
-            outputs = pool.map(forward, collated) if pool is not None else map(forward, collated)  # in order either way
-            for batch_indices, output in zip(batches, outputs):
-                for row, index in enumerate(batch_indices):
-                    length = len(features[index]["input_ids"])
-                    results[index] = output[row, :length] if output.ndim == 3 else output[row]
-                if progress is not None:
-                    progress(len(batch_indices))
+        try:
+            with torch.inference_mode(), ThreadPoolExecutor(passes) if passes > 1 else nullcontext() as pool:
+                outputs = pool.map(forward, collated) if pool is not None else map(forward, collated)  # in order either way
+                for batch_indices, output in zip(batches, outputs):
+                    for row, index in enumerate(batch_indices):
+                        length = len(features[index]["input_ids"])
+                        results[index] = output[row, :length] if output.ndim == 3 else output[row]
+                    if progress is not None:
+                        progress(len(batch_indices))
+        except torch.cuda.OutOfMemoryError as exc:
+            raise out_of_memory("predicting", self.batch_size,
+                                "--batch-size {smaller} (while training: --set training.eval_batch_size={smaller})") from exc
         return results  # type: ignore[return-value]
 
     def _chunked(self, examples: list[Any], encode: Any) -> Any:
@@ -435,11 +439,13 @@ class OnnxModel:
 
 
 def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: int | None = None, *,
-                 trust_remote_code: bool = False) -> tuple[Any, bool]:
+                 trust_remote_code: bool = False, precision: str = "auto") -> tuple[Any, bool]:
     """The folder's model (an ``OnnxModel`` for an exported folder, else the PyTorch model, on the GPU
-    when there is one) and whether it runs on a GPU. An ONNX folder run one text per pass runs
-    ``threads`` passes side by side (default: one per CPU this process may use). A folder that ships
-    code of its own is refused without ``trust_remote_code`` (``clintune.artifacts.check_remote_code``)."""
+    when there is one, in ``precision``: ``auto`` is bf16 where the GPU has it in hardware, else fp16,
+    as training's ``auto``; the logits are read back as float32) and whether it runs on a GPU. An ONNX
+    folder run one text per pass runs ``threads`` passes side by side (default: one per CPU this process
+    may use). A folder that ships code of its own is refused without ``trust_remote_code``
+    (``clintune.artifacts.check_remote_code``)."""
     check_remote_code(folder.path, folder.config, trust_remote_code)
     if folder.is_onnx:
         one_per_pass = forward_batch_size(folder, batch_size, on_gpu=False, warn=False) == 1
@@ -449,8 +455,9 @@ def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: in
     import torch
 
     model = load_trained_model(task_for(folder.encoder.task_type), str(folder.path), folder.encoder, trust_remote_code)
-    on_gpu = torch.cuda.is_available()
-    return (model.to("cuda") if on_gpu else model), on_gpu
+    if not torch.cuda.is_available():
+        return model, False
+    return model.to("cuda", dtype=torch_dtype(resolve_precision(precision, detect_hardware()))), True
 
 
 def forward_function(model: Any, side_by_side: bool = False) -> Any:

@@ -154,17 +154,19 @@ def _leave_process_group() -> None:
 def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume: bool,
          callbacks: list[Any]) -> tuple[Any, Any, list[float] | None]:
     """Tokenise (once, cached), build the model and run the Trainer; returns it, the tokenizer and the class weights."""
+    import torch
     from transformers import set_seed
 
     from clintune.labels import class_weights_from_config
-    from clintune.modeling import detect_hardware, load_model, load_tokenizer
+    from clintune.modeling import detect_hardware, load_model, load_tokenizer, out_of_memory
     from clintune.tasks import label_counts, task_for
     from clintune.training import run_trainer, training_arguments
     from clintune.workflows.scoring import validation_scorer
 
     task = task_for(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path, config.model.trust_remote_code)
-    args = training_arguments(config, work / "checkpoints", precision, True, detect_hardware().device)
+    hardware = detect_hardware()
+    args = training_arguments(config, work / "checkpoints", precision, True, hardware.device)
     with args.main_process_first(desc="tokenising"):
         train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
         validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
@@ -175,9 +177,14 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
     set_seed(config.training.seed)  # the new classification head is drawn from this seed
     model = load_model(task, config.model.name_or_path, data.encoder, config.model.trust_remote_code, config.model.pooling)
-    logger.info("training on %s in %s", _device_of(model), precision)
+    # the Trainer's device (the model is still on the CPU here): cuda:N, or cpu
+    logger.info("training on %s%s in %s", args.device, f" ({hardware.name})" if hardware.name else "", precision)
     score = validation_scorer(tokenizer, data.encoder, config, data.validation)
-    trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume, callbacks)
+    try:
+        trainer = run_trainer(args, config, task, model, tokenizer, train_encoded, validation_encoded, score, weights, resume, callbacks)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise out_of_memory("training", config.training.batch_size, "--set training.batch_size={smaller} (and "
+                            "training.gradient_accumulation_steps to keep the effective batch)") from exc
     return trainer, tokenizer, weights
 
 
