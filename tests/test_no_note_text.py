@@ -498,3 +498,18 @@ def test_label_values_are_shown_only_when_short_and_few() -> None:
     assert labels.shown_labels(["Y", "Z"], {"Y": 2, "Z": 1}) == "'Y' (2), 'Z' (1)"
     shown = labels.shown_labels([*"abcdefg", "a b c d", "x" * 31])
     assert shown == "'a', 'b', 'c', 'd', 'e', 2 more and 2 values that look like text, not shown"
+
+
+def test_validate_does_not_list_a_label_column_that_holds_the_notes(tmp_path: Path) -> None:
+    rows = "".join(f"x{i},Zyx Qwerty MRN 8675309 was seen on day {i} for fever\n" for i in range(40))
+    data = tmp_path / "swapped.csv"
+    data.write_text("note_id,narrative\n" + rows, encoding="utf-8")
+    # label_column pointed at the notes: every note a class, and the data otherwise valid
+    result = invoke_cli("validate", "configs/tiny/section_header.yaml", "--set", f"data.train={data}",
+                        "--set", f"data.validation={data}", "--set", "data.test=null", "--set", "labels.classes=null",
+                        "--set", "data.text_column=note_id", "--set", "data.label_column=narrative")
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "Qwerty" not in output and "8675309" not in output, output[-2000:]
+    assert "classes (40): 40 values that look like text, not shown" in result.stdout
+    assert "check data.label_column" in result.stderr

@@ -46,6 +46,7 @@ TrustRemoteCodeOption = Annotated[bool, typer.Option(
 
 LIBRARY_VERBS = ("train", "eval", "predict", "export", "serve")  # the verbs that load transformers
 _verbose = False  # --verbose: a ClintuneError also shows its traceback and causes
+MAX_CLASSES_LISTED = 60  # validate lists every class up to this many (50 coding labels fit), if each is short
 
 
 def _print_version(value: bool) -> None:
@@ -152,14 +153,19 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
     """Check a config and its data files without training."""
     from clintune.api import validate as validate_config_and_data
     from clintune.config import load_config
+    from clintune.labels import is_short_label, shown_labels
 
     cfg = load_config(config, set_ or [])
     summary = validate_config_and_data(cfg)
     typer.echo(f"{config}: config and data are valid")
     typer.echo(f"  train: {summary['train_examples']}, validation: {summary['validation_examples']}"
                + (f", test: {summary['test_examples']}" if summary["test_examples"] is not None else ""))
-    typer.echo(f"  classes ({len(summary['classes'])}): " + ", ".join(
-        f"{label} ({n})" for label, n in summary["train_label_counts"].items()))
+    counts = summary["train_label_counts"]
+    if len(counts) <= MAX_CLASSES_LISTED and all(is_short_label(str(label)) for label in counts):
+        typer.echo(f"  classes ({len(summary['classes'])}): " + ", ".join(f"{label} ({n})" for label, n in counts.items()))
+    else:  # a label column pointed at the notes must not print them here either
+        typer.echo(f"  classes ({len(summary['classes'])}): {shown_labels(list(counts), counts)}")
+        typer.echo("  note: that many labels, or labels that read like text: check data.label_column", err=True)
     for note in summary["notes"]:
         typer.echo(f"  note: {note}")
 
