@@ -165,7 +165,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     """
     from clintune.allocator import jemalloc_environment
     from clintune.artifacts import check_model_folder, check_remote_code
-    from clintune.files import publish, remove_stale, staging_dir_for
+    from clintune.files import make_private_dirs, publish, remove_stale, staging_dir_for
     from clintune.guards import check_replaceable
 
     if id_column is None:
@@ -202,6 +202,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
                                 on_empty=on_empty, actor_env=actor_env, trust_remote_code=trust_remote_code)
     staging = staging_dir_for(output)
     remove_stale(staging)
+    make_private_dirs(staging)  # owner-only while Ray's workers write into it, not only once they are done
     try:
         predicted.write_parquet(str(staging.absolute()))
     except Exception as exc:
