@@ -215,7 +215,7 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
     "data.check_file: is a file data": [read("ner_brat", {"in.txt": BRAT_TXT}, "data.format=brat")],
     "data.check_file: is a folder a": [read("diagnosis", {"dir.csv/x.csv": ROWS}, at="dir.csv")],
     "data.check_file: is empty bytes": NO_DATA + "a file of 0 bytes holds nothing",
-    "data.read_text: not UTF-8 text invalid": [
+    "data.read_text: not_utf8(path, raw, exc, \"re-save the file as UTF-8 (Excel: 'CSV UTF-8')\")": [
         read("diagnosis", {"t.csv": f"text,label\n{M} caf\xe9,valid\n".encode(LATIN)}),
         read("ner", {"t.conll": f"{M}\xe9\tO\n".encode(LATIN)}),
     ],
@@ -270,7 +270,7 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
     "data._grouped_split: all examples share one": [
         split({"t.csv": "text,label,patient\n" + f"note,valid,{M}\n" * 4}, "data.group_column=patient")],
     # documents.py: brat folders, doccano and Label Studio exports
-    "documents.read_document_text: not UTF-8 text invalid": [
+    "documents.read_document_text: not_utf8(path, raw, exc)": [
         call(brat("", f"{M}\xe9\n".encode(LATIN)), read_brat_folder, "in"),
         read("ner_brat", brat(f"#1\t{M}\xe9\n".encode(LATIN)), at="in"),
     ],

@@ -247,11 +247,9 @@ def read_text(path: Path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}, line {line})\n"
-            "  fix: re-save the file as UTF-8 (Excel: 'CSV UTF-8')"
-        ) from exc
+        from clintune.documents import not_utf8
+
+        raise not_utf8(path, raw, exc, "re-save the file as UTF-8 (Excel: 'CSV UTF-8')") from exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

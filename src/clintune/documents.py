@@ -127,9 +127,14 @@ def read_document_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}, "
-                        f"line {line})\n  fix: re-save the file as UTF-8") from exc
+        raise not_utf8(path, raw, exc) from exc
+
+
+def not_utf8(path: Path, raw: bytes, exc: UnicodeDecodeError, fix: str = "re-save the file as UTF-8") -> DataError:
+    """The error for a file that is not UTF-8: the bad byte, its offset and line, never the text around it."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return DataError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}, line {line})\n"
+                     f"  fix: {fix}")
 
 
 def read_text_folder(folder: Path) -> list[Document]:

@@ -14,7 +14,7 @@ earlier rule are shown only under that label.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,9 +41,6 @@ class FiguresInForce:
     current: list[FigureSet] = field(default_factory=list)
     earlier_rule: str | None = None
     earlier: list[FigureSet] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def rule_check_record(rule: str, data_name: str, metrics: dict[str, Any], default_rule: dict[str, Any] | None,

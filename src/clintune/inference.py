@@ -220,14 +220,13 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
 
 
 def _make_owner_only(folder: Path) -> None:
-    """Ray's workers wrote ``folder`` with the umask: make it and its files readable by their owner alone."""
+    """Ray's workers wrote into the owner-only ``folder`` with the umask: make what they wrote owner-only too."""
     import os
 
     from clintune.files import PRIVATE_FILE, PRIVATE_FOLDER
 
     for path in folder.rglob("*"):
         os.chmod(path, PRIVATE_FOLDER if path.is_dir() else PRIVATE_FILE)
-    os.chmod(folder, PRIVATE_FOLDER)
 
 
 def _actor_error(exc: BaseException) -> ActorError | None:
@@ -239,7 +238,7 @@ def _actor_error(exc: BaseException) -> ActorError | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ActorError) and type(current) is ActorError:
+        if type(current) is ActorError:  # not Ray's RayTaskError(ActorError), whose message is Ray's
             return current
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
     return None

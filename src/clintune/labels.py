@@ -87,7 +87,7 @@ class LabelEncoder:
         if explicit is not None:
             classes = list(explicit)
         else:
-            classes = sorted(set(labels) | (set(with_both_bio_tags(set(labels))) if task_type == "ner" else set()))
+            classes = sorted(set(with_both_bio_tags(labels) if task_type == "ner" else labels))
             if task_type == "ner" and "O" not in classes:
                 classes = ["O", *classes]
         if task_type == "binary" and positive is None and len(classes) == 2:

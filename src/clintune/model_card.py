@@ -164,17 +164,16 @@ def _export_text(export: dict[str, Any]) -> str:
 
 def _export_check_text(export: dict[str, Any]) -> str:
     check = export.get("check")
-    if check and check.get("must_not_miss_recall"):
-        return _export_check_text(export | {"check": {k: v for k, v in check.items() if k != "must_not_miss_recall"}}) + "".join(
-            f"\n- Recall of `{key}` (must not miss): {r['pytorch']:.4f} with PyTorch, {r['exported']:.4f} exported "
-            f"({r['difference']:+.4f})." for key, r in check["must_not_miss_recall"].items())
     if not check:
         return ("Not checked: exported without `--check-data`. To compare it with the PyTorch model, export again "
                 "(to another `--output`) with `--check-data FILE` (a labelled file), or run `clintune eval` on both "
                 "folders with the same file.")
+    recalls = "".join(
+        f"\n- Recall of `{key}` (must not miss): {r['pytorch']:.4f} with PyTorch, {r['exported']:.4f} exported "
+        f"({r['difference']:+.4f})." for key, r in check.get("must_not_miss_recall", {}).items())
     return (f"Checked at export (`--check-data`) on `{check['data']}`: {check['agreement']:.2%} of {check['agreement_unit']} "
             f"agree with the PyTorch model; {check['metric']} {check['pytorch']:.4f} (PyTorch) and {check['exported']:.4f} "
-            f"(ONNX), a difference of {check['difference']:+.4f}.")
+            f"(ONNX), a difference of {check['difference']:+.4f}.{recalls}")
 
 
 def _labels_table(encoder: LabelEncoder, metrics: dict[str, Any]) -> str:

@@ -444,9 +444,8 @@ def load_backend(folder: ModelFolder, threads: int | None = None, batch_size: in
     when there is one, in ``precision``: ``auto`` is bf16 where the GPU has it in hardware, else fp16,
     as training's ``auto``; the logits are read back as float32) and whether it runs on a GPU. An ONNX
     folder run one text per pass runs ``threads`` passes side by side (default: one per CPU this process
-    may use). A folder that ships code of its own is refused without ``trust_remote_code``
-    (``clintune.artifacts.check_remote_code``)."""
-    check_remote_code(folder.path, folder.config, trust_remote_code)
+    may use). ``trust_remote_code``: the caller's, already checked against the folder by
+    ``Predictor.from_model_folder`` (``clintune.artifacts.check_remote_code``)."""
     if folder.is_onnx:
         one_per_pass = forward_batch_size(folder, batch_size, on_gpu=False, warn=False) == 1
         passes = (threads or usable_cpus()) if one_per_pass else 1

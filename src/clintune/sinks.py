@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.errors import ClintuneError, DataError
-from clintune.files import PRIVATE_FILE, fsync_path, make_private_dirs, remove_stale, staging_dir_for, write_json, write_text_atomic
+from clintune.files import PRIVATE_FILE, fsync_path, make_private_dirs, remove_stale, staging_dir_for, write_json, write_jsonl
 from clintune.guards import check_replaceable
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class ChunkedOutput:
         """Keep one finished chunk (atomically: a chunk file is whole or absent)."""
         path = self._chunk_path(index)
         if self.format == "jsonl":
-            write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), mode=PRIVATE_FILE)
+            write_jsonl(path, records, private=True)
             return
         import pyarrow.parquet as pq
 

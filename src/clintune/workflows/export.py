@@ -63,11 +63,10 @@ def _headline_key(metrics: dict[str, Any]) -> str:
 
 def must_not_miss_recalls(source: Path, original: dict[str, Any], exported: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Recall of every class and group the source's rule holds a threshold for, PyTorch against the export."""
-    from clintune.artifacts import read_model_folder
+    from clintune.decision import DecisionRule
 
-    keys = list(read_model_folder(source).decision.class_thresholds)
     recalls = {}
-    for key in keys:
+    for key in DecisionRule.load(source).class_thresholds:
         table = "per_group" if key in original.get("per_group", {}) else "per_class"
         before, after = original.get(table, {}).get(key), exported.get(table, {}).get(key)
         if before is not None and after is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -417,7 +418,7 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     someone's annotations, so it is never written into.
     """
     from clintune.documents import ann_text
-    from clintune.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for, write_text_atomic
+    from clintune.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for
 
     target = Path(output_dir)
     check_brat_output(target)
@@ -428,6 +429,8 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     make_private_dirs(staging)  # the documents' text: owner-only, like every file that quotes a note
     for document, entities in results:
         path = staging / f"{document.name}.ann"
-        write_text_atomic(path, ann_text([(e.label, e.start, e.end) for e in entities], document.text), mode=PRIVATE_FILE)
-        write_text_atomic(path.with_suffix(".txt"), document.text, mode=PRIVATE_FILE)
+        path.write_text(ann_text([(e.label, e.start, e.end) for e in entities], document.text), encoding="utf-8")
+        path.with_suffix(".txt").write_bytes(document.text.encode("utf-8"))
+        for written in (path, path.with_suffix(".txt")):  # in an owner-only folder meanwhile; flushed once, by publish
+            os.chmod(written, PRIVATE_FILE)
     publish(staging, target)  # flushed, then put in place whole
