@@ -16,7 +16,7 @@ import numpy as np
 
 from clintune.data import TaggedSentences, TextExamples
 from clintune.decision import DecisionRule, class_ids, group_keys
-from clintune.labels import LabelEncoder
+from clintune.labels import LabelEncoder, shown_labels
 from clintune.metrics import (
     binary_metrics,
     bootstrap_intervals,
@@ -192,8 +192,8 @@ def failure_signs(metrics: dict[str, Any]) -> list[str]:
     if predicted is not None and predicted < len(present):
         signs.append(f"it predicts only {predicted} of the {len(present)} classes in the data")
     missed = [label for label in present if per_class[label].get("recall", 0.0) == 0.0]
-    if missed:
-        signs.append(f"recall is 0 for {', '.join(map(repr, missed[:10]))}" + (f" and {len(missed) - 10} more" if len(missed) > 10 else ""))
+    if missed:  # class names as every message shows labels: few and short (a label column of notes prints none)
+        signs.append(f"recall is 0 for {shown_labels(missed)}")
     return signs
 
 
