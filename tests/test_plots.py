@@ -107,4 +107,21 @@ def test_report_figures_name_the_rule_that_made_their_labels() -> None:
     is_positive, scores = np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.5, 0.9])
     rule = "predict 'valid' when its probability >= 0.35"
     for figure in (roc_figure(is_positive, scores, 0.35, "valid", rule), precision_recall_figure(is_positive, scores, 0.35, "valid", rule)):
-        assert figure.axes[0].get_title().endswith(f"marked: {rule}")
+        assert " ".join(figure.axes[0].get_title().split()).endswith(f"marked: {rule}")  # wrapped to fit, words whole
+
+
+def test_a_long_rule_in_a_title_stays_inside_the_figure() -> None:
+    """A rule's description is longer than a plot is wide: drawn, every title lies inside its figure."""
+    from clintune.plots import confusion_matrix_figure, reliability_figure, roc_figure
+
+    rule = "predict the more probable of 'D/LT', 'Serious' when their summed probability >= 0.6635; temperature 1.37"
+    calibration = calibration_bins(np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]]), np.array([0, 0, 2]))
+    figures = [confusion_matrix_figure(np.array([0, 1, 2]), np.array([0, 1, 1]), ("D/LT", "Serious", "Non-serious"),
+                                       f"seriousness on test.csv\nrule: {rule}"),
+               roc_figure(np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.4, 0.5]), 0.35, "valid", rule),
+               reliability_figure(calibration)]
+    for figure in figures:
+        figure.canvas.draw()
+        renderer, box = figure.canvas.get_renderer(), figure.bbox
+        title = figure.axes[0].title.get_window_extent(renderer)
+        assert box.x0 <= title.x0 and title.x1 <= box.x1, (title, box)

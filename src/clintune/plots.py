@@ -22,6 +22,16 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
+def _set_title(axes: Any, title: str, fontsize: float = 10, **options: Any) -> None:
+    """``title`` wrapped to the width of its figure (a rule's description is longer than a plot is wide)."""
+    import textwrap
+
+    # characters of about 0.55 em over the axes, which leave a quarter of the figure to labels and colour bars
+    width = 0.75 * axes.figure.get_figwidth() * 72 / (fontsize * 0.55)
+    lines = [wrapped for line in title.split("\n") for wrapped in textwrap.wrap(line, int(width)) or [""]]
+    axes.set_title("\n".join(lines), fontsize=fontsize, **options)
+
+
 def confusion_matrix_figure(
     gold: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], title: str, positive: int | None = None
 ) -> Any:
@@ -45,7 +55,7 @@ def confusion_matrix_figure(
     named = positive is not None and len(classes) == 2
     axes.set_xlabel(f"predicted class (positive: {classes[positive]})" if named else "predicted class")
     axes.set_ylabel("gold class")
-    axes.set_title(title)
+    _set_title(axes, title)
     names = binary_cell_names(positive) if named else {}
     fontsize = 11 if len(classes) <= 4 else 9 if len(classes) <= 10 else 7
     for (row, column), count in np.ndenumerate(matrix):
@@ -92,7 +102,7 @@ def roc_figure(is_positive: np.ndarray, scores: np.ndarray, threshold: float, po
     axes.scatter([false_positive_rate[point]], [true_positive_rate[point]], color="red", zorder=3, label=f"threshold {threshold:.3g}")
     axes.set_xlabel("false positive rate (1 - specificity)")
     axes.set_ylabel(f"true positive rate (recall of {positive})")
-    axes.set_title(f"ROC curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""), fontsize=10)
+    _set_title(axes, f"ROC curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""))
     axes.legend(loc="lower right")
     return figure
 
@@ -110,7 +120,7 @@ def precision_recall_figure(is_positive: np.ndarray, scores: np.ndarray, thresho
     axes.set_xlabel(f"recall of {positive}")
     axes.set_ylabel(f"precision of {positive}")
     axes.set_ylim(0, 1.02)
-    axes.set_title(f"Precision-recall curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""), fontsize=10)
+    _set_title(axes, f"Precision-recall curve, positive class {positive}" + (f"\nmarked: {rule}" if rule else ""))
     axes.legend(loc="lower left")
     return figure
 
@@ -132,14 +142,14 @@ def reliability_figure(calibration: dict[str, Any]) -> Any:
     width = 0.9 / calibration["n_bins"]
     axes.bar(centres, [b["accuracy"] for b in bins], width=width, alpha=0.7, label="accuracy in bin")
     axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black",
-              label="bin's mean confidence (x) and accuracy (y)")
+              label="(confidence, accuracy) of bin")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("accuracy")
     verdict = calibration.get("verdict")
-    axes.set_title(f"Reliability diagram, ECE = {calibration['ece']:.3f}" + (f"\nthe model is {verdict}" if verdict else ""),
-                   pad=20, fontsize=10)
+    _set_title(axes, f"Reliability diagram, ECE = {calibration['ece']:.3f}" + (f"\nthe model is {verdict}" if verdict else ""),
+               pad=20)
     axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)  # above the bars, never on them
     counts = [b["count"] for b in bins]
     bars = counts_axes.bar(centres, counts, width=width, color="grey")
