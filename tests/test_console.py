@@ -69,6 +69,25 @@ def test_training_arguments_use_no_deprecated_names(tmp_path: Path) -> None:
     assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
 
 
+def test_checkpointing_under_the_name_the_installed_transformers_knows() -> None:
+    """transformers 5.17 (the GPU image's) refuses ``activation_checkpointing``; 5.25 warns on the old name."""
+    import dataclasses
+
+    from clintune.training import _checkpointing_argument
+
+    @dataclasses.dataclass
+    class Older:
+        gradient_checkpointing: bool = False
+
+    @dataclasses.dataclass
+    class Newer:
+        gradient_checkpointing: bool = False
+        activation_checkpointing: bool = False
+
+    assert Older(**_checkpointing_argument(Older, True)) == Older(gradient_checkpointing=True)
+    assert Newer(**_checkpointing_argument(Newer, True)) == Newer(activation_checkpointing=True)
+
+
 def test_describe_evaluation() -> None:
     from clintune.training import describe_evaluation
 

@@ -58,6 +58,13 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _checkpointing_argument(arguments_class: Any, enabled: bool) -> dict[str, bool]:
+    """Activation checkpointing under the name this transformers knows: ``activation_checkpointing`` in later
+    5.x releases (5.25 warns on the old name), ``gradient_checkpointing`` in earlier ones (5.17 refuses the new)."""
+    new_name = "activation_checkpointing" in getattr(arguments_class, "__dataclass_fields__", {})
+    return {"activation_checkpointing" if new_name else "gradient_checkpointing": enabled}
+
+
 def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has_validation: bool, device: str = "cpu") -> Any:
     """``TrainingArguments`` for a config: evaluation and checkpoints every epoch, best model kept."""
     from transformers import TrainingArguments
@@ -95,7 +102,7 @@ def training_arguments(config: Config, checkpoint_dir: Path, precision: str, has
         remove_unused_columns=False,
         dataloader_pin_memory=precision != "fp32",
         use_cpu=device == "cpu",
-        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name; the old one warns
+        **_checkpointing_argument(TrainingArguments, t.gradient_checkpointing),
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_find_unused_parameters=t.ddp_find_unused_parameters,
         deepspeed=t.deepspeed,
