@@ -224,7 +224,8 @@ class Meter:
                 if ids is not None:
                     self.examples += ids.shape[0]
                     self.positions += ids.numel()
-                    self.real_tokens += int(mask.sum()) if mask is not None else ids.numel()
+                    # summed on the device: int() here would wait for the GPU at every step
+                    self.real_tokens += mask.sum() if mask is not None else ids.numel()
 
         self._hook = model.register_forward_pre_hook(count, with_kwargs=True)
 
@@ -250,6 +251,7 @@ class Meter:
     def result(self, peak: float | None) -> dict[str, Any]:
         if self.steps < self.timed:
             return {"steps": self.steps, "note": f"only {self.steps} of {self.timed} timed steps ran"}
+        self.real_tokens = int(self.real_tokens)
         flops = 6 * self.non_embedding_parameters * self.real_tokens / self.seconds
         return {"steps": self.steps, "seconds": self.seconds, "examples_per_second": self.examples / self.seconds,
                 "real_tokens_per_second": self.real_tokens / self.seconds, "padding": 1 - self.real_tokens / self.positions,

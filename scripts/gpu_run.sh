@@ -3,7 +3,8 @@
 # and its own Python image. Prepare first, here: `bash scripts/prepare_gpu_carry.sh` (gpu-carry/, < 60 MiB).
 # Then one call from the repository root, with gpu-carry/ carried along:
 #     bash scripts/gpu_run.sh          # tests within 3 minutes, benchmark within 4; outputs in $OUT
-# Outputs (6 files): env.txt, test-gpu.log, test-gpu.xml, bench.log, bench.jsonl, bench.table.txt.
+# Outputs: env.txt, test-gpu.log, test-gpu.xml, bench.log, bench.jsonl, bench.table.txt (probe.log, probe.jsonl
+# with STEPS="tests probe bench"; TEST_ARGS passes pytest options, -k say).
 # GPU_RUN_DRY=1 runs the same steps on this machine's CPU (tests with CLINTUNE_TEST_DEVICE=cpu, the
 # benchmark with --device cpu --smoke, the wheels not installed) to check the script itself.
 set -uo pipefail
@@ -16,6 +17,9 @@ SITE=${SITE:-/tmp/clintune-site}
 DRY=${GPU_RUN_DRY:-0}
 TEST_SECONDS=${TEST_SECONDS:-180}
 BENCH_SECONDS=${BENCH_SECONDS:-240}
+PROBE_SECONDS=${PROBE_SECONDS:-150}
+STEPS=${STEPS:-tests bench}  # any of: tests probe bench (scripts/gpu_probe.py: where a step's time goes)
+TEST_ARGS=${TEST_ARGS:-}
 mkdir -p "$OUT"
 [ -d "$CARRY/wheels" ] || { echo "no $CARRY/wheels: run scripts/prepare_gpu_carry.sh here and carry $CARRY" >&2; exit 2; }
 
@@ -59,22 +63,38 @@ EOF
 if [ "$DRY" = 1 ]; then
   export CLINTUNE_TEST_DEVICE=cpu
   BENCH_ARGS=(--device cpu --smoke)
+  PROBE_ARGS=(--device cpu --smoke)
 else
   BENCH_ARGS=(--device cuda --data "$CARRY/data" --minilm "$MINILM")
+  PROBE_ARGS=(--device cuda --data "$CARRY/data" --minilm "$MINILM")
 fi
 
-echo "== make test-gpu (within ${TEST_SECONDS} s)"
-timeout "$TEST_SECONDS" "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -rs --durations=15 \
-  --junitxml "$OUT/test-gpu.xml" >"$OUT/test-gpu.log" 2>&1
-tests=$?
-tail -40 "$OUT/test-gpu.log"
+tests=0 probe=0 bench=0
+if [[ " $STEPS " == *" tests "* ]]; then
+  echo "== make test-gpu ${TEST_ARGS} (within ${TEST_SECONDS} s)"
+  # shellcheck disable=SC2086  # TEST_ARGS: pytest options, split on purpose
+  timeout "$TEST_SECONDS" "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -rs --durations=15 $TEST_ARGS \
+    --junitxml "$OUT/test-gpu.xml" >"$OUT/test-gpu.log" 2>&1
+  tests=$?
+  tail -40 "$OUT/test-gpu.log"
+fi
 
-echo "== scripts/bench_gpu.py (within ${BENCH_SECONDS} s)"
-timeout "$BENCH_SECONDS" "$PY" scripts/bench_gpu.py "${BENCH_ARGS[@]}" --work /tmp/bench-gpu --output "$OUT/bench.jsonl" \
-  >"$OUT/bench.log" 2>&1
-bench=$?
-# bench_gpu.py writes bench.table.txt beside bench.jsonl at the end; stopped before that, bench.jsonl holds the rows so far
-grep -v '^  ' "$OUT/bench.log" | tail -30
+if [[ " $STEPS " == *" probe "* ]]; then
+  echo "== scripts/gpu_probe.py (within ${PROBE_SECONDS} s)"
+  timeout "$PROBE_SECONDS" "$PY" scripts/gpu_probe.py "${PROBE_ARGS[@]}" --work /tmp/probe-gpu --output "$OUT/probe.jsonl" \
+    >"$OUT/probe.log" 2>&1
+  probe=$?
+  grep -v 'it/s]' "$OUT/probe.log" | grep -A 20 '^== profile\|^| encoder\|^|---' | tail -120
+fi
 
-echo "== tests exit $tests, benchmark exit $bench (124: stopped at its time limit), $((SECONDS - started)) s in all"
-[ "$tests" = 0 ] && [ "$bench" = 0 ]
+if [[ " $STEPS " == *" bench "* ]]; then
+  echo "== scripts/bench_gpu.py (within ${BENCH_SECONDS} s)"
+  timeout "$BENCH_SECONDS" "$PY" scripts/bench_gpu.py "${BENCH_ARGS[@]}" --work /tmp/bench-gpu --output "$OUT/bench.jsonl" \
+    >"$OUT/bench.log" 2>&1
+  bench=$?
+  # bench_gpu.py writes bench.table.txt beside bench.jsonl at the end; stopped before that, bench.jsonl holds the rows so far
+  grep -v '^  ' "$OUT/bench.log" | grep -v 'it/s]' | tail -30
+fi
+
+echo "== tests exit $tests, probe exit $probe, benchmark exit $bench (124: stopped at its time limit), $((SECONDS - started)) s in all"
+[ "$tests" = 0 ] && [ "$probe" = 0 ] && [ "$bench" = 0 ]
