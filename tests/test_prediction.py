@@ -213,3 +213,61 @@ def test_a_lone_row_is_collated_as_the_tasks_collator_would(task_name: str) -> N
             np.testing.assert_array_equal(ours[name], value.numpy())
     both = collate_rows(collator, rows)
     assert isinstance(both["input_ids"], torch.Tensor) and both["input_ids"].shape[0] == 2
+
+
+def test_gpu_padding_multiple_is_auto_on_a_gpu_only() -> None:
+    from clintune.tasks import GPU_PAD_MULTIPLE, padding_multiple
+
+    assert padding_multiple("auto", on_gpu=True) == GPU_PAD_MULTIPLE
+    assert padding_multiple("auto", on_gpu=False) is None
+    assert padding_multiple(8, on_gpu=False) == 8
+    assert padding_multiple(None, on_gpu=True) is None
+
+
+@pytest.mark.parametrize("task_name", ["section_header", "ner"])
+def test_rounded_padding_gives_few_shapes_and_the_same_rows(task_name: str) -> None:
+    """Padded to a multiple of 16, capped at the longest a row may be; each row's values, mask and labels are
+    those of plain padding, with padding (mask 0, label -100) after them."""
+    from conftest import TINY_MODEL
+
+    from clintune.modeling import load_tokenizer
+    from clintune.tasks import RoundedPadding, SequenceClassification, TokenClassification
+    from clintune.tokenization import IGNORE_INDEX, encode_texts, encode_words
+
+    tokenizer = load_tokenizer(str(TINY_MODEL))
+    words = [["pain"] * n for n in (3, 17, 21)]
+    if task_name == "ner":
+        task = TokenClassification()
+        rows = encode_words(tokenizer, words, 40, [[1] + [0] * (len(w) - 1) for w in words]).features
+    else:
+        task = SequenceClassification()
+        rows = encode_texts(tokenizer, [" ".join(w) for w in words], 40, [0, 1, 2]).features
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert lengths == [5, 19, 23]
+    rounded, plain = RoundedPadding(task, tokenizer, 16, limit=40), task.collator(tokenizer)
+    for batch, width in (([0], 16), ([0, 1], 32), ([1, 2], 32)):
+        ours, theirs = rounded([rows[i] for i in batch]), plain([rows[i] for i in batch])
+        assert tuple(ours["input_ids"].shape) == (len(batch), width)
+        longest = theirs["input_ids"].shape[1]
+        for name in theirs:  # a text's label is one number; tokens' labels and inputs are rows
+            torch.testing.assert_close(ours[name][:, :longest] if theirs[name].ndim == 2 else ours[name], theirs[name])
+        assert int(ours["attention_mask"][:, longest:].sum()) == 0
+        assert (ours["input_ids"][:, longest:] == tokenizer.pad_token_id).all()
+        if task_name == "ner":
+            assert (ours["labels"][:, longest:] == IGNORE_INDEX).all()
+    capped = RoundedPadding(task, tokenizer, 64, limit=40)([rows[2]])
+    assert capped["input_ids"].shape[1] == 40, "never past the longest a row may be"
+
+
+def test_padding_to_a_multiple_leaves_probabilities_as_they_were(trained_models: dict[str, Path]) -> None:
+    """Padding is masked out: the same texts padded to a multiple of 64 give the probabilities of plain padding."""
+    from clintune.prediction import Predictor
+
+    texts = ["Doctor: any allergies?", "Patient: I take lisinopril every morning for my blood pressure.", "no"]
+    plain = Predictor.from_folder(trained_models["section_header"])
+    assert plain.pad_multiple is None, "on a CPU batches are padded to the longest row"
+    rounded = Predictor.from_folder(trained_models["section_header"])
+    rounded.pad_multiple = 64
+    expected = [list(p.probabilities.values()) for p in plain.classify(texts)]
+    got = [list(p.probabilities.values()) for p in rounded.classify(texts)]
+    assert np.abs(np.array(expected) - np.array(got)).max() < 1e-5

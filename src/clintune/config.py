@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -148,6 +148,8 @@ class TrainingSection(_Section):
     save_steps: int | None = Field(None, gt=0)
     save_total_limit: int = Field(2, gt=0)
     gradient_checkpointing: bool = False
+    # batches padded to a multiple of this many tokens; auto: 64 on a GPU (few shapes), none on a CPU
+    pad_to_multiple_of: Literal["auto"] | Annotated[int, Field(ge=1)] | None = "auto"
     dataloader_num_workers: int = Field(0, ge=0)
     ddp_find_unused_parameters: bool = False
     deepspeed: str | None = None

@@ -32,7 +32,16 @@ from clintune.decision import DecisionRule, WindowLogits
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder
 from clintune.modeling import detect_hardware, load_tokenizer, load_trained_model, out_of_memory, resolve_precision, torch_dtype
-from clintune.tasks import Entity, Prediction, SequenceClassification, TokenClassification, entities_from_words, task_for
+from clintune.tasks import (
+    Entity,
+    Prediction,
+    SequenceClassification,
+    TokenClassification,
+    batch_collator,
+    entities_from_words,
+    padding_multiple,
+    task_for,
+)
 from clintune.tokenization import Encoded, encode_texts, encode_words, split_words
 
 logger = logging.getLogger(__name__)
@@ -66,6 +75,8 @@ class Predictor:
     # How the note on long texts names what was read ("test" -> "test: 3 of 40 ..."); None: no note, where
     # the caller has already counted them (training counts the validation split once, not at every evaluation)
     long_text_note_as: str | None = ""
+    # batches padded to a multiple of this many tokens (tasks.padding_multiple; a GPU's few shapes), or to the longest row
+    pad_multiple: int | None = None
 
     @property
     def task(self) -> SequenceClassification | TokenClassification:
@@ -106,7 +117,8 @@ class Predictor:
         tokenizer = load_tokenizer(str(folder.path), trust_remote_code)
         model, on_gpu = load_backend(folder, threads, batch_size, trust_remote_code=trust_remote_code)
         batch_size = forward_batch_size(folder, batch_size, on_gpu)
-        return cls(model, tokenizer, folder.encoder, folder.config, batch_size, folder.decision.copy(), show_progress)
+        return cls(model, tokenizer, folder.encoder, folder.config, batch_size, folder.decision.copy(), show_progress,
+                   pad_multiple=padding_multiple("auto", on_gpu))
 
     # -- raw model outputs -------------------------------------------------
 
@@ -115,7 +127,7 @@ class Predictor:
         ``progress(n)`` is told after each batch how many features it held."""
         import torch
 
-        collate = self.task.collator(self.tokenizer)
+        collate = batch_collator(self.task, self.tokenizer, self.pad_multiple, self.config.model.max_length)
         results: list[np.ndarray | None] = [None] * len(features)
         batches = length_batches([len(f["input_ids"]) for f in features], self.batch_size)
         collated = (collate_rows(collate, [features[i] for i in batch]) for batch in batches)

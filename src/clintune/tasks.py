@@ -54,6 +54,43 @@ class Entity:
         return {"text": self.text, "label": self.label, "start": int(self.start), "end": int(self.end), "score": float(self.score)}
 
 
+# Batches on a GPU are padded to a multiple of this many tokens. With dynamic padding every new batch length
+# is a new shape, and PyTorch's cuDNN attention plans each new shape on the host: on an H200 (MiniLM, NCBI,
+# bf16) a step with a new shape took 198 ms against 36 ms for one seen before, 38 of the first epoch's 57
+# steps were new, and padding to 64 cut the shapes from 60 to 3 (docs/benchmarks.md, scripts/gpu_probe.py).
+GPU_PAD_MULTIPLE = 64
+
+
+def padding_multiple(setting: int | str | None, on_gpu: bool) -> int | None:
+    """The multiple batches are padded to: ``auto`` is ``GPU_PAD_MULTIPLE`` on a GPU and none on a CPU
+    (where every padded token costs arithmetic); a number is used as it is; None pads to the longest row."""
+    if setting == "auto":
+        return GPU_PAD_MULTIPLE if on_gpu else None
+    return int(setting) if setting is not None else None
+
+
+class RoundedPadding:
+    """A task's collator that pads each batch to its longest row rounded up to ``multiple`` tokens, never
+    past ``limit`` (the longest a row may be: model.max_length), so that a GPU sees a few batch shapes
+    instead of one per length."""
+
+    def __init__(self, task: Task, tokenizer: Any, multiple: int, limit: int) -> None:
+        self.task, self.tokenizer, self.multiple, self.limit = task, tokenizer, multiple, limit
+        self._by_length: dict[int, Any] = {}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> Any:
+        longest = max(len(row["input_ids"]) for row in rows)
+        target = max(longest, min(-(-longest // self.multiple) * self.multiple, self.limit))
+        if target not in self._by_length:
+            self._by_length[target] = self.task.collator(self.tokenizer, padding="max_length", max_length=target)
+        return self._by_length[target](rows)
+
+
+def batch_collator(task: Task, tokenizer: Any, multiple: int | None, limit: int) -> Any:
+    """The task's collator: padding to the longest row, or (``multiple``) rounded up as ``RoundedPadding`` does."""
+    return RoundedPadding(task, tokenizer, multiple, limit) if multiple else task.collator(tokenizer)
+
+
 class Task(Protocol):
     """The per-task pieces of the shared pipeline."""
 
@@ -65,7 +102,7 @@ class Task(Protocol):
 
     def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]: ...
 
-    def collator(self, tokenizer: Any) -> Any: ...
+    def collator(self, tokenizer: Any, **padding: Any) -> Any: ...
 
 
 class SequenceClassification:
@@ -85,10 +122,10 @@ class SequenceClassification:
         assert isinstance(data, TextExamples)
         return data.texts, data.labels
 
-    def collator(self, tokenizer: Any) -> Any:
+    def collator(self, tokenizer: Any, **padding: Any) -> Any:
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer)
+        return DataCollatorWithPadding(tokenizer, **padding)
 
     def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Label, confidence and all class probabilities for one example."""
@@ -122,10 +159,10 @@ class TokenClassification:
         assert isinstance(data, TaggedSentences)
         return data.tokens, data.tags
 
-    def collator(self, tokenizer: Any) -> Any:
+    def collator(self, tokenizer: Any, **padding: Any) -> Any:
         from transformers import DataCollatorForTokenClassification
 
-        return DataCollatorForTokenClassification(tokenizer)
+        return DataCollatorForTokenClassification(tokenizer, **padding)
 
     def word_tags(
         self, window_logits: list[np.ndarray], window_word_ids: list[list[int | None]], window_starts: list[list[bool]],

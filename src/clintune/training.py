@@ -9,6 +9,7 @@ from typing import Any
 
 from clintune.config import Config, default_metric
 from clintune.errors import ClintuneError
+from clintune.tasks import batch_collator, padding_multiple
 from clintune.tokenization import IGNORE_INDEX, Encoded
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def run_trainer(
         score_validation=score_validation,
         model=model,
         args=args,
-        data_collator=task.collator(tokenizer),
+        data_collator=batch_collator(task, tokenizer, padding_multiple(config.training.pad_to_multiple_of, args.device.type == "cuda"),
+                                     config.model.max_length),
         train_dataset=_ListDataset(train.features),
         eval_dataset=_ListDataset(validation.features) if validation is not None else None,
         processing_class=tokenizer,

@@ -12,6 +12,7 @@ from clintune.decision import WindowLogits
 from clintune.evaluation import Evaluation, evaluate_tagged, evaluate_texts
 from clintune.labels import LabelEncoder, with_both_bio_tags
 from clintune.prediction import Predictor
+from clintune.tasks import padding_multiple
 from clintune.training import scalar_metrics
 
 
@@ -37,7 +38,9 @@ def validation_scorer(tokenizer: Any, encoder: LabelEncoder, config: Config, val
 
     def scorer(model: Any) -> dict[str, float]:
         # training has already said how many validation texts are long: not again at every evaluation
-        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size, long_text_note_as=None)
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        predictor = Predictor(model, tokenizer, encoder, config, config.training.eval_batch_size, long_text_note_as=None,
+                              pad_multiple=padding_multiple(config.training.pad_to_multiple_of, on_gpu))
         return scalar_metrics(score(predictor, validation, resamples=0).metrics)
 
     return scorer
