@@ -258,6 +258,33 @@ def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Non
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
 
 
+# -- multi-label symptom coding (VAERS-symptoms shape: ID, Symptoms joined by ';', Narrative) ------------
+
+FINDINGS = {
+    "Pyrexia": ["fever of 102", "temp 39.1 C", "febrile overnight", "high temperature"],
+    "Injection site pain": ["sore arm at the injection site", "pain where the shot was given", "tender deltoid"],
+    "Rash": ["red rash on the trunk", "maculopapular eruption", "spotty rash on both legs"],
+    "Vomiting": ["vomited twice", "emesis after feeds", "threw up in the car"],
+    "Headache": ["complained of headache", "frontal head pain", "throbbing headache"],
+    "Crying": ["inconsolable crying", "cried for three hours", "persistent crying"],
+}
+FILLERS = ["Vax given at clinic", "Seen by PCP next day", "Recovered without treatment", "Mother called the nurse line",
+           "No prior reactions", "Lot number recorded"]
+
+
+def symptom_rows(rng: random.Random, n: int, start: int) -> list[dict[str, str]]:
+    """Narratives mentioning 0-3 findings; a note's labels are exactly the findings it mentions."""
+    rows = []
+    names = list(FINDINGS)
+    for i in range(n):
+        found = rng.sample(names, rng.choice([0, 1, 1, 2, 2, 3]))
+        parts = [rng.choice(FINDINGS[name]) for name in found] + rng.sample(FILLERS, 2)
+        rng.shuffle(parts)
+        parts.insert(0, f"{rng.randint(2, 80)} y/o {rng.choice(['M', 'F'])}, dose {rng.randint(1, 4)}")
+        rows.append({"ID": str(70000 + start + i), "Symptoms": ";".join(sorted(found)), "Narrative": "; ".join(parts) + "."})
+    return rows
+
+
 def main() -> None:
     rng = random.Random(SEED)
     data = ROOT / "data"
@@ -272,6 +299,9 @@ def main() -> None:
         sentences = ner_sentences(rng, n, diseases)
         write_conll(data / "ner" / f"{split}.conll", sentences)
         write_brat(data / "ner_brat" / split, sentences)  # the same sentences as documents
+    symptoms = random.Random(SEED + 1)  # its own stream: adding this set left the other files as they were
+    for split, n, start in (("train", 200, 0), ("validation", 60, 200), ("test", 60, 260)):
+        write_csv(data / "symptoms" / f"{split}.csv", symptom_rows(symptoms, n, start))
     print(f"synthetic sample data written to {data}")
 
 

@@ -143,7 +143,8 @@ def train(
                 typer.echo(f"\n{split} metrics" + (f" ({result.output_dir}):" if split == "validation" else ":"))
                 typer.echo(format_metrics(result.metrics[split]))
             if split in default:
-                typer.echo(f"\nwhat the must-not-miss rule changes on {split}"
+                rule = "per-label thresholds" if cfg.task.type == "multilabel" else "must-not-miss rule"
+                typer.echo(f"\nwhat the {rule} change{'' if rule.endswith('s') else 's'} on {split}"
                            + (" (its thresholds were tuned here: optimistic)" if split == "validation" else "") + ":")
                 typer.echo(format_rule_cost(result.metrics[split], default[split]))
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from clintune.errors import ConfigError
 
-TaskType = Literal["binary", "multiclass", "ner"]
+TaskType = Literal["binary", "multiclass", "multilabel", "ner"]
 DataFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "brat", "spans"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
@@ -71,6 +71,10 @@ class DataSection(_Section):
     format: DataFormat = "auto"
     text_column: str = "text"
     label_column: str = "label"
+    # multilabel: a cell's labels joined by this (a JSONL/Parquet list needs none); an empty cell: no labels
+    label_separator: str = Field(";", min_length=1)
+    # multilabel, wide layout: one 0/1 column per label, instead of label_column
+    label_columns: list[str] | None = None
     tokens_column: str = "tokens"
     tags_column: str = "tags"
     validation_fraction: float = Field(0.1, gt=0, lt=1)
@@ -93,6 +97,8 @@ class LabelsSection(_Section):
     positive: str | None = None
     # What the data calls a label (a class value such as 0, or an entity type) -> the class name used.
     map: dict[str, str] | None = None
+    # multilabel: a label in the data but not in classes is an error (error), or dropped and counted (ignore)
+    unknown: Literal["error", "ignore"] = "error"
 
     @field_validator("map", mode="before")
     @classmethod
@@ -464,6 +470,7 @@ def cross_field_problems(config: Config) -> list[str]:
     elif config.labels.positive is not None:
         problems.append("labels.positive: only binary tasks have a positive label")
     problems += _decision_problems(config)
+    problems += _multilabel_problems(config)
     if task_type == "ner" and classes is not None:
         bad = [c for c in classes if c != "O" and not re.match(r"^[BI]-.+", c)]
         if bad:
@@ -492,6 +499,28 @@ def cross_field_problems(config: Config) -> list[str]:
             f"training.metric_for_best_model: {metric!r} is not a {task_type} metric{hint}; "
             f"choose from {', '.join(metric_names(task_type))}"
         )
+    return problems
+
+
+def _multilabel_problems(config: Config) -> list[str]:
+    """Settings that only multi-label coding takes, and what it cannot take."""
+    problems = []
+    if config.task.type != "multilabel":
+        if config.data.label_columns is not None:
+            problems.append("data.label_columns: one 0/1 column per label is a multi-label layout; set task.type: multilabel")
+        if config.labels.unknown != "error":
+            problems.append("labels.unknown: applies to multi-label data (task.type: multilabel)")
+        return problems
+    groups = [label for label in config.decision.must_not_miss if "+" in label and label not in (config.labels.classes or [])]
+    if groups:
+        problems.append(f"decision.must_not_miss: {', '.join(map(repr, groups))}: a multi-label model's labels are independent, "
+                        "so their probabilities do not add up to a group's; give each label its own recall target")
+    columns = config.data.label_columns
+    if columns is not None:
+        if len(columns) < 2 or len(set(columns)) < len(columns):
+            problems.append("data.label_columns: list two or more distinct columns, one per label")
+        elif config.labels.classes is not None and list(config.labels.classes) != list(columns):
+            problems.append("data.label_columns: the columns are the labels; leave labels.classes out, or list the same names")
     return problems
 
 
@@ -583,11 +612,13 @@ def metric_names(task_type: str) -> tuple[str, ...]:
         return ("f1", "precision", "recall", "accuracy", "roc_auc", "loss")
     if task_type == "multiclass":
         return ("f1_macro", "f1_weighted", "accuracy", "loss")
+    if task_type == "multilabel":
+        return ("f1_micro", "f1_macro", "f1_samples", "precision_at_5", "loss")
     return ("f1", "precision", "recall", "accuracy", "loss")
 
 
 def default_metric(task_type: str) -> str:
-    return "f1_macro" if task_type == "multiclass" else "f1"
+    return {"multiclass": "f1_macro", "multilabel": "f1_micro"}.get(task_type, "f1")
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADLINE_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "threshold")
+HEADLINE_KEYS = ("accuracy", "precision", "recall", "f1", "f1_micro", "f1_macro", "f1_weighted", "f1_samples", "precision_micro",
+                 "recall_micro", "precision_at_5", "recall_at_5", "subset_accuracy", "roc_auc", "threshold")
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -31,13 +32,17 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     per_class = metrics.get("per_class") or {}
     if per_class:
         overlap = all("overlap_f1" in row for row in per_class.values())
+        thresholds = all("threshold" in row for row in per_class.values())  # multi-label: most supported first
+        items = sorted(per_class.items(), key=lambda item: -item[1]["support"]) if thresholds else per_class.items()
         rows = [
             [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
             + ([f"{row['overlap_f1']:.3f}"] if overlap else []) + [str(row["support"])]
-            for label, row in per_class.items()
+            + ([f"{row['threshold']:.3g}"] if thresholds else [])
+            for label, row in items
         ]
         lines.append("")
-        lines.append(format_table(["class", "precision", "recall", "f1"] + (["overlap f1"] if overlap else []) + ["support"], rows))
+        lines.append(format_table(["class", "precision", "recall", "f1"] + (["overlap f1"] if overlap else []) + ["support"]
+                                  + (["threshold"] if thresholds else []), rows))
     notes = []
     if metrics.get("decision_rule"):
         notes.append(f"decision rule: {metrics['decision_rule']}")
@@ -86,7 +91,7 @@ def format_rule_cost(tuned: dict[str, Any], default: dict[str, Any]) -> str:
         if plain:
             rows.append([f"{group} (group)", f"{plain['recall']:.3f} -> {ours['recall']:.3f}",
                          f"{plain['precision']:.3f} -> {ours['precision']:.3f}"])
-    for key in ("f1_macro", "f1", "accuracy"):
+    for key in ("f1_micro", "f1_macro", "f1", "accuracy"):
         if isinstance(tuned.get(key), float) and isinstance(default.get(key), float):
             rows.append([key, f"{default[key]:.3f} -> {tuned[key]:.3f}", ""])
     return format_table(["default rule -> rule in force", "recall", "precision"], rows)

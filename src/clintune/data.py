@@ -172,6 +172,8 @@ def read_split(config: Config, path: str, require_labels: bool = True, hints: Fi
         else:
             data = read_ner_jsonl(file_path, config.data.tokens_column, config.data.tags_column, require_labels)
         return check_tagged(data, config, hints)
+    if config.task.type == "multilabel":
+        return check_texts(read_label_set_table(file_path, fmt, config, require_labels, hints), config, hints)
     data = read_text_table(file_path, fmt, config.data.text_column, config.data.label_column, require_labels, hints,
                            config.data.group_column)
     if config.labels.map and data.labels is not None:
@@ -258,11 +260,21 @@ def read_text_table(
     group_column: str | None = None,
 ) -> TextExamples:
     """Read a csv/tsv/jsonl/parquet table into texts, (optional) labels and (optional) group ids."""
+    frame, data = _text_frame(path, fmt, text_column, [label_column] if require_labels else [], hints, group_column)
+    if label_column in frame.columns:
+        data.labels = [_cell(v) for v in frame[label_column].tolist()]
+    return data
+
+
+def _text_frame(
+    path: Path, fmt: str, text_column: str, label_columns: list[str], hints: FixHints, group_column: str | None,
+) -> tuple[Any, TextExamples]:
+    """The table, checked for rows and for the columns needed, and its texts, rows and groups (labels not yet read)."""
     frame = _read_frame(path, fmt)
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no data rows")
     columns = [str(c) for c in frame.columns]
-    needed = [text_column] + ([label_column] if require_labels else []) + ([group_column] if group_column else [])
+    needed = [text_column] + label_columns + ([group_column] if group_column else [])
     message = _missing_columns_message(str(path), needed, columns, hints, first_row=fmt in ("csv", "tsv"))
     if message and fmt in ("csv", "tsv"):
         message = _separator_message(path, fmt, needed) or message
@@ -271,12 +283,81 @@ def read_text_table(
     first_row = 1 if fmt == "jsonl" else 2
     row_kind = "line" if fmt == "jsonl" else "row"
     texts = [_cell(v) for v in frame[text_column].tolist()]
-    labels = None
-    if label_column in columns:
-        labels = [_cell(v) for v in frame[label_column].tolist()]
     rows = [first_row + i for i in range(len(texts))] if fmt != "jsonl" else _jsonl_line_numbers(path)
     groups = [_cell(v) for v in frame[group_column].tolist()] if group_column else None
-    return TextExamples(texts=texts, labels=labels, rows=rows, source=str(path), row_kind=row_kind, groups=groups)
+    return frame, TextExamples(texts=texts, labels=None, rows=rows, source=str(path), row_kind=row_kind, groups=groups)
+
+
+FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0, "": 0}
+
+
+def read_label_set_table(path: Path, fmt: str, config: Config, require_labels: bool, hints: FixHints = CONFIG_HINTS) -> TextExamples:
+    """Multi-label data: texts and each text's list of labels, from one column (labels joined by
+    ``data.label_separator``, or a JSON / Parquet list; an empty cell is a note with no labels) or from one
+    0/1 column per label (``data.label_columns``). Labels come back in the order the cell gives them."""
+    wide = config.data.label_columns
+    columns = list(wide) if wide else [config.data.label_column]
+    frame, data = _text_frame(path, fmt, config.data.text_column, columns if require_labels else [], hints, config.data.group_column)
+    if not all(column in frame.columns for column in columns):
+        return data
+    problems: dict[str, list[int]] = {}
+    if wide:
+        flags = {column: [_flag(value) for value in frame[column].tolist()] for column in columns}
+        for column, values in flags.items():
+            bad = [i for i, flag in enumerate(values) if flag is None]
+            if bad:
+                problems[f"column {column!r} holds values other than 0 and 1"] = bad
+        data.labels = [[column for column in columns if flags[column][i]] for i in range(len(data))]
+    else:
+        separator, label_sets = config.data.label_separator, []
+        for i, value in enumerate(frame[columns[0]].tolist()):
+            labels, problem = _label_cell(value, separator)
+            if problem:
+                problems.setdefault(problem, []).append(i)
+            label_sets.append(labels)
+        if all(isinstance(v, str) and v.strip() in ("0", "1") for v in frame[columns[0]].tolist()):
+            problems["holds only 0 and 1, flags rather than labels"] = list(range(len(data)))
+        mapping = config.labels.map or {}
+        data.labels = [[mapping.get(label, label) for label in labels] for labels in label_sets]
+    if problems:
+        details = "; ".join(f"{what} ({describe_rows(data, rows)})" for what, rows in problems.items())
+        raise DataError(f"{path}: {'the label columns' if wide else f'column {columns[0]!r}'}: {details}\n"
+                        f"  fix: {_LABEL_SET_FIX}")
+    return data
+
+
+_LABEL_SET_FIX = ("give each note's labels as one text joined by data.label_separator (default ';'), or as a JSON / Parquet "
+                  "list of texts, each label once; for one 0/1 column per label, list the columns in data.label_columns")
+
+
+def _flag(value: Any) -> int | None:
+    """A 0/1 flag cell as 0 or 1 (booleans and 'true'/'false' too; an empty cell is 0), None when it is neither."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, float) and value != value:
+        return 0
+    return FLAGS.get(str(value).strip().lower()) if isinstance(value, str) else None
+
+
+def _label_cell(value: Any, separator: str) -> tuple[list[str], str | None]:
+    """One cell's labels, and what is wrong with the cell (None when nothing is)."""
+    import numpy as np
+
+    if value is None or (isinstance(value, float) and value != value):
+        return [], None
+    if isinstance(value, str):
+        labels = [part.strip() for part in value.split(separator) if part.strip()]
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        if not all(isinstance(item, str) for item in value):
+            return [], "a list holds something other than label texts"
+        labels = [item.strip() for item in value if item.strip()]
+    else:
+        return [], f"a cell is neither text nor a list ({type(value).__name__})"
+    if len(set(labels)) < len(labels):
+        return labels, "a cell names a label twice"
+    return labels, None
 
 
 SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
@@ -486,7 +567,8 @@ def check_texts(data: TextExamples, config: Config, hints: FixHints = CONFIG_HIN
     """Empty texts (also: empty once preprocessed) and labels: an error, or dropped with a count (data.on_empty)."""
     steps = config.data.preprocessing
     empty_text = [i for i, t in enumerate(data.texts) if not preprocess_text(t, steps).strip()]
-    empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if not label.strip()]
+    # a multi-label note's labels are a list, which may be empty (a note with no findings)
+    empty_label = [] if data.labels is None else [i for i, label in enumerate(data.labels) if isinstance(label, str) and not label.strip()]
     bad = sorted(set(empty_text) | set(empty_label))
     if not bad:
         return data
@@ -602,7 +684,7 @@ def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Exampl
         return _grouped_split(data, fraction, seed)
     stratify = None
     if isinstance(data, TextExamples) and data.labels is not None:
-        strata = stratification_labels(data.labels)
+        strata = stratification_labels(rarest_labels(data.labels) if data.labels and isinstance(data.labels[0], list) else data.labels)
         n_val = max(1, round(fraction * len(indices)))
         if len(set(strata)) > 1 and n_val >= len(set(strata)):
             stratify = strata
@@ -613,6 +695,14 @@ def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Exampl
 
 
 RARE_STRATUM = "\x00rare"
+NO_LABEL_STRATUM = "\x00none"
+
+
+def rarest_labels(label_sets: list[list[str]]) -> list[str]:
+    """A multi-label note's stratum: its rarest label (rare labels are the ones a random split can leave out of
+    a small validation part); notes without labels form a stratum of their own."""
+    counts = Counter(label for labels in label_sets for label in labels)
+    return [min(labels, key=lambda label: (counts[label], label)) if labels else NO_LABEL_STRATUM for labels in label_sets]
 
 
 def stratification_labels(labels: list[str]) -> list[str]:

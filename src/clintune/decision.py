@@ -18,6 +18,7 @@ import numpy as np
 from clintune.errors import ClintuneError
 from clintune.files import write_json
 from clintune.labels import LabelEncoder
+from clintune.multilabel import sigmoid
 
 DECISION_FILE = "decision.json"
 
@@ -36,6 +37,9 @@ class WindowLogits:
     logits: np.ndarray  # (windows, classes)
     example_index: np.ndarray  # (windows,): the text each window belongs to
     n_examples: int
+    # multi-label: a sigmoid per label, and a text's probability of a label is the maximum over its windows
+    # (a finding mentioned in any window counts), not the mean of softmaxes
+    multilabel: bool = False
 
     @classmethod
     def one_per_example(cls, logits: np.ndarray) -> WindowLogits:
@@ -56,7 +60,12 @@ class WindowLogits:
         return np.log(sums) + peak - np.log(counts)
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
-        """Class probabilities per text: the mean of its windows' ``softmax(logits / temperature)``."""
+        """Class probabilities per text: the mean of its windows' ``softmax(logits / temperature)``; multi-label,
+        the maximum of its windows' ``sigmoid(logits / temperature)``."""
+        if self.multilabel:
+            peak = np.full((self.n_examples, self.logits.shape[1]), -np.inf)
+            np.maximum.at(peak, self.example_index, self.logits / temperature)
+            return sigmoid(peak)
         return np.exp(self.log_probabilities(temperature))
 
 
@@ -156,6 +165,8 @@ class DecisionRule:
         return DecisionRule(**(fields | changes))
 
     def describe(self, encoder: LabelEncoder) -> str:
+        if encoder.task_type == "multilabel":
+            return self._describe_label_thresholds(encoder)
         parts = []
         if encoder.task_type == "binary":
             parts.append(f"predict {encoder.positive!r} when its probability >= {self.threshold:.4g}")
@@ -171,6 +182,18 @@ class DecisionRule:
         if self.temperature != 1.0:
             parts.append(f"temperature {self.temperature:.4g}")
         return "; ".join(parts)
+
+    def _describe_label_thresholds(self, encoder: LabelEncoder) -> str:
+        """'a threshold per label: 47 tuned (0.21-0.68), 3 at 0.5': short enough for a title with 50 labels."""
+        values = [self.class_thresholds.get(label, 0.5) for label in encoder.classes]
+        tuned = [v for label, v in zip(encoder.classes, values) if label in self.class_thresholds]
+        if not tuned:
+            text = "every label at probability >= 0.5"
+        else:
+            at_default = len(values) - len(tuned)
+            text = (f"a threshold per label: {len(tuned)} tuned ({min(tuned):.2g}-{max(tuned):.2g})"
+                    + (f", {at_default} at 0.5" if at_default else ""))
+        return text + (f"; temperature {self.temperature:.4g}" if self.temperature != 1.0 else "")
 
     def save(self, folder: Path) -> None:
         write_json(folder / DECISION_FILE, asdict(self))

@@ -26,6 +26,7 @@ from clintune.metrics import (
     multiclass_metrics,
     ner_metrics,
 )
+from clintune.multilabel import f1_statistic, multi_hot, multilabel_metrics, predicted_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def evaluate_texts(
     data: TextExamples, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule, resamples: int = 1000, seed: int = 0
 ) -> Evaluation:
     """Score a classifier's class ``probabilities`` (one row per text of ``data``) under the decision ``rule``."""
+    if encoder.task_type == "multilabel":
+        return evaluate_label_sets(data, probabilities, encoder, rule, resamples, seed)
     gold = np.asarray(encoder.encode(data.labels or []))
     predicted = rule.predict(probabilities, encoder)
     metrics = classification_metrics(probabilities, gold, encoder, rule)
@@ -79,6 +82,32 @@ def evaluate_texts(
         for i in range(len(gold))
     ]
     return Evaluation(metrics, records, encoder.classes, gold, predicted, probabilities, positive)
+
+
+def evaluate_label_sets(
+    data: TextExamples, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule, resamples: int = 1000, seed: int = 0,
+) -> Evaluation:
+    """Score a multi-label model: each label at its own threshold (``rule.class_thresholds``, else 0.5); bootstrap
+    intervals resample notes. ``gold_ids`` and ``predicted_ids`` are 0/1 matrices (notes x labels)."""
+    gold = multi_hot(data.labels or [], encoder.classes)
+    predicted = predicted_matrix(probabilities, rule.class_thresholds, encoder.classes)
+    metrics = multilabel_metrics(gold, probabilities, predicted, encoder.classes, rule.class_thresholds)
+    metrics["ece"] = float(np.mean([row["ece"] for row in metrics["per_class"].values()]))  # mean over labels
+    metrics["decision_rule"] = rule.describe(encoder)
+    metrics["temperature"] = rule.temperature
+    if resamples:
+        metrics["confidence_intervals"] = bootstrap_intervals(f1_statistic(gold, predicted), len(gold), resamples, seed)
+    records = []
+    for i in range(len(gold)):
+        chosen = [int(j) for j in np.argsort(-probabilities[i], kind="stable") if predicted[i, j]]
+        records.append({
+            data.row_kind: data.rows[i],
+            "gold": list(data.labels[i]) if data.labels else None,
+            "predicted": [encoder.classes[j] for j in chosen],
+            "correct": bool(np.array_equal(gold[i], predicted[i])),
+            "probabilities": {label: float(p) for label, p in zip(encoder.classes, probabilities[i])},
+        })
+    return Evaluation(metrics, records, encoder.classes, gold, predicted, probabilities)
 
 
 def group_metrics(gold: np.ndarray, predicted: np.ndarray, encoder: LabelEncoder, keys: list[str]) -> dict[str, dict[str, float]]:

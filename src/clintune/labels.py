@@ -137,16 +137,26 @@ def balanced_class_weights(counts: Mapping[int, int], n_classes: int) -> list[fl
     return [w if w > 0 else largest for w in weights]
 
 
+def balanced_positive_weights(counts: Mapping[int, int], n_classes: int, n_examples: int) -> list[float]:
+    """Multi-label 'balanced' weights: per label, its negatives over its positives (each label's positives then
+    weigh as much in the loss as its negatives), as ``BCEWithLogitsLoss``'s ``pos_weight`` documents."""
+    return [(n_examples - counts[j]) / counts[j] if counts.get(j) else 1.0 for j in range(n_classes)]
+
+
 def class_weights_from_config(
-    setting: str | Mapping[str, float], encoder: LabelEncoder, counts: Mapping[int, int], power: float = 1.0
+    setting: str | Mapping[str, float], encoder: LabelEncoder, counts: Mapping[int, int], power: float = 1.0,
+    n_examples: int = 0,
 ) -> list[float] | None:
     """The loss weights for a ``training.class_weights`` setting, or None for an unweighted loss.
+    Multi-label: each label's positive weight (``n_examples``: the training notes).
 
     ``power`` < 1 softens balanced weights (0.5: square roots), which keeps
     rare classes visible without flooding the predictions with them.
     """
     if setting == "none":
         return None
+    if setting == "balanced" and encoder.task_type == "multilabel":
+        return [w**power for w in balanced_positive_weights(counts, len(encoder.classes), n_examples)]
     if setting == "balanced":
         return [w**power for w in balanced_class_weights(counts, len(encoder.classes))]
     assert isinstance(setting, Mapping)

@@ -26,11 +26,14 @@ RUN_FILE = "run.json"
 HEADLINES = {
     "binary": ("f1", "precision", "recall", "accuracy"),
     "multiclass": ("f1_macro", "accuracy"),
+    "multilabel": ("f1_micro", "f1_macro", "f1_samples", "precision_micro", "recall_micro", "precision_at_5", "recall_at_5",
+                   "subset_accuracy"),
     "ner": ("f1", "precision", "recall"),
 }
 PURPOSE = {
     "binary": "Flags whether a proposed diagnosis is consistent with the documented findings ({labels}).",
     "multiclass": "Assigns one of {n} classes ({labels}) to a text.",
+    "multilabel": "Codes a text with every one of {n} labels that applies ({labels}): none, one or several.",
     "ner": "Marks entity mentions ({labels}) in text, with character offsets.",
 }
 
@@ -215,11 +218,24 @@ def _per_class_table(per_class: dict[str, Any], per_group: dict[str, Any] | None
     """Per-class rows, then one row per decision group (a member caught as any member counts)."""
     if not per_class:
         return ""
+    if "threshold" in next(iter(per_class.values())):  # multi-label: each label at its own threshold
+        return _per_label_table(per_class)
     rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, row in per_class.items():
         rows.append(f"| `{label}` | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
     for group, row in (per_group or {}).items():
         rows.append(f"| `{group}` (group) | {row['precision']:.3f} | {row['recall']:.3f} | | {row['support']} |")
+    return "\n".join(rows)
+
+
+def _per_label_table(per_class: dict[str, Any]) -> str:
+    """Multi-label: one row per label, most supported first, with its threshold and ranking quality."""
+    rows = ["| label | support | threshold | precision | recall | F1 | ROC-AUC | average precision |",
+            "|---|---|---|---|---|---|---|---|"]
+    for label, row in sorted(per_class.items(), key=lambda item: -item[1]["support"]):
+        rows.append(f"| `{label}` | {row['support']} | {row['threshold']:.3g} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                    f"{row['f1']:.3f} | {_number(row['roc_auc']) if row['roc_auc'] is not None else 'n/a'} | "
+                    f"{_number(row['average_precision']) if row['average_precision'] is not None else 'n/a'} |")
     return "\n".join(rows)
 
 
@@ -240,6 +256,8 @@ def _metrics_preamble(metrics: dict[str, Any], config: dict[str, Any]) -> list[s
 
 def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str, Any]) -> str:
     lines = [f"Decision rule: {rule.describe(encoder)}."]
+    if encoder.task_type == "multilabel":
+        return "\n".join(lines + _label_threshold_lines(rule, metrics))
     for tuning in rule.tuning:
         lines.append(
             f"- `{tuning['class']}` threshold {tuning['threshold']:.4g} chosen for {tuning['target']} on "
@@ -252,6 +270,28 @@ def _decision_text(rule: DecisionRule, encoder: LabelEncoder, metrics: dict[str,
         lines.append(f"Probabilities are divided by a temperature of {rule.temperature:.4g}, fitted on held-out data.")
     lines.append("`transformers.pipeline` does not read `decision.json`: it ignores this rule and predicts the most probable class.")
     return "\n".join(lines)
+
+
+def _label_threshold_lines(rule: DecisionRule, metrics: dict[str, Any]) -> list[str]:
+    """How each label's threshold was chosen: tuned for F1 or a recall target, or kept at 0.5 (listed by name)."""
+    records = rule.tuning
+    kept = [r["class"] for r in records if r["target"] == "default"]
+    targets = [r for r in records if r["target"].startswith("recall")]
+    lines = []
+    if records:
+        source = records[0]["data"]
+        lines.append(f"Each label's threshold was chosen on `{source}` ({records[0]['n_examples']} examples): the one of its best "
+                     f"F1 for {sum(r['target'] == 'best f1' for r in records)} labels, so validation figures are optimistic.")
+    for record in targets:
+        lines.append(f"- `{record['class']}`: {record['target']} -> threshold {record['threshold']:.4g} "
+                     f"(achieved {record['achieved']:.3f}{'' if record.get('met', True) else ', NOT met'}).")
+    if kept:
+        lines.append(f"- Kept at 0.5, with fewer than 10 validation positives to tune on: {', '.join(f'`{c}`' for c in kept)}.")
+    ece = metrics.get("validation", {}).get("ece")
+    if ece is not None:
+        lines.append(f"Mean per-label calibration error on validation data at training time: {ece:.4f}.")
+    lines.append("`transformers.pipeline(..., top_k=None)` gives the same sigmoid probabilities but not these thresholds.")
+    return lines
 
 
 def _selection_text(selection: dict[str, Any]) -> str:
@@ -280,6 +320,9 @@ def _limitations(config: dict[str, Any]) -> str:
 
 
 def _calibration_limitation(task_type: str) -> str:
+    if task_type == "multilabel":
+        return ("- Each label's probability is calibrated only as far as its calibration error in `metrics.json` "
+                "(`per_class`) says.")
     if task_type == "ner":
         return "- Entity scores are the mean probability of their words' tags; their calibration is not measured."
     return ("- Probabilities are calibrated only as far as the expected calibration error above says; "

@@ -147,6 +147,8 @@ def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_
     from clintune import heads
 
     labels = {"num_labels": len(encoder.classes), "id2label": encoder.id2label, "label2id": encoder.label2id}
+    if encoder.task_type == "multilabel":  # transformers' pipeline() then applies a sigmoid, as clintune does
+        labels["problem_type"] = "multi_label_classification"
     try:
         if heads.is_mean_pooled_folder(name_or_path):
             config = heads.backbone_config(name_or_path, trust_remote_code, **labels)

@@ -185,7 +185,7 @@ class Predictor:
             example_index.append(np.asarray(encoded.example_index, dtype=int) + start)
         stacked = np.stack(logits) if logits else np.zeros((0, len(self.encoder.classes)))
         index = np.concatenate(example_index) if example_index else np.zeros(0, dtype=int)
-        return WindowLogits(stacked.astype(float), index, len(texts))
+        return WindowLogits(stacked.astype(float), index, len(texts), multilabel=self.encoder.task_type == "multilabel")
 
     def class_probabilities(self, texts: list[str]) -> np.ndarray:
         """Class probabilities per raw text, after the model's temperature (windows averaged, see ``WindowLogits``)."""

@@ -17,6 +17,7 @@ from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.decision import DecisionRule, softmax
 from clintune.labels import LabelEncoder
+from clintune.multilabel import multi_hot, predicted_matrix
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
 
@@ -30,9 +31,15 @@ class Prediction:
     # Set where the decision rule, not the most probable class, chose the label: the threshold ("rule"), the
     # class or group it names ("group") and that group's probability, the number that drove the decision.
     decided_by: dict[str, Any] | None = None
+    # multi-label: every label at or over its threshold, most probable first (``label`` joins them with "; ")
+    labels: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values: ``{"label", "score", "probabilities"}``, and ``decided_by`` where the rule chose."""
+        """Plain JSON-ready values: ``{"label", "score", "probabilities"}``, and ``decided_by`` where the rule chose;
+        multi-label: ``{"labels", "scores", "probabilities"}``, ``scores`` holding the predicted labels' probabilities."""
+        if self.labels is not None:
+            return {"labels": list(self.labels), "scores": {label: float(self.probabilities[label]) for label in self.labels},
+                    "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
         record = {"label": self.label, "score": float(self.score), "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
         if self.decided_by is not None:
             record["decided_by"] = dict(self.decided_by)
@@ -216,17 +223,46 @@ def entities_from_words(text: str, words: list[tuple[str, int, int]], tags: list
 
 
 def label_counts(encoded: Encoded) -> Counter[int]:
-    """How often each label id is trained on (subword labels for NER, -100 excluded)."""
+    """How often each label id is trained on (subword labels for NER, -100 excluded; multi-label: notes holding it)."""
     counts: Counter[int] = Counter()
     for feature in encoded.features:
         labels = feature["labels"]
-        if isinstance(labels, int):
+        if labels and isinstance(labels, list) and isinstance(labels[0], float):
+            counts.update(j for j, flag in enumerate(labels) if flag)
+        elif isinstance(labels, int):
             counts[labels] += 1
         else:
             counts.update(label for label in labels if label != IGNORE_INDEX)
     return counts
 
 
+class MultiLabelClassification(SequenceClassification):
+    """Multi-label coding: a sigmoid per label, and every label at or over its own threshold."""
+
+    def labels_of(self, data: Examples) -> list[str]:
+        return sorted({label for labels in data.labels or [] for label in labels})
+
+    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+        """Texts with multi-hot float labels. With labels (training, validation loss) a note is read in its first
+        window only, even under ``long_text: chunk``: a window must not be taught a finding that only another
+        window mentions. Prediction reads every window and takes each label's maximum (``WindowLogits``)."""
+        assert isinstance(data, TextExamples)
+        if data.labels is None:
+            return encode_texts(tokenizer, data.texts, settings.max_length, None, settings.long_text, settings.stride)
+        labels = multi_hot(data.labels, encoder.classes).astype(float).tolist()
+        return encode_texts(tokenizer, data.texts, settings.max_length, labels, "truncate", settings.stride)
+
+    def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
+        """Every label whose probability reaches its threshold, most probable first."""
+        over = predicted_matrix(probabilities, rule.class_thresholds, encoder.classes)[0]
+        order = [int(j) for j in np.argsort(-probabilities, kind="stable") if over[j]]
+        labels = [encoder.classes[j] for j in order]
+        return Prediction(label="; ".join(labels), score=float(probabilities[order[0]]) if order else 0.0,
+                          probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)}, labels=labels)
+
+
 def task_for(task_type: str) -> SequenceClassification | TokenClassification:
     """The task implementation for a ``task.type``."""
+    if task_type == "multilabel":
+        return MultiLabelClassification()
     return TokenClassification() if task_type == "ner" else SequenceClassification()

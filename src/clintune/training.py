@@ -40,6 +40,28 @@ class WeightedCrossEntropy:
         return total / num_items_in_batch
 
 
+class PositiveWeightedBCE:
+    """Multi-label loss: binary cross-entropy per label, positives of label j weighted by ``pos_weights[j]``
+    (``torch.nn.BCEWithLogitsLoss``'s ``pos_weight``), averaged over notes and labels."""
+
+    def __init__(self, pos_weights: list[float] | None) -> None:
+        self.pos_weights = pos_weights
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        logits = (outputs["logits"] if isinstance(outputs, dict) else outputs.logits).float()
+        targets = labels.to(logits.device, dtype=logits.dtype)
+        weight = None if self.pos_weights is None else torch.tensor(self.pos_weights, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+
+
+def loss_function(task_type: str, weights: list[float] | None) -> Any:
+    """The Trainer's loss: class-weighted cross-entropy, or (multi-label) positive-weighted binary cross-entropy."""
+    return PositiveWeightedBCE(weights) if task_type == "multilabel" else WeightedCrossEntropy(weights)
+
+
 class _ListDataset:
     """A list of feature dicts as a map-style dataset."""
 
@@ -184,7 +206,7 @@ def run_trainer(
         train_dataset=_ListDataset(train.features),
         eval_dataset=_ListDataset(validation.features) if validation is not None else None,
         processing_class=tokenizer,
-        compute_loss_func=WeightedCrossEntropy(class_weights),
+        compute_loss_func=loss_function(config.task.type, class_weights),
         callbacks=callbacks,
     )
     _report_progress(trainer, config.training.metric_for_best_model or default_metric(config.task.type))

@@ -40,7 +40,7 @@ class PreparedData:
     leaks: list[Leak] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        counts = Counter(self.train.labels or [])
+        counts = label_counts(self.train)
         return {
             "train_examples": len(self.train),
             "validation_examples": len(self.validation),
@@ -51,6 +51,12 @@ class PreparedData:
             "notes": self.notes,
             "leakage": [leak.to_dict() for leak in self.leaks],
         }
+
+
+def label_counts(data: Examples) -> Counter[str]:
+    """How many examples hold each label (a multi-label note counts once for each of its labels)."""
+    labels = data.labels or []
+    return Counter(label for item in labels for label in item) if labels and isinstance(labels[0], list) else Counter(labels)
 
 
 def resolve_paths(config: Config) -> Config:
@@ -113,8 +119,12 @@ def prepare_data(config: Config) -> PreparedData:
     test = read_split(config, config.data.test) if config.data.test else None
     if test is not None:
         notes += test.notes
-    encoder = LabelEncoder.fit(train.labels or [], config.task.type, config.labels.classes, config.labels.positive)
-    if config.labels.classes is not None:
+    others = {"validation": validation} | ({"test": test} if test is not None else {})
+    if config.task.type == "multilabel":
+        encoder = _label_sets_encoder(config, train, others, notes)
+    else:
+        encoder = LabelEncoder.fit(train.labels or [], config.task.type, config.labels.classes, config.labels.positive)
+    if config.labels.classes is not None and config.task.type != "multilabel":
         unknown = sorted(set(train.labels or []) - set(encoder.classes))
         if unknown:
             rows = examples_with(train, set(unknown))
@@ -124,8 +134,8 @@ def prepare_data(config: Config) -> PreparedData:
                 "  fix: add them to labels.classes or correct the data"
                 + (" (or name them with labels.map)" if config.task.type != "ner" else "")
             )
-    others = {"validation": validation} | ({"test": test} if test is not None else {})
-    check_label_sets(train, others, list(encoder.classes))
+    if config.task.type != "multilabel":
+        check_label_sets(train, others, list(encoder.classes))
     splits = {"train": train, **others}
     explicit = {name: data for name, data in splits.items() if name == "train" or getattr(config.data, name)}
     clashes = shared_groups(explicit)
@@ -139,6 +149,41 @@ def prepare_data(config: Config) -> PreparedData:
     notes += [f"possible leakage, {leak.describe()}" for leak in leaks]
     check_decision_targets(config, encoder, validation, validation_source)
     return PreparedData(train, validation, test, encoder, validation_source, notes, leaks)
+
+
+def _label_sets_encoder(config: Config, train: Examples, others: dict[str, Examples], notes: list[str]) -> LabelEncoder:
+    """Multi-label classes: labels.classes (or data.label_columns), else every label of the training data, sorted.
+    A label of any split outside them is an error naming it and its rows, or (``labels.unknown: ignore``)
+    dropped and counted; a class without a training example is an error."""
+    listed = config.labels.classes or config.data.label_columns
+    classes = list(listed) if listed else sorted(label_counts(train))
+    known = set(classes)
+    for name, split in {"train": train, **others}.items():
+        unknown = sorted({label for labels in split.labels or [] for label in labels} - known)
+        if not unknown:
+            continue
+        rows = [i for i, labels in enumerate(split.labels or []) if set(labels) - known]
+        where = "labels.classes" if listed else "the training data"
+        if config.labels.unknown == "error":
+            raise ClintuneError(
+                f"{split.source}: the {name} data holds {len(unknown)} label(s) not in {where}: {shown_labels(unknown)} "
+                f"({describe_rows(split, rows)}){did_you_mean(unknown, classes)}\n"
+                f"  fix: correct them, add them to {where}, or set labels.unknown: ignore to drop them (counted)")
+        dropped = sum(len(set(labels) - known) for labels in split.labels or [])
+        split.labels = [[label for label in labels if label in known] for labels in split.labels or []]
+        notes.append(f"{name}: dropped {dropped} label(s) not in {where} from {len(rows)} note(s) ({shown_labels(unknown)}); "
+                     "labels.unknown: ignore")
+    counts = label_counts(train)
+    unseen = [label for label in classes if not counts.get(label)]
+    if unseen:
+        raise ClintuneError(f"{train.source}: {len(unseen)} listed label(s) have no training example: {shown_labels(unseen)}\n"
+                            "  fix: add examples of them to the training data, or leave them out of labels.classes")
+    if len(classes) < 2:
+        raise ClintuneError(f"{train.source}: the training data holds {len(classes)} distinct label(s); at least two are needed")
+    empty = {name: sum(1 for labels in split.labels or [] if not labels) for name, split in {"train": train, **others}.items()}
+    if any(empty.values()):
+        notes.append("notes without labels: " + ", ".join(f"{name} {n}" for name, n in empty.items()))
+    return LabelEncoder(classes=tuple(classes), task_type="multilabel")
 
 
 def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
@@ -186,7 +231,7 @@ def check_decision_targets(config: Config, encoder: LabelEncoder, validation: An
         except ClintuneError as exc:
             raise ClintuneError(f"decision.must_not_miss: {str(exc).split(': ', 1)[-1]}") from exc
         members = set(encoder.classes[i] for i in class_ids(label, encoder))
-        found = sum(gold in members for gold in validation.labels or [])
+        found = sum((label in gold) if isinstance(gold, list) else (gold in members) for gold in validation.labels or [])
         if not found:
             raise ClintuneError(
                 f"decision.must_not_miss: the validation split ({validation_source}) has no {label!r} example to tune "

@@ -13,7 +13,7 @@ from clintune.config import Config
 from clintune.data import Examples, preprocessed
 from clintune.errors import ClintuneError
 from clintune.files import publish, write_json
-from clintune.labels import LabelEncoder
+from clintune.labels import LabelEncoder, shown_labels
 from clintune.tracking import check_store, tracked_run
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
 
@@ -98,7 +98,12 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
     predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size,  # the saved model, as eval loads it
                                       trust_remote_code=config.model.trust_remote_code)
     predictor.long_text_note_as = None  # validation's long texts were counted before training; _final_metrics names the test's
-    unmet, validation_logits = _store_decision_rule(config, data, predictor, staging) if config.decision.must_not_miss else (None, None)
+    if config.task.type == "multilabel":
+        unmet, validation_logits = _store_label_thresholds(config, data, predictor, staging)
+    elif config.decision.must_not_miss:
+        unmet, validation_logits = _store_decision_rule(config, data, predictor, staging)
+    else:
+        unmet, validation_logits = None, None
     metrics = _final_metrics(config, data, predictor, precision, weights, validation_logits)
     if unmet:
         metrics["must_not_miss_unmet"] = unmet
@@ -171,7 +176,8 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
         train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
         validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
     weights = class_weights_from_config(
-        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power
+        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power,
+        n_examples=len(train_encoded.features),
     )
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
@@ -261,6 +267,35 @@ def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, fol
     predictor.decision = rule
     logger.info("decision rule, tuned on the validation split: %s", rule.describe(data.encoder))
     return None, logits
+
+
+def _store_label_thresholds(config: Config, data: PreparedData, predictor: Any, folder: Path) -> tuple[str | None, Any]:
+    """Multi-label: a threshold per label, tuned on the validation split with the kept model (best F1, or the
+    recall target of ``decision.must_not_miss``; too few positives: 0.5), stored in ``folder`` and ``predictor``.
+    Returns the unmet recall targets (or None) and the validation logits, for the final scoring."""
+    from clintune.decision import DecisionRule
+    from clintune.multilabel import MIN_POSITIVES_TO_TUNE, multi_hot, tune_thresholds
+
+    logits = predictor.window_logits(data.validation.texts)
+    probabilities = logits.probabilities(predictor.decision.temperature)
+    gold = multi_hot(data.validation.labels or [], data.encoder.classes)
+    thresholds, records = tune_thresholds(probabilities, gold, data.encoder.classes, config.decision.must_not_miss,
+                                          source=data.validation_source)
+    tuned = {label: value for label, value in thresholds.items()
+             if next(r for r in records if r["class"] == label)["target"] != "default"}
+    rule = DecisionRule(temperature=predictor.decision.temperature, class_thresholds=tuned, tuning=records)
+    rule.save(folder)
+    predictor.decision = rule
+    few = [r["class"] for r in records if r["target"] == "default"]
+    logger.info("thresholds, tuned on the validation split: %s", rule.describe(data.encoder))
+    if few:
+        logger.warning("%d label(s) have fewer than %d validation positives and keep threshold 0.5: %s", len(few),
+                       MIN_POSITIVES_TO_TUNE, shown_labels(few))
+    unmet = [r for r in records if r.get("met") is False]
+    for record in unmet:
+        logger.warning("decision.must_not_miss: no threshold reaches %s for %r on validation; it gets the lowest (recall %.3f)",
+                       record["target"], record["class"], record["achieved"])
+    return ("; ".join(f"{r['class']}: {r['target']} not reached" for r in unmet) or None), logits
 
 
 def _final_metrics(config: Config, data: PreparedData, predictor: Any, precision: str, weights: list[float] | None,
