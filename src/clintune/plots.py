@@ -194,5 +194,23 @@ def importance_figure(importances: dict[str, float]) -> Any:
     return figure
 
 
+def per_label_f1_figure(per_class: dict[str, dict[str, Any]], title: str) -> Any:
+    """Multi-label: each label's F1 as a bar, most supported label on top, its support and threshold printed
+    beside the bar, so that 50 labels stay readable and rare labels' F1 is seen next to how few they are."""
+    rows = sorted(per_class.items(), key=lambda item: -item[1]["support"])[::-1]  # barh draws bottom-up
+    figure = _figure(7.5, 1.4 + 0.28 * len(rows))
+    axes = figure.subplots()
+    names = [label if len(label) <= 40 else label[:39] + "…" for label, _ in rows]
+    bars = axes.barh(range(len(rows)), [row["f1"] for _, row in rows], color="tab:blue")
+    axes.set_yticks(range(len(rows)), names, fontsize=8)
+    axes.bar_label(bars, labels=[f"{row['f1']:.2f}  (n={row['support']}, t={row['threshold']:.2f})" for _, row in rows],
+                   fontsize=7, padding=2)
+    axes.set_xlim(0, 1.35)
+    axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    axes.set_xlabel("F1 (n: gold support, t: the label's threshold)")
+    _set_title(axes, title)
+    return figure
+
+
 def save(figure: Any, path: Path) -> None:
     figure.savefig(path, format="png")

@@ -9,6 +9,7 @@
 | roc.png, precision_recall.png | binary models: curves with the decision threshold marked |
 | reliability.png | classification: calibration diagram with the ECE and the examples in each bin |
 | errors.jsonl | NER: missed, false-positive, boundary and type errors with their sentence (owner-only) |
+| per_label_f1.png | multi-label: each label's F1, support and threshold (no confusion matrix or reliability diagram) |
 
 The folder is assembled beside its destination and renamed into place whole.
 """
@@ -28,7 +29,7 @@ from clintune.guards import check_replaceable
 # Every file a report folder may hold; a folder with any other file is not a report and is never replaced.
 REPORT_FILES = frozenset({
     "metrics.json", "per_class.csv", "predictions.jsonl", "confusion_matrix.png", "confusion_matrix.csv", "roc.png",
-    "precision_recall.png", "reliability.png", "errors.jsonl",
+    "precision_recall.png", "reliability.png", "errors.jsonl", "per_label_f1.png",
 })
 
 
@@ -52,10 +53,14 @@ def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[s
     write_json(staging / "metrics.json", evaluation.metrics)
     (staging / "per_class.csv").write_text(per_class_csv(evaluation.metrics.get("per_class", {})), encoding="utf-8")
     write_jsonl(staging / "predictions.jsonl", evaluation.records, private=evaluation.records_quote_text)
+    rule = evaluation.metrics.get("decision_rule", "")  # every figure says which rule made its labels
+    if evaluation.gold_ids.ndim == 2:  # multi-label: no confusion between labels; each label's F1 instead
+        plots.save(plots.per_label_f1_figure(evaluation.metrics["per_class"], title + (f"\nrule: {rule}" if rule else "")),
+                   staging / "per_label_f1.png")
+        return _publish(staging, output_dir)
     (staging / "confusion_matrix.csv").write_text(
         confusion_csv(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes), encoding="utf-8"
     )
-    rule = evaluation.metrics.get("decision_rule", "")  # every figure says which rule made its labels
     figure = plots.confusion_matrix_figure(evaluation.gold_ids, evaluation.predicted_ids, evaluation.classes,
                                            title + (f"\nrule: {rule}" if rule else ""), evaluation.positive_id)
     plots.save(figure, staging / "confusion_matrix.png")
@@ -71,6 +76,10 @@ def write_report(output_dir: Path, evaluation: Evaluation, title: str) -> list[s
         plots.save(plots.reliability_figure(evaluation.metrics["calibration"]), staging / "reliability.png")
     if evaluation.errors or "errors" in evaluation.metrics:
         write_jsonl(staging / "errors.jsonl", evaluation.errors, private=True)  # each error quotes its sentence
+    return _publish(staging, output_dir)
+
+
+def _publish(staging: Path, output_dir: Path) -> list[str]:
     names = sorted(p.name for p in staging.iterdir())
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     publish(staging, output_dir)
@@ -94,8 +103,15 @@ def per_class_csv(per_class: dict[str, dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     overlap = bool(per_class) and all("overlap_f1" in row for row in per_class.values())
-    writer.writerow(["class", "precision", "recall", "f1", *(["overlap_f1"] if overlap else []), "support"])
+    thresholds = bool(per_class) and all("threshold" in row for row in per_class.values())  # multi-label
+    writer.writerow(["class", "precision", "recall", "f1", *(["overlap_f1"] if overlap else []), "support",
+                     *(["threshold", "roc_auc", "average_precision", "ece"] if thresholds else [])])
     for label, row in per_class.items():
         extra = [f"{row['overlap_f1']:.4f}"] if overlap else []
+        if thresholds:
+            writer.writerow([label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"],
+                             f"{row['threshold']:.4f}", *("" if row[k] is None else f"{row[k]:.4f}"
+                                                          for k in ("roc_auc", "average_precision", "ece"))])
+            continue
         writer.writerow([label, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", *extra, row["support"]])
     return buffer.getvalue()

@@ -58,7 +58,8 @@ def check_prediction_output(path: Path) -> None:
 
     A rerun replaces its own earlier results; a file of the user's (notes, a spreadsheet, another
     tool's output) that shares the name is never replaced. A clintune prediction file is JSON lines
-    whose first record has ``label`` and ``score`` or ``entities``, or Parquet with those columns.
+    whose first record has ``label`` and ``score``, ``labels`` and ``scores`` (multi-label) or ``entities``,
+    or Parquet with those columns.
     Folders are left to the writers that make them (``--engine ray``, ``--format brat``).
     """
     if not path.is_file() or path.stat().st_size == 0:
@@ -74,7 +75,7 @@ def check_prediction_output(path: Path) -> None:
 
 def _holds_predictions(path: Path) -> bool:
     def predictions(names: Any) -> bool:
-        return {"label", "score"} <= set(names) or "entities" in names
+        return {"label", "score"} <= set(names) or "entities" in names or {"labels", "scores"} <= set(names)
 
     if output_format(path) == "parquet":
         import pyarrow.parquet as pq
@@ -100,6 +101,10 @@ def record_schema(key_fields: list[tuple[str, Any]], task_type: str, classes: li
         entity = pa.struct([("text", pa.string()), ("label", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                             ("score", pa.float64())])
         return pa.schema([*fields, pa.field("entities", pa.list_(entity))])
+    if task_type == "multilabel":  # the labels over their thresholds, most probable first, and their probabilities
+        label_score = pa.struct([(name, pa.float64()) for name in classes])
+        fields += [pa.field("labels", pa.list_(pa.string())), pa.field("scores", label_score)]
+        return pa.schema(fields + ([pa.field("probabilities", label_score)] if probabilities else []))
     fields += [pa.field("label", pa.string()), pa.field("score", pa.float64())]
     if probabilities:
         fields.append(pa.field("probabilities", pa.struct([(name, pa.float64()) for name in classes])))

@@ -24,6 +24,8 @@ _TARGET = re.compile(r"^(?:(?P<label>.+):)?(?P<metric>recall|precision)=(?P<valu
 def parse_target(text: str, encoder: LabelEncoder) -> tuple[str, str, float]:
     """``recall=0.95`` (binary: the positive class) or ``LABEL:recall=0.95`` -> (label, metric, value).
     A multiclass target may name a group of classes, ``D/LT+Serious:recall=0.9`` (see ``decision.class_ids``)."""
+    if encoder.task_type == "multilabel" and text.strip() == "f1":
+        return "*", "f1", 0.0  # every label for its best F1
     match = _TARGET.match(text.strip())
     if not match:
         raise ClintuneError(f"--tune-threshold {text!r}: expected recall=0.95, precision=0.9 or LABEL:recall=0.95")
@@ -35,6 +37,11 @@ def parse_target(text: str, encoder: LabelEncoder) -> tuple[str, str, float]:
         label = label or encoder.positive
         if label != encoder.positive:
             raise ClintuneError(f"--tune-threshold: a binary model's threshold is for its positive class {encoder.positive!r}")
+    elif encoder.task_type == "multilabel":
+        if label is None or match["metric"] != "recall" or label not in encoder.classes:
+            raise ClintuneError(f"--tune-threshold {text!r}: for a multi-label model, give 'f1' (every label for its best F1) "
+                                f"or a label's recall target, e.g. '{encoder.classes[0]}:recall=0.95'")
+        return label, "recall", value
     elif encoder.task_type == "multiclass":
         if label is None:
             raise ClintuneError(f"--tune-threshold {text!r}: name the class, e.g. '{encoder.classes[0]}:recall=0.95'")

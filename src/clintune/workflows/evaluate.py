@@ -12,6 +12,7 @@ from clintune.config import Config
 from clintune.data import EVAL_HINTS, TextExamples, check_label_sets, read_split
 from clintune.errors import ClintuneError
 from clintune.labels import LabelEncoder, with_both_bio_tags
+from clintune.workflows.prepare import check_label_set_splits
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,16 @@ def evaluate(
     for note in data.notes:
         logger.info("%s", note)
     known = with_both_bio_tags(encoder.classes) if encoder.task_type == "ner" else list(encoder.classes)  # I-X where B-X is known
-    check_label_sets(_stand_in_train(encoder), {"evaluation": data}, known)
+    if encoder.task_type == "multilabel":
+        notes: list[str] = []
+        check_label_set_splits(config, {"evaluation": data}, known, "the model's labels", notes)
+        for note in notes:
+            logger.warning("%s", note)
+    else:
+        check_label_sets(_stand_in_train(encoder), {"evaluation": data}, known)
+    if fit_temperature and encoder.task_type == "multilabel":
+        raise ClintuneError("--fit-temperature: not yet for multi-label models (one temperature for all labels is planned); "
+                            "each label's threshold already absorbs its calibration: use --tune-threshold")
     if (tune_thresholds or fit_temperature) and encoder.task_type == "ner":
         raise ClintuneError("--tune-threshold and --fit-temperature apply to classification models, not NER")
     for target in tune_thresholds or []:  # a malformed target is an error before the predictions, not after them
@@ -131,12 +141,29 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
     from clintune.thresholds import parse_target, refit_temperature, tune_targets
 
     encoder = predictor.encoder
+    if encoder.task_type == "multilabel":
+        return _tuned_label_thresholds(predictor, logits, data, targets, source)
     gold = np.asarray(encoder.encode(data.labels))
     rule = predictor.decision
     if fit_temperature:
         replaced = {parse_target(target, encoder)[0] for target in targets}
         rule = refit_temperature(rule, logits, gold, encoder, source, replaced)
     return tune_targets(rule, logits.probabilities(rule.temperature), gold, encoder, targets, source)
+
+
+def _tuned_label_thresholds(predictor: Any, logits: Any, data: Any, targets: list[str], source: str) -> Any:
+    """Multi-label ``--tune-threshold``: every label's threshold chosen again on this data, for its best F1 or the
+    recall target given for it (``LABEL:recall=V``); too few positives here: 0.5 (see ``multilabel.tune_thresholds``)."""
+    from clintune.decision import DecisionRule
+    from clintune.multilabel import multi_hot, tune_thresholds
+    from clintune.thresholds import parse_target
+
+    encoder = predictor.encoder
+    recall = {label: value for label, metric, value in (parse_target(t, encoder) for t in targets) if metric == "recall"}
+    probabilities = logits.probabilities(predictor.decision.temperature)
+    thresholds, records = tune_thresholds(probabilities, multi_hot(data.labels, encoder.classes), encoder.classes, recall, source=source)
+    tuned = {r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"}
+    return DecisionRule(temperature=predictor.decision.temperature, class_thresholds=tuned, tuning=records)
 
 
 def refresh_model_card(folder: Path) -> None:

@@ -171,7 +171,7 @@ class PredictionRun:
     seconds: float
 
 
-RESERVED_FIELDS = ("label", "score", "probabilities", "entities")
+RESERVED_FIELDS = ("label", "score", "probabilities", "entities", "labels", "scores")
 
 
 def predict_file(

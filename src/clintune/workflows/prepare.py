@@ -157,22 +157,7 @@ def _label_sets_encoder(config: Config, train: Examples, others: dict[str, Examp
     dropped and counted; a class without a training example is an error."""
     listed = config.labels.classes or config.data.label_columns
     classes = list(listed) if listed else sorted(label_counts(train))
-    known = set(classes)
-    for name, split in {"train": train, **others}.items():
-        unknown = sorted({label for labels in split.labels or [] for label in labels} - known)
-        if not unknown:
-            continue
-        rows = [i for i, labels in enumerate(split.labels or []) if set(labels) - known]
-        where = "labels.classes" if listed else "the training data"
-        if config.labels.unknown == "error":
-            raise ClintuneError(
-                f"{split.source}: the {name} data holds {len(unknown)} label(s) not in {where}: {shown_labels(unknown)} "
-                f"({describe_rows(split, rows)}){did_you_mean(unknown, classes)}\n"
-                f"  fix: correct them, add them to {where}, or set labels.unknown: ignore to drop them (counted)")
-        dropped = sum(len(set(labels) - known) for labels in split.labels or [])
-        split.labels = [[label for label in labels if label in known] for labels in split.labels or []]
-        notes.append(f"{name}: dropped {dropped} label(s) not in {where} from {len(rows)} note(s) ({shown_labels(unknown)}); "
-                     "labels.unknown: ignore")
+    check_label_set_splits(config, {"train": train, **others}, classes, "labels.classes" if listed else "the training data", notes)
     counts = label_counts(train)
     unseen = [label for label in classes if not counts.get(label)]
     if unseen:
@@ -184,6 +169,26 @@ def _label_sets_encoder(config: Config, train: Examples, others: dict[str, Examp
     if any(empty.values()):
         notes.append("notes without labels: " + ", ".join(f"{name} {n}" for name, n in empty.items()))
     return LabelEncoder(classes=tuple(classes), task_type="multilabel")
+
+
+def check_label_set_splits(config: Config, splits: dict[str, Examples], classes: list[str], where: str, notes: list[str]) -> None:
+    """Multi-label: a label outside ``classes`` is an error naming it and its rows, or (``labels.unknown: ignore``)
+    dropped from its note and counted in ``notes``."""
+    known = set(classes)
+    for name, split in splits.items():
+        unknown = sorted({label for labels in split.labels or [] for label in labels} - known)
+        if not unknown:
+            continue
+        rows = [i for i, labels in enumerate(split.labels or []) if set(labels) - known]
+        if config.labels.unknown == "error":
+            raise ClintuneError(
+                f"{split.source}: the {name} data holds {len(unknown)} label(s) not in {where}: {shown_labels(unknown)} "
+                f"({describe_rows(split, rows)}){did_you_mean(unknown, classes)}\n"
+                f"  fix: correct them, add them to {where}, or set labels.unknown: ignore to drop them (counted)")
+        dropped = sum(len(set(labels) - known) for labels in split.labels or [])
+        split.labels = [[label for label in labels if label in known] for labels in split.labels or []]
+        notes.append(f"{name}: dropped {dropped} label(s) not in {where} from {len(rows)} note(s) ({shown_labels(unknown)}); "
+                     "labels.unknown: ignore")
 
 
 def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
