@@ -63,7 +63,8 @@ def _interval(interval: dict[str, float] | None) -> str:
     return f"{interval['low']:.3f}-{interval['high']:.3f}" if interval else ""
 
 
-COMPARED_KEYS = ("accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc", "classes_predicted")
+COMPARED_KEYS = ("accuracy", "precision", "recall", "f1", "f1_micro", "f1_macro", "f1_weighted", "f1_samples", "precision_at_5",
+                 "recall_at_5", "subset_accuracy", "roc_auc", "classes_predicted")
 
 
 def format_comparison(columns: dict[str, dict[str, Any]]) -> str:
