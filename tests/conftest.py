@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = REPO / "models" / "tiny-bert"
 SHARED_DATA = REPO.parent / "shared" / "data"
-TASKS = ("diagnosis", "section_header", "seriousness", "ner")
+TASKS = ("diagnosis", "section_header", "seriousness", "ner", "symptoms")
 
 # Keep the tokenisation cache of test runs out of the user's home folder, in a folder made here and removed
 # when the run ends (pytest-xdist's workers inherit the controller's and leave it to the controller).

@@ -15,6 +15,7 @@ TEST_FILES = {
     "section_header": "data/section_header/test.csv",
     "seriousness": "data/seriousness/test.csv",
     "ner": "data/ner/test.conll",
+    "symptoms": "data/symptoms/test.csv",
 }
 
 
@@ -52,14 +53,14 @@ def test_eval_writes_flat_metrics_matching_training(trained_models: dict[str, Pa
     assert result.returncode == 0, result.stderr
     metrics = json.loads((report / "metrics.json").read_text())
     trained = json.loads((trained_models[task] / "metrics.json").read_text())["test"]
-    headline = {"binary": "f1", "multiclass": "f1_macro", "ner": "f1"}[
+    headline = {"binary": "f1", "multiclass": "f1_macro", "multilabel": "f1_micro", "ner": "f1"}[
         json.loads((trained_models[task] / "labels.json").read_text())["task_type"]
     ]
     assert metrics[headline] == pytest.approx(trained[headline])
     assert metrics["per_class"] == trained["per_class"]
     assert "precision" in result.stdout and "support" in result.stdout
     rows = (report / "predictions.jsonl").read_text().splitlines()
-    expected_rows = {"ner": 50}.get(task, 40)
+    expected_rows = {"ner": 50, "symptoms": 60}.get(task, 40)
     assert len(rows) == expected_rows
 
 

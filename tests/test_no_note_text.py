@@ -219,8 +219,8 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
         read("diagnosis", {"t.csv": f"text,label\n{M} caf\xe9,valid\n".encode(LATIN)}),
         read("ner", {"t.conll": f"{M}\xe9\tO\n".encode(LATIN)}),
     ],
-    "data.read_text_table: the file has a": [read("diagnosis", {"t.csv": f"{M},valid\n"})],
-    "data.read_text_table: DataError(message)": [
+    "data._text_frame: the file has a": [read("diagnosis", {"t.csv": f"{M},valid\n"})],
+    "data._text_frame: DataError(message)": [
         read("diagnosis", {"t.csv": f"{M},4471923,Serious,seizure\nfever,invalid\n"}),  # no header row, short fields
         read("diagnosis", {"t.csv": f'"{M}, complains of chest pain for three days",valid\nfever,invalid\n'}),
         read("diagnosis", {"t.tsv": f"{M}\tvalid\nfever\tinvalid\n"}),
@@ -228,6 +228,12 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
         read("diagnosis", {"t.jsonl": jl({"note": M, "label": M})}),
         read("diagnosis", {"t.parquet": parquet(note=[M], label=["valid"])}),
         read("diagnosis", {"t.csv": ROWS}, "data.group_column=patient"),
+    ],
+    "data.read_label_set_table: fix": [
+        read("symptoms", {"t.csv": f"Narrative,Symptoms\n{M},{M};{M}\n"}),  # a label named twice, the label the marker
+        read("symptoms", {"t.jsonl": jl({"Narrative": M, "Symptoms": 7}, {"Narrative": "fever", "Symptoms": [M, 3]})}),
+        read("symptoms", {"t.csv": f"Narrative,Rash,Pyrexia\n{M},{M},1\n"}, "data.label_columns=[Rash, Pyrexia]"),
+        read("symptoms", {"t.csv": f"Narrative,Symptoms\n{M},1\n"}),  # 0/1 flags given as labels
     ],
     "data._read_frame: raise": NO_DATA + "re-raises the DataError of read_text or jsonl_record, covered there",
     "data._read_frame: unreadable_table(path, fmt, exc)": [

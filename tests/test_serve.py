@@ -571,3 +571,24 @@ def test_after_a_rule_change_every_figure_shown_beside_it_is_measured_under_it(
         if os.environ.get("CLINTUNE_SCREENSHOTS"):  # a folder to look at the page in
             shutil.copy(tmp_path / "rule-in-force.png", Path(os.environ["CLINTUNE_SCREENSHOTS"]))
 
+
+
+def test_the_page_shows_a_multilabel_note_as_chips(browser: Any, trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """Every label over its threshold as a chip with its probability, its bar marked; a note with none says so."""
+    from selenium.webdriver.common.by import By
+
+    note = "temp 39.1 C; vomited twice; Lot number recorded."
+    with running(trained_models["symptoms"]) as (url, _, _):
+        ask_the_page(browser, url, note, "#classification .bar-row")
+        expected = call(url + "/v1/predict", {"texts": [note], "probabilities": True})[1][0]
+        assert expected["labels"], "the tiny model codes the findings named in this note"
+        chips = [chip.text for chip in browser.find_elements(By.CSS_SELECTOR, "#label .label-chip")]
+        assert chips == [f"{label} {100 * expected['scores'][label]:.1f}%" for label in expected["labels"]]
+        rows = browser.find_elements(By.CSS_SELECTOR, ".bar-row")
+        assert {row.get_attribute("data-label") for row in rows if "predicted" in row.get_attribute("class")} == set(expected["labels"])
+        assert len(rows) == 6
+        browser.save_screenshot(str(tmp_path / "multilabel.png"))
+        ask_the_page(browser, url, "Lot number recorded; No prior reactions.", "#classification .bar-row")
+        if not call(url + "/v1/predict", {"texts": ["Lot number recorded; No prior reactions."]})[1][0]["labels"]:
+            assert browser.find_element(By.CSS_SELECTOR, "#label .no-labels").text == "no labels"
+    assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]

@@ -481,6 +481,9 @@ def export(
     if check:
         typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
                    f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
+        if "f1_macro" in check:
+            typer.echo(f"  f1_macro {check['f1_macro']['pytorch']:.4f} -> {check['f1_macro']['exported']:.4f}; lowest label agreement: "
+                       + ", ".join(f"{k} {v:.2%}" for k, v in sorted(check["label_agreement"].items(), key=lambda kv: kv[1])[:3]))
         for key, recall in check.get("must_not_miss_recall", {}).items():
             typer.echo(f"  recall of {key} (must not miss): {recall['pytorch']:.4f} -> {recall['exported']:.4f} "
                        f"({recall['difference']:+.4f})")

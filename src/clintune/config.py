@@ -515,6 +515,11 @@ def _multilabel_problems(config: Config) -> list[str]:
     if groups:
         problems.append(f"decision.must_not_miss: {', '.join(map(repr, groups))}: a multi-label model's labels are independent, "
                         "so their probabilities do not add up to a group's; give each label its own recall target")
+    separator = config.data.label_separator
+    split_names = [label for label in config.labels.classes or [] if separator in label]
+    if split_names and config.data.label_columns is None:
+        problems.append(f"data.label_separator: {separator!r} is part of the label name(s) {', '.join(map(repr, split_names))}, "
+                        "so a cell would split them in pieces; choose a separator no label contains (e.g. '|')")
     columns = config.data.label_columns
     if columns is not None:
         if len(columns) < 2 or len(set(columns)) < len(columns):

@@ -176,7 +176,16 @@ def _export_check_text(export: dict[str, Any]) -> str:
         f"({r['difference']:+.4f})." for key, r in check.get("must_not_miss_recall", {}).items())
     return (f"Checked at export (`--check-data`) on `{check['data']}`: {check['agreement']:.2%} of {check['agreement_unit']} "
             f"agree with the PyTorch model; {check['metric']} {check['pytorch']:.4f} (PyTorch) and {check['exported']:.4f} "
-            f"(ONNX), a difference of {check['difference']:+.4f}.{recalls}")
+            f"(ONNX), a difference of {check['difference']:+.4f}.{_label_agreement_text(check)}{recalls}")
+
+
+def _label_agreement_text(check: dict[str, Any]) -> str:
+    """Multi-label: macro-F1 of both, and the labels whose decisions agree least."""
+    if "label_agreement" not in check:
+        return ""
+    worst = sorted(check["label_agreement"].items(), key=lambda item: item[1])[:3]
+    return (f" f1_macro {check['f1_macro']['pytorch']:.4f} (PyTorch) and {check['f1_macro']['exported']:.4f} (ONNX). Labels "
+            "agreeing least: " + ", ".join(f"`{label}` {value:.2%}" for label, value in worst) + ".")
 
 
 def _labels_table(encoder: LabelEncoder, metrics: dict[str, Any]) -> str:

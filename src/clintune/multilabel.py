@@ -131,7 +131,7 @@ def multilabel_metrics(
     precision, calibration error)."""
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {"n_examples": int(len(gold))}
     for average in ("micro", "macro", "samples"):
         p, r, f, _ = precision_recall_fscore_support(gold, predicted, average=average, zero_division=0)
         metrics |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}

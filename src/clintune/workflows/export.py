@@ -43,12 +43,17 @@ def export(
         info["check"] = {
             "data": str(Path(check_data).absolute()),
             "agreement": float((original.predicted_ids == exported.predicted_ids).mean()),
-            "agreement_unit": "word tags" if "n_entities" in original.metrics else "labels",
+            "agreement_unit": ("word tags" if "n_entities" in original.metrics else
+                               "label decisions (notes x labels)" if original.predicted_ids.ndim == 2 else "labels"),
             "metric": key,
             "pytorch": original.metrics[key],
             "exported": exported.metrics[key],
             "difference": exported.metrics[key] - original.metrics[key],
         }
+        if original.predicted_ids.ndim == 2:  # multi-label: macro-F1 beside micro-F1, and each label's agreement
+            info["check"]["f1_macro"] = {"pytorch": original.metrics["f1_macro"], "exported": exported.metrics["f1_macro"]}
+            info["check"]["label_agreement"] = dict(zip(original.classes, (original.predicted_ids == exported.predicted_ids)
+                                                        .mean(axis=0).tolist()))
         recalls = must_not_miss_recalls(source, original.metrics, exported.metrics)
         if recalls:  # the costly error: a must-not-miss class or group the export catches less often
             info["check"]["must_not_miss_recall"] = recalls
@@ -58,7 +63,7 @@ def export(
 
 
 def _headline_key(metrics: dict[str, Any]) -> str:
-    return "f1_macro" if "f1_macro" in metrics else "f1"
+    return "f1_micro" if "f1_micro" in metrics else "f1_macro" if "f1_macro" in metrics else "f1"
 
 
 def must_not_miss_recalls(source: Path, original: dict[str, Any], exported: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -66,7 +71,12 @@ def must_not_miss_recalls(source: Path, original: dict[str, Any], exported: dict
     from clintune.decision import DecisionRule
 
     recalls = {}
-    for key in DecisionRule.load(source).class_thresholds:
+    rule = DecisionRule.load(source)
+    if "f1_micro" in original:  # multi-label: every label has a threshold; only recall targets are must-not-miss labels
+        keys = [r["class"] for r in rule.tuning if str(r.get("target", "")).startswith("recall")]
+    else:
+        keys = list(rule.class_thresholds)
+    for key in keys:
         table = "per_group" if key in original.get("per_group", {}) else "per_class"
         before, after = original.get(table, {}).get(key), exported.get(table, {}).get(key)
         if before is not None and after is not None:

@@ -201,6 +201,12 @@ PREDICT_RESPONSE_SCHEMA: dict[str, Any] = {
                            "chose the label: the threshold, the class or group it names, and that group's probability",
                            "properties": {"rule": {"type": "string"}, "group": {"type": "string"},
                                           "group_probability": {"type": "number"}}}}},
+        {"title": "multi-label", "type": "object", "required": ["labels", "scores"], "properties": {
+            "labels": {"type": "array", "items": {"type": "string"},
+                       "description": "every label at or over its threshold, most probable first (may be empty)"},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}, "description": "those labels' probabilities"},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
+                              "description": "every label's probability, only with \"probabilities\": true"}}},
         {"title": "NER", "type": "object", "required": ["entities"], "properties": {
             "entities": {"type": "array", "items": ENTITY_SCHEMA}}},
     ]},

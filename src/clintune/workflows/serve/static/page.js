@@ -8,6 +8,7 @@ const COLORS = ["#ffd166", "#8ecae6", "#b5e48c", "#f4a3c4", "#cdb4db", "#ffb703"
 const HEADLINE = {
   binary: ["f1", "precision", "recall", "roc_auc", "accuracy"],
   multiclass: ["accuracy", "f1_macro", "f1_weighted"],
+  multilabel: ["f1_micro", "f1_macro", "precision_at_5"],
   ner: ["f1", "precision", "recall"],
 };
 const $ = (id) => document.getElementById(id);
@@ -183,8 +184,17 @@ function showResult(text, result) {
 function percent(p) { return (100 * p).toFixed(1) + "%"; }
 
 function showClassification(result) {
-  $("label").textContent = result.label;
-  $("score").textContent = percent(result.score);
+  // Multi-label: every label over its own threshold, as chips with their probabilities (none is an answer too).
+  const labels = Array.isArray(result.labels) ? result.labels : null;
+  if (labels) {
+    $("label").replaceChildren(...(labels.length ? labels.map((label) =>
+      el("span", { className: "label-chip", textContent: label + " " + percent(result.scores[label]) }))
+      : [el("span", { className: "no-labels", textContent: "no labels" })]));
+    $("score").textContent = "";
+  } else {
+    $("label").textContent = result.label;
+    $("score").textContent = percent(result.score);
+  }
   // The rule, not the most probable class, chose this label: say so, with the probability that drove it.
   const reason = result.decided_by;
   $("decided-by").hidden = !reason;
@@ -196,7 +206,8 @@ function showClassification(result) {
   $("bars").replaceChildren(...rows.map(([label, p]) => {
     const fill = el("span", { className: "fill" });
     fill.style.width = Math.max(0, Math.min(100, 100 * p)).toFixed(2) + "%";
-    const row = el("div", { className: "bar-row" + (label === result.label ? " predicted" : "") },
+    const predicted = labels ? labels.includes(label) : label === result.label;
+    const row = el("div", { className: "bar-row" + (predicted ? " predicted" : "") },
       el("span", { className: "bar-label", textContent: label, title: label }),
       el("span", { className: "meter" }, fill),
       el("span", { className: "bar-value", textContent: percent(p) }));
