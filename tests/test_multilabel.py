@@ -250,3 +250,37 @@ def test_pipeline_gives_the_same_probabilities(tmp_path: Path) -> None:
         by_label = {item["label"]: item["score"] for item in answer}
         np.testing.assert_allclose([by_label[label] for label in classes], row, atol=1e-5)
         assert not np.isclose(sum(by_label.values()), 1.0), "sigmoids, not a softmax"
+
+
+def test_iterative_stratification_spreads_every_label_over_the_folds() -> None:
+    """Each label's notes per fold stay near count / folds: on average a third as far from it as a random
+    assignment of the same fold sizes (mean over 200 draws), and the worst label nearer than random's worst."""
+    from clintune.multilabel import iterative_stratification
+
+    rng = np.random.default_rng(11)
+    gold = (rng.random((400, 12)) < np.linspace(0.02, 0.4, 12)).astype(int)
+    folds = 5
+
+    def gaps(assignment: np.ndarray) -> np.ndarray:
+        per_fold = np.array([gold[assignment == f].sum(axis=0) for f in range(folds)])
+        return np.abs(per_fold - gold.sum(axis=0) / folds).max(axis=0)
+
+    ours = iterative_stratification(gold, folds, seed=0)
+    assert np.ptp(np.bincount(ours, minlength=folds)) <= 1
+    random = [gaps(rng.permutation(np.arange(400) % folds)) for _ in range(200)]
+    assert gaps(ours).mean() < np.mean([r.mean() for r in random]) / 3
+    assert gaps(ours).max() < np.mean([r.max() for r in random])
+
+
+def test_cv_refuses_folds_whose_training_part_lacks_a_label(tmp_path: Path) -> None:
+    from clintune.data import read_split
+    from clintune.workflows.cv import fold_assignment
+
+    rows = "".join(f"n{i},{'Rash' if i % 2 else 'Pyrexia'}\n" for i in range(30)) + "x,Cough\n"
+    path = write(tmp_path / "t.csv", "Narrative,Symptoms\n" + rows)
+    data = read_split(_config(tmp_path, path), str(path))
+    with pytest.raises(ClintuneError, match="'Cough' has only 1 example"):
+        fold_assignment(data, 3, 0)
+    path = write(tmp_path / "u.csv", "Narrative,Symptoms\n" + rows + "y,Cough\n")
+    assignment = fold_assignment(read_split(_config(tmp_path, path), str(path)), 3, 0)
+    assert assignment[-1] != assignment[-2], "the two Cough notes go to different folds"

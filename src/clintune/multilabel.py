@@ -182,3 +182,34 @@ def f1_statistic(gold: np.ndarray, predicted: np.ndarray) -> Any:
         return {"f1_micro": float(micro), "f1_macro": float(per_label.mean())}
 
     return statistic
+
+
+def iterative_stratification(gold: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold of every note, so that each label's notes spread over the folds in proportion (Sechidis, Tsoumakas
+    and Vlahavas 2011, "On the stratification of multi-label data"): the label with the fewest notes left is placed
+    first, each of its notes going to the fold that most lacks that label (then the emptiest fold, then at random);
+    notes without labels fill the emptiest folds."""
+    rng = np.random.default_rng(seed)
+    n = len(gold)
+    assignment = np.full(n, -1)
+    capacity = np.full(folds, n / folds)
+    wanted = np.tile(gold.sum(axis=0) / folds, (folds, 1)).astype(float)  # folds x labels: how many each fold still lacks
+    left = gold.astype(bool).copy()
+    while left.any():
+        counts = left.sum(axis=0).astype(float)
+        counts[counts == 0] = np.inf
+        label = int(rng.choice(np.flatnonzero(counts == counts.min())))
+        for i in rng.permutation(np.flatnonzero(left[:, label])):
+            need = wanted[:, label]
+            candidates = np.flatnonzero(need == need.max())
+            candidates = candidates[capacity[candidates] == capacity[candidates].max()]
+            fold = int(rng.choice(candidates))
+            assignment[i] = fold
+            capacity[fold] -= 1
+            wanted[fold] -= gold[i]
+            left[i] = False
+    for i in rng.permutation(np.flatnonzero(assignment < 0)):
+        fold = int(rng.choice(np.flatnonzero(capacity == capacity.max())))
+        assignment[i] = fold
+        capacity[fold] -= 1
+    return assignment

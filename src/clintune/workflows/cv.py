@@ -31,6 +31,7 @@ from clintune.config import Config
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.errors import ClintuneError
 from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
+from clintune.labels import shown_labels
 from clintune.tracking import tracked_run
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 from clintune.workflows.train import train
@@ -155,6 +156,8 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
     if groups is not None and folds > len(set(groups)):
         raise ClintuneError(f"--folds {folds}: {data.source} has only {len(set(groups))} groups, and a group stays in one fold\n"
                             f"  fix: use at most --folds {len(set(groups))}")
+    if isinstance(data, TextExamples) and data.labels and isinstance(data.labels[0], list):
+        return _label_set_folds(data, folds, seed)
     if isinstance(data, TextExamples):
         _check_class_counts(Counter(data.labels or []), folds, data.source)
         with warnings.catch_warnings():  # scikit-learn's "least populated class" warning: said above, in clintune's words
@@ -170,6 +173,26 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
     assignment = np.empty(len(data), dtype=int)
     for fold, (_, held_out) in enumerate(splits):
         assignment[held_out] = fold
+    return assignment
+
+
+def _label_set_folds(data: TextExamples, folds: int, seed: int) -> np.ndarray:
+    """Multi-label folds by iterative stratification, checked up front: every fold's training part (the other
+    folds) must hold every label, or that fold's model could never learn it."""
+    from clintune.multilabel import iterative_stratification, multi_hot
+    from clintune.workflows.prepare import label_counts
+
+    counts = label_counts(data)
+    _check_class_counts(counts, folds, data.source)
+    classes = sorted(counts)
+    gold = multi_hot(data.labels or [], classes)
+    assignment = iterative_stratification(gold, folds, seed)
+    for fold in range(folds):
+        missing = [label for j, label in enumerate(classes) if not gold[assignment != fold, j].any()]
+        if missing:
+            which = "that label" if len(missing) == 1 else "those labels"
+            raise ClintuneError(f"--folds {folds}: fold {fold + 1} holds every note of {shown_labels(missing)}, so its training part "
+                                f"has none\n  fix: use fewer folds, or add notes with {which}")
     return assignment
 
 
@@ -286,7 +309,10 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     else:
         probabilities = np.asarray(outputs, dtype=float)
         targets = tune_thresholds if tune_thresholds else decision_targets(config)
-        if targets:
+        if encoder.task_type == "multilabel":  # every label's threshold, from the pooled out-of-fold predictions
+            rule = _pooled_label_thresholds(encoder, pooled, probabilities, targets, f"out-of-fold predictions ({len(results)} "
+                                            f"folds of {data.source})")
+        elif targets:
             gold = np.asarray(encoder.encode(pooled.labels or []))
             source = f"out-of-fold predictions ({len(results)} folds of {data.source})"
             rule = tune_targets(DecisionRule(), probabilities, gold, encoder, targets, source)
@@ -308,6 +334,18 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
         report["decision"] = {"rule": rule.describe(encoder), "tuning": rule.tuning}
         report["pooled_default_rule"] = {key: value for key, value in default.metrics.items() if key != "calibration"}
     return report, records, rule
+
+
+def _pooled_label_thresholds(encoder: Any, pooled: Any, probabilities: np.ndarray, targets: list[str], source: str) -> Any:
+    from clintune.decision import DecisionRule
+    from clintune.multilabel import multi_hot, tune_thresholds
+    from clintune.thresholds import parse_target
+
+    recall = {label: value for label, metric, value in (parse_target(t, encoder) for t in targets) if metric == "recall"}
+    thresholds, records = tune_thresholds(probabilities, multi_hot(pooled.labels or [], encoder.classes), encoder.classes, recall,
+                                          source=source)
+    return DecisionRule(class_thresholds={r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"},
+                        tuning=records)
 
 
 def fold_sizes(results: list[dict[str, Any]], n_examples: int) -> tuple[float, float]:
