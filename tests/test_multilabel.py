@@ -220,10 +220,10 @@ def test_trained_folder_codes_notes_and_reports_per_label(trained_models: dict[s
     result = run_cli("predict", "--model", str(folder), "--text", "temp 39.1 C; vomited twice; Lot number recorded.", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)[0]
-    assert set(record) == {"labels", "scores"} and list(record["scores"]) == record["labels"]
+    assert set(record) == {"labels", "scores", "thresholds"} and list(record["scores"]) == record["labels"]
     assert list(record["scores"].values()) == sorted(record["scores"].values(), reverse=True)
     thresholds = {r["class"]: r["threshold"] for r in decision["tuning"]}
-    assert all(score >= thresholds[label] for label, score in record["scores"].items())
+    assert all(score >= thresholds[label] == record["thresholds"][label] for label, score in record["scores"].items())
 
     report = tmp_path / "report"
     result = run_cli("eval", "--model", str(folder), "--data", "data/symptoms/test.csv", "--output", str(report))

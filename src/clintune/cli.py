@@ -604,7 +604,8 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
             f"{name}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']}" for e in record["entities"]
         )
     if "labels" in record:  # multi-label: every label over its threshold on one line, most probable first
-        found = " ".join(f"{label}={record['scores'][label]:.3f}" for label in record["labels"]) or "no labels"
+        found = " ".join(f"{label}={record['scores'][label]:.3f} (>= {record['thresholds'][label]:.3g})"
+                         for label in record["labels"]) or "no labels"
         line = f"{name}\t{found}"
         if "probabilities" in record:
             line += "\t" + " ".join(f"{k}={v:.3f}" for k, v in record["probabilities"].items())

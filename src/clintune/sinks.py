@@ -103,7 +103,7 @@ def record_schema(key_fields: list[tuple[str, Any]], task_type: str, classes: li
         return pa.schema([*fields, pa.field("entities", pa.list_(entity))])
     if task_type == "multilabel":  # the labels over their thresholds, most probable first, and their probabilities
         label_score = pa.struct([(name, pa.float64()) for name in classes])
-        fields += [pa.field("labels", pa.list_(pa.string())), pa.field("scores", label_score)]
+        fields += [pa.field("labels", pa.list_(pa.string())), pa.field("scores", label_score), pa.field("thresholds", label_score)]
         return pa.schema(fields + ([pa.field("probabilities", label_score)] if probabilities else []))
     fields += [pa.field("label", pa.string()), pa.field("score", pa.float64())]
     if probabilities:

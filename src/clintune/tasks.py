@@ -31,14 +31,18 @@ class Prediction:
     # Set where the decision rule, not the most probable class, chose the label: the threshold ("rule"), the
     # class or group it names ("group") and that group's probability, the number that drove the decision.
     decided_by: dict[str, Any] | None = None
-    # multi-label: every label at or over its threshold, most probable first (``label`` joins them with "; ")
+    # multi-label: every label at or over its threshold, most probable first (``label`` joins them with "; "),
+    # and those labels' thresholds: why each was given
     labels: list[str] | None = None
+    thresholds: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values: ``{"label", "score", "probabilities"}``, and ``decided_by`` where the rule chose;
-        multi-label: ``{"labels", "scores", "probabilities"}``, ``scores`` holding the predicted labels' probabilities."""
+        multi-label: ``{"labels", "scores", "thresholds", "probabilities"}``, ``scores`` and ``thresholds`` holding the
+        predicted labels' probabilities and the thresholds they reached."""
         if self.labels is not None:
             return {"labels": list(self.labels), "scores": {label: float(self.probabilities[label]) for label in self.labels},
+                    "thresholds": {label: float((self.thresholds or {}).get(label, 0.5)) for label in self.labels},
                     "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
         record = {"label": self.label, "score": float(self.score), "probabilities": {k: float(v) for k, v in self.probabilities.items()}}
         if self.decided_by is not None:
@@ -258,7 +262,8 @@ class MultiLabelClassification(SequenceClassification):
         order = [int(j) for j in np.argsort(-probabilities, kind="stable") if over[j]]
         labels = [encoder.classes[j] for j in order]
         return Prediction(label="; ".join(labels), score=float(probabilities[order[0]]) if order else 0.0,
-                          probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)}, labels=labels)
+                          probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)}, labels=labels,
+                          thresholds={label: float(rule.class_thresholds.get(label, 0.5)) for label in labels})
 
 
 def task_for(task_type: str) -> SequenceClassification | TokenClassification:

@@ -205,6 +205,8 @@ PREDICT_RESPONSE_SCHEMA: dict[str, Any] = {
             "labels": {"type": "array", "items": {"type": "string"},
                        "description": "every label at or over its threshold, most probable first (may be empty)"},
             "scores": {"type": "object", "additionalProperties": {"type": "number"}, "description": "those labels' probabilities"},
+            "thresholds": {"type": "object", "additionalProperties": {"type": "number"},
+                           "description": "the threshold each of those labels reached: why it was given"},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
                               "description": "every label's probability, only with \"probabilities\": true"}}},
         {"title": "NER", "type": "object", "required": ["entities"], "properties": {

@@ -188,7 +188,8 @@ function showClassification(result) {
   const labels = Array.isArray(result.labels) ? result.labels : null;
   if (labels) {
     $("label").replaceChildren(...(labels.length ? labels.map((label) =>
-      el("span", { className: "label-chip", textContent: label + " " + percent(result.scores[label]) }))
+      el("span", { className: "label-chip", textContent: label + " " + percent(result.scores[label]),
+        title: "given: its probability reached its threshold, " + percent(result.thresholds[label]) }))
       : [el("span", { className: "no-labels", textContent: "no labels" })]));
     $("score").textContent = "";
   } else {
