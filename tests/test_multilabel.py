@@ -198,6 +198,10 @@ def test_loss_is_positive_weighted_binary_cross_entropy() -> None:
     p = 1 / (1 + np.exp(-logits))
     expected = -(np.array(weights) * targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean()
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # under gradient accumulation the Trainer passes the (note, label) pairs of the whole accumulated batch, here
+    # two micro-batches of this one: each micro-batch's loss is then half its mean, and their sum the mean of both
+    halved = PositiveWeightedBCE(weights)({"logits": torch.tensor(logits)}, torch.tensor(targets), num_items_in_batch=2 * targets.size)
+    assert float(halved) == pytest.approx(expected / 2, rel=1e-6)
     encoder = LabelEncoder(("a", "b"), "multilabel")
     # 10 notes: a in 2 (8 negatives), b in 5 -> 8/2 = 4 and 5/5 = 1; power 0.5 -> 2 and 1
     assert class_weights_from_config("balanced", encoder, {0: 2, 1: 5}, 0.5, n_examples=10) == pytest.approx([2.0, 1.0])

@@ -42,7 +42,10 @@ class WeightedCrossEntropy:
 
 class PositiveWeightedBCE:
     """Multi-label loss: binary cross-entropy per label, positives of label j weighted by ``pos_weights[j]``
-    (``torch.nn.BCEWithLogitsLoss``'s ``pos_weight``), averaged over notes and labels."""
+    (``torch.nn.BCEWithLogitsLoss``'s ``pos_weight``), summed over notes and labels and divided by the
+    number of (note, label) pairs of the whole accumulated batch, which the Trainer passes: the Trainer does
+    not rescale a ``compute_loss_func``'s loss for gradient accumulation, so a per-micro-batch mean would
+    multiply the gradient by the accumulation steps. Without that count: the mean."""
 
     def __init__(self, pos_weights: list[float] | None) -> None:
         self.pos_weights = pos_weights
@@ -54,7 +57,10 @@ class PositiveWeightedBCE:
         logits = (outputs["logits"] if isinstance(outputs, dict) else outputs.logits).float()
         targets = labels.to(logits.device, dtype=logits.dtype)
         weight = None if self.pos_weights is None else torch.tensor(self.pos_weights, device=logits.device)
-        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+        if num_items_in_batch is None:
+            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+        total = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight, reduction="sum")
+        return total / num_items_in_batch
 
 
 def loss_function(task_type: str, weights: list[float] | None) -> Any:
