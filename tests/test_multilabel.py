@@ -288,3 +288,27 @@ def test_cv_refuses_folds_whose_training_part_lacks_a_label(tmp_path: Path) -> N
     path = write(tmp_path / "u.csv", "Narrative,Symptoms\n" + rows + "y,Cough\n")
     assignment = fold_assignment(read_split(_config(tmp_path, path), str(path)), 3, 0)
     assert assignment[-1] != assignment[-2], "the two Cough notes go to different folds"
+
+
+def test_two_threshold_sets_with_the_same_summary_are_told_apart() -> None:
+    """Figures count as measured under the rule in force by its description: two sets of thresholds with the same
+    count and rounded range must not describe alike."""
+    from clintune.decision import DecisionRule
+    from clintune.labels import LabelEncoder
+
+    encoder = LabelEncoder(("a", "b", "c"), "multilabel")
+    first = DecisionRule(class_thresholds={"a": 0.31, "b": 0.52, "c": 0.70}).describe(encoder)
+    second = DecisionRule(class_thresholds={"a": 0.31, "b": 0.55, "c": 0.70}).describe(encoder)
+    assert first.split(", set ")[0] == second.split(", set ")[0] and first != second
+
+
+def test_a_label_seen_once_stays_on_the_training_side_of_the_split(tmp_path: Path) -> None:
+    from clintune.data import read_split, stratified_split
+
+    rows = "".join(f"n{i},{'Rash' if i % 2 else 'Pyrexia'}\n" for i in range(40)) + "".join(f"r{i},Rash;Rare{i}\n" for i in range(12))
+    path = write(tmp_path / "t.csv", "Narrative,Symptoms\n" + rows)
+    data = read_split(_config(tmp_path, path), str(path))
+    train, validation = stratified_split(data, 0.25, 0)
+    trained = {label for labels in train.labels or [] for label in labels}
+    assert {f"Rare{i}" for i in range(12)} <= trained
+    assert not {label for labels in validation.labels or [] for label in labels} - trained

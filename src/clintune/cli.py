@@ -474,6 +474,7 @@ def export(
 ) -> None:
     """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
     from clintune.api import export as export_model
+    from clintune.labels import shown_labels
 
     info = export_model(model, output, fmt, quantize, check_data, trust_remote_code=trust_remote_code)
     typer.echo(f"exported ({info['quantize']}) to {info['output']}")
@@ -482,8 +483,9 @@ def export(
         typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
                    f"{check['metric']} {check['pytorch']:.4f} -> {check['exported']:.4f} ({check['difference']:+.4f})")
         if "f1_macro" in check:
-            typer.echo(f"  f1_macro {check['f1_macro']['pytorch']:.4f} -> {check['f1_macro']['exported']:.4f}; lowest label agreement: "
-                       + ", ".join(f"{k} {v:.2%}" for k, v in sorted(check["label_agreement"].items(), key=lambda kv: kv[1])[:3]))
+            lowest = sorted(check["label_agreement"].items(), key=lambda kv: kv[1])[:3]
+            typer.echo(f"  f1_macro {check['f1_macro']['pytorch']:.4f} -> {check['f1_macro']['exported']:.4f}; lowest label "
+                       f"agreement: {', '.join(f'{v:.2%}' for _, v in lowest)} ({shown_labels([k for k, _ in lowest])})")
         for key, recall in check.get("must_not_miss_recall", {}).items():
             typer.echo(f"  recall of {key} (must not miss): {recall['pytorch']:.4f} -> {recall['exported']:.4f} "
                        f"({recall['difference']:+.4f})")

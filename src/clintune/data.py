@@ -332,6 +332,8 @@ _LABEL_SET_FIX = ("give each note's labels as one text joined by data.label_sepa
 
 def _flag(value: Any) -> int | None:
     """A 0/1 flag cell as 0 or 1 (booleans and 'true'/'false' too; an empty cell is 0), None when it is neither."""
+    if value is None:
+        return 0  # a missing flag (Parquet null), as an empty CSV cell
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (int, float)) and value in (0, 1):
@@ -691,7 +693,23 @@ def stratified_split(data: Examples, fraction: float, seed: int) -> tuple[Exampl
         else:
             logger.warning("validation split is not stratified: too few examples per class for %d validation rows", n_val)
     train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
-    return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+    return _keep_labels_in_train(data, sorted(train_idx), sorted(val_idx))
+
+
+def _keep_labels_in_train(data: Examples, train_idx: list[int], val_idx: list[int]) -> tuple[Examples, Examples]:
+    """Multi-label: a validation note holding a label that no training note holds goes back to training (a label
+    seen once would otherwise be lost to training about one time in ten), with its group where there are groups."""
+    labels = data.labels if isinstance(data, TextExamples) else None
+    if not labels or not isinstance(labels[0], list):
+        return data.subset(train_idx), data.subset(val_idx)
+    trained = {label for i in train_idx for label in labels[i]}
+    back = {i for i in val_idx if set(labels[i]) - trained}
+    if data.groups is not None:
+        back_groups = {data.groups[i] for i in back}
+        back = {i for i in val_idx if data.groups[i] in back_groups}
+    if back:
+        logger.info("validation split: %d note(s) moved back to training, each holding a label no training note holds", len(back))
+    return data.subset(sorted(set(train_idx) | back)), data.subset([i for i in val_idx if i not in back])
 
 
 RARE_STRATUM = "\x00rare"
@@ -730,10 +748,11 @@ def _grouped_split(data: Examples, fraction: float, seed: int) -> tuple[Examples
     val_idx = None
     if isinstance(data, TextExamples) and data.labels is not None:
         folds = max(2, min(n_groups, round(1 / fraction)))
-        counts = Counter(data.labels)
+        strata = rarest_labels(data.labels) if data.labels and isinstance(data.labels[0], list) else data.labels
+        counts = Counter(strata)
         if min(counts.values()) >= folds:
             splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            _, val_idx = next(splitter.split(indices, data.labels, groups))
+            _, val_idx = next(splitter.split(indices, strata, groups))
         else:
             logger.warning("validation split is not stratified: some classes have fewer examples than folds")
     if val_idx is None:
@@ -741,7 +760,7 @@ def _grouped_split(data: Examples, fraction: float, seed: int) -> tuple[Examples
         _, val_idx = next(splitter.split(indices, groups=groups))
     chosen = set(val_idx.tolist())
     train_idx = [i for i in range(len(data)) if i not in chosen]
-    return data.subset(train_idx), data.subset(sorted(chosen))
+    return _keep_labels_in_train(data, train_idx, sorted(chosen))
 
 
 def shared_groups(splits: dict[str, Examples]) -> list[str]:

@@ -184,15 +184,20 @@ class DecisionRule:
         return "; ".join(parts)
 
     def _describe_label_thresholds(self, encoder: LabelEncoder) -> str:
-        """'a threshold per label: 47 tuned (0.21-0.68), 3 at 0.5': short enough for a title with 50 labels."""
+        """'a threshold per label: 47 tuned (0.21-0.68), 3 at 0.5, set 3f9a2c': short enough for a title with 50
+        labels. The set's fingerprint (of every threshold) tells two sets apart that the summary would not: figures
+        are shown as measured under the rule in force only where the descriptions match (``clintune.figures``)."""
+        import hashlib
+
         values = [self.class_thresholds.get(label, 0.5) for label in encoder.classes]
         tuned = [v for label, v in zip(encoder.classes, values) if label in self.class_thresholds]
         if not tuned:
             text = "every label at probability >= 0.5"
         else:
             at_default = len(values) - len(tuned)
+            fingerprint = hashlib.sha256(json.dumps([round(v, 6) for v in values]).encode()).hexdigest()[:6]
             text = (f"a threshold per label: {len(tuned)} tuned ({min(tuned):.2g}-{max(tuned):.2g})"
-                    + (f", {at_default} at 0.5" if at_default else ""))
+                    + (f", {at_default} at 0.5" if at_default else "") + f", set {fingerprint}")
         return text + (f"; temperature {self.temperature:.4g}" if self.temperature != 1.0 else "")
 
     def save(self, folder: Path) -> None:

@@ -119,7 +119,12 @@ def _whole_training_file(config: Config, data: Any) -> Examples:
         return data.train
     from clintune.data import read_split
 
-    return read_split(config, config.data.train)
+    whole = read_split(config, config.data.train)
+    if config.task.type == "multilabel":  # labels.unknown: ignore drops here what prepare_data dropped
+        from clintune.workflows.prepare import check_label_set_splits
+
+        check_label_set_splits(config, {"train": whole}, list(data.encoder.classes), "the model's labels", [])
+    return whole
 
 
 def _train_final(config: Config, rule: Any, overwrite: bool, report: dict[str, Any]) -> None:
@@ -157,6 +162,9 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
         raise ClintuneError(f"--folds {folds}: {data.source} has only {len(set(groups))} groups, and a group stays in one fold\n"
                             f"  fix: use at most --folds {len(set(groups))}")
     if isinstance(data, TextExamples) and data.labels and isinstance(data.labels[0], list):
+        if groups is not None:
+            raise ClintuneError("cv: multi-label folds do not keep data.group_column's groups together yet\n"
+                                "  fix: leave data.group_column out for cv (each note its own group), or use clintune train")
         return _label_set_folds(data, folds, seed)
     if isinstance(data, TextExamples):
         _check_class_counts(Counter(data.labels or []), folds, data.source)
@@ -203,14 +211,14 @@ def _check_class_counts(counts: Counter[str], folds: int, source: str) -> None:
     if count < 2:
         singles = sorted(label for label, n in counts.items() if n < 2)
         raise ClintuneError(
-            f"--folds {folds}: class {rarest!r} has only {count} example in {source}; a class needs at least 2, one to hold "
-            f"out and one to train on (classes with 1: {', '.join(map(repr, singles))})\n"
-            f"  fix: add examples of {rarest!r}, merge it into another class with labels.map, or drop its rows")
+            f"--folds {folds}: class {shown_labels([rarest])} has only {count} example in {source}; a class needs at least 2, "
+            f"one to hold out and one to train on (classes with 1: {shown_labels(singles)})\n"
+            "  fix: add examples of it, merge it into another class with labels.map, or drop its rows")
     few = sorted((n, label) for label, n in counts.items() if n < folds)
     if few:
         logger.warning("--folds %d: %s have fewer examples than folds, so each is held out in only that many folds; "
                        "their per-class spread comes from those folds, the pooled out-of-fold metrics cover them whole",
-                       folds, ", ".join(f"{label!r} ({n})" for n, label in few))
+                       folds, shown_labels([label for _, label in few], {label: n for n, label in few}))
 
 
 def _prepare_work(work: Path, state: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -250,6 +258,7 @@ def _fold_result(config: Config, classes: tuple[str, ...], data: Examples, assig
     fold_config.data.format = "jsonl"  # type: ignore[assignment]
     fold_config.data.on_empty = "error"
     fold_config.labels.classes = list(classes)  # every fold's model knows every class, seen in its folds or not
+    fold_config.data.label_columns = None  # the fold's files hold each note's labels as one list
     fold_config.decision.must_not_miss = {}  # thresholds are tuned once, on the pooled out-of-fold predictions
     fold_config.evaluation.bootstrap_resamples = 0  # the spread across folds is the interval that matters here
     fold_config.data.tokenization_cache = False  # each fold's files are read once

@@ -171,7 +171,7 @@ class PredictionRun:
     seconds: float
 
 
-RESERVED_FIELDS = ("label", "score", "probabilities", "entities", "labels", "scores")
+RESERVED_FIELDS = ("label", "score", "probabilities", "entities", "labels", "scores", "thresholds")
 
 
 def predict_file(
