@@ -18,7 +18,8 @@ from clintune.config import Config
 from clintune.data import Examples, TaggedSentences, TextExamples, preprocessed
 from clintune.labels import LabelEncoder
 from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
-from clintune.multilabel import multi_hot, multilabel_metrics, predicted_matrix, tune_thresholds
+from clintune.multilabel import multi_hot, multilabel_metrics, predicted_matrix
+from clintune.thresholds import label_threshold_rule
 
 
 @dataclass
@@ -89,8 +90,7 @@ def label_set_baseline(train: TextExamples, evaluated: dict[str, Examples], enco
     splits = {name: data for name, data in evaluated.items() if isinstance(data, TextExamples)}
     probabilities = {name: model.predict_proba(data.texts) for name, data in splits.items()}
     gold = {name: multi_hot(data.labels or [], encoder.classes) for name, data in splits.items()}
-    thresholds, records = tune_thresholds(probabilities["validation"], gold["validation"], encoder.classes)
-    tuned = {r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"}
+    tuned = label_threshold_rule(probabilities["validation"], splits["validation"].labels or [], encoder, {}, "validation").class_thresholds
     metrics = {name: multilabel_metrics(gold[name], probabilities[name], predicted_matrix(probabilities[name], tuned, encoder.classes),
                                         encoder.classes, tuned) for name in splits}
     return BaselineResult("TF-IDF + one-vs-rest logistic regression, thresholds tuned on validation", metrics,

@@ -26,7 +26,7 @@ from clintune.metrics import (
     multiclass_metrics,
     ner_metrics,
 )
-from clintune.multilabel import f1_statistic, multi_hot, multilabel_metrics, predicted_matrix
+from clintune.multilabel import f1_statistic, given_labels, multi_hot, multilabel_metrics, predicted_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,10 @@ def evaluate_label_sets(
         metrics["confidence_intervals"] = bootstrap_intervals(f1_statistic(gold, predicted), len(gold), resamples, seed)
     records = []
     for i in range(len(gold)):
-        chosen = [int(j) for j in np.argsort(-probabilities[i], kind="stable") if predicted[i, j]]
         records.append({
             data.row_kind: data.rows[i],
             "gold": list(data.labels[i]) if data.labels else None,
-            "predicted": [encoder.classes[j] for j in chosen],
+            "predicted": given_labels(probabilities[i], predicted[i], encoder.classes),
             "correct": bool(np.array_equal(gold[i], predicted[i])),
             "probabilities": {label: float(p) for label, p in zip(encoder.classes, probabilities[i])},
         })

@@ -46,6 +46,11 @@ def predicted_matrix(probabilities: np.ndarray, thresholds: Mapping[str, float],
     return (np.atleast_2d(probabilities) >= threshold_vector(thresholds, classes)).astype(np.int64)
 
 
+def given_labels(probabilities: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> list[str]:
+    """One note's predicted labels (``predicted``: its 0/1 row), most probable first."""
+    return [classes[int(j)] for j in np.argsort(-probabilities, kind="stable") if predicted[j]]
+
+
 def _best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
     """The threshold (one of the scores; predicted at score >= threshold) with the highest F1, and that F1.
     Ties go to the highest threshold: the fewest extra labels for the same F1."""

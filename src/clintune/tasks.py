@@ -17,7 +17,7 @@ from clintune.config import ModelSection
 from clintune.data import Examples, TaggedSentences, TextExamples
 from clintune.decision import DecisionRule, softmax
 from clintune.labels import LabelEncoder
-from clintune.multilabel import multi_hot, predicted_matrix
+from clintune.multilabel import given_labels, multi_hot, predicted_matrix
 from clintune.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 
 
@@ -258,10 +258,8 @@ class MultiLabelClassification(SequenceClassification):
 
     def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Every label whose probability reaches its threshold, most probable first."""
-        over = predicted_matrix(probabilities, rule.class_thresholds, encoder.classes)[0]
-        order = [int(j) for j in np.argsort(-probabilities, kind="stable") if over[j]]
-        labels = [encoder.classes[j] for j in order]
-        return Prediction(label="; ".join(labels), score=float(probabilities[order[0]]) if order else 0.0,
+        labels = given_labels(probabilities, predicted_matrix(probabilities, rule.class_thresholds, encoder.classes)[0], encoder.classes)
+        return Prediction(label="; ".join(labels), score=float(probabilities[encoder.classes.index(labels[0])]) if labels else 0.0,
                           probabilities={label: float(p) for label, p in zip(encoder.classes, probabilities)}, labels=labels,
                           thresholds={label: float(rule.class_thresholds.get(label, 0.5)) for label in labels})
 

@@ -202,3 +202,23 @@ def fit_temperature(logits: np.ndarray | WindowLogits, gold: np.ndarray) -> floa
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))
+
+
+def label_threshold_rule(
+    probabilities: np.ndarray, label_sets: list[list[str]], encoder: LabelEncoder, recall_targets: dict[str, float], source: str,
+    temperature: float = 1.0,
+) -> DecisionRule:
+    """Multi-label: the rule of a threshold per label chosen on this data (``multilabel.tune_thresholds``: best F1,
+    the recall targets given, 0.5 with too few positives). Only the tuned labels are stored in
+    ``class_thresholds`` (the others are 0.5 by default); ``tuning`` records how every label's was chosen."""
+    from clintune.multilabel import multi_hot, tune_thresholds
+
+    thresholds, records = tune_thresholds(probabilities, multi_hot(label_sets, encoder.classes), encoder.classes, recall_targets,
+                                          source=source)
+    tuned = {r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"}
+    return DecisionRule(temperature=temperature, class_thresholds=tuned, tuning=records)
+
+
+def recall_targets(targets: list[str], encoder: LabelEncoder) -> dict[str, float]:
+    """``LABEL:recall=V`` targets (``--tune-threshold``, ``decision.must_not_miss``) as label -> recall."""
+    return {label: value for label, metric, value in (parse_target(t, encoder) for t in targets) if metric == "recall"}

@@ -305,7 +305,7 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
     from clintune.decision import DecisionRule
     from clintune.evaluation import evaluate_tagged, evaluate_texts
     from clintune.metrics import CORRECTED_INTERVAL
-    from clintune.thresholds import tune_targets
+    from clintune.thresholds import label_threshold_rule, recall_targets, tune_targets
     from clintune.workflows.prepare import decision_targets
 
     resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
@@ -319,8 +319,8 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
         probabilities = np.asarray(outputs, dtype=float)
         targets = tune_thresholds if tune_thresholds else decision_targets(config)
         if encoder.task_type == "multilabel":  # every label's threshold, from the pooled out-of-fold predictions
-            rule = _pooled_label_thresholds(encoder, pooled, probabilities, targets, f"out-of-fold predictions ({len(results)} "
-                                            f"folds of {data.source})")
+            rule = label_threshold_rule(probabilities, pooled.labels or [], encoder, recall_targets(targets, encoder),
+                                        f"out-of-fold predictions ({len(results)} folds of {data.source})")
         elif targets:
             gold = np.asarray(encoder.encode(pooled.labels or []))
             source = f"out-of-fold predictions ({len(results)} folds of {data.source})"
@@ -343,18 +343,6 @@ def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray
         report["decision"] = {"rule": rule.describe(encoder), "tuning": rule.tuning}
         report["pooled_default_rule"] = {key: value for key, value in default.metrics.items() if key != "calibration"}
     return report, records, rule
-
-
-def _pooled_label_thresholds(encoder: Any, pooled: Any, probabilities: np.ndarray, targets: list[str], source: str) -> Any:
-    from clintune.decision import DecisionRule
-    from clintune.multilabel import multi_hot, tune_thresholds
-    from clintune.thresholds import parse_target
-
-    recall = {label: value for label, metric, value in (parse_target(t, encoder) for t in targets) if metric == "recall"}
-    thresholds, records = tune_thresholds(probabilities, multi_hot(pooled.labels or [], encoder.classes), encoder.classes, recall,
-                                          source=source)
-    return DecisionRule(class_thresholds={r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"},
-                        tuning=records)
 
 
 def fold_sizes(results: list[dict[str, Any]], n_examples: int) -> tuple[float, float]:

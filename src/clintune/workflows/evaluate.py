@@ -154,16 +154,11 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
 def _tuned_label_thresholds(predictor: Any, logits: Any, data: Any, targets: list[str], source: str) -> Any:
     """Multi-label ``--tune-threshold``: every label's threshold chosen again on this data, for its best F1 or the
     recall target given for it (``LABEL:recall=V``); too few positives here: 0.5 (see ``multilabel.tune_thresholds``)."""
-    from clintune.decision import DecisionRule
-    from clintune.multilabel import multi_hot, tune_thresholds
-    from clintune.thresholds import parse_target
+    from clintune.thresholds import label_threshold_rule, recall_targets
 
-    encoder = predictor.encoder
-    recall = {label: value for label, metric, value in (parse_target(t, encoder) for t in targets) if metric == "recall"}
-    probabilities = logits.probabilities(predictor.decision.temperature)
-    thresholds, records = tune_thresholds(probabilities, multi_hot(data.labels, encoder.classes), encoder.classes, recall, source=source)
-    tuned = {r["class"]: thresholds[r["class"]] for r in records if r["target"] != "default"}
-    return DecisionRule(temperature=predictor.decision.temperature, class_thresholds=tuned, tuning=records)
+    temperature = predictor.decision.temperature
+    return label_threshold_rule(logits.probabilities(temperature), data.labels, predictor.encoder,
+                                recall_targets(targets, predictor.encoder), source, temperature)
 
 
 def refresh_model_card(folder: Path) -> None:

@@ -273,17 +273,14 @@ def _store_label_thresholds(config: Config, data: PreparedData, predictor: Any, 
     """Multi-label: a threshold per label, tuned on the validation split with the kept model (best F1, or the
     recall target of ``decision.must_not_miss``; too few positives: 0.5), stored in ``folder`` and ``predictor``.
     Returns the unmet recall targets (or None) and the validation logits, for the final scoring."""
-    from clintune.decision import DecisionRule
-    from clintune.multilabel import MIN_POSITIVES_TO_TUNE, multi_hot, tune_thresholds
+    from clintune.multilabel import MIN_POSITIVES_TO_TUNE
+    from clintune.thresholds import label_threshold_rule
 
     logits = predictor.window_logits(data.validation.texts)
-    probabilities = logits.probabilities(predictor.decision.temperature)
-    gold = multi_hot(data.validation.labels or [], data.encoder.classes)
-    thresholds, records = tune_thresholds(probabilities, gold, data.encoder.classes, config.decision.must_not_miss,
-                                          source=data.validation_source)
-    tuned = {label: value for label, value in thresholds.items()
-             if next(r for r in records if r["class"] == label)["target"] != "default"}
-    rule = DecisionRule(temperature=predictor.decision.temperature, class_thresholds=tuned, tuning=records)
+    temperature = predictor.decision.temperature
+    rule = label_threshold_rule(logits.probabilities(temperature), data.validation.labels or [], data.encoder,
+                                config.decision.must_not_miss, data.validation_source, temperature)
+    records = rule.tuning
     rule.save(folder)
     predictor.decision = rule
     few = [r["class"] for r in records if r["target"] == "default"]
