@@ -279,7 +279,7 @@ def notebook_features(dataset: str, tokenizer: Any, files: dict[str, Path], max_
     import notebook_recipe
 
     if dataset == "ncbi":
-        from clintune.data import read_conll
+        from clintune.data.readers import read_conll
 
         train = read_conll(files["train"])
         classes = sorted({tag for sentence in train.tags for tag in sentence})
@@ -347,7 +347,7 @@ def train_clintune(dataset: str, name: str, encoder: str, files: dict[str, Path]
     """clintune's shipped config for the data set, with its defaults (dynamic padding, length-grouped batches,
     precision auto), through the library API, for just over warm-up + timed steps."""
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     config = load_config(ROOT / CLINTUNE_CONFIGS[dataset], clintune_overrides(dataset, encoder, files, args.work / "x"))
     examples = count_examples(dataset, files["train"])
@@ -366,7 +366,7 @@ def train_clintune(dataset: str, name: str, encoder: str, files: dict[str, Path]
 
 def count_examples(dataset: str, path: Path) -> int:
     if dataset == "ncbi":
-        from clintune.data import read_conll
+        from clintune.data.readers import read_conll
 
         return len(read_conll(path).tokens)
     import pandas as pd
@@ -378,7 +378,7 @@ def count_examples(dataset: str, path: Path) -> int:
 
 
 def devel_texts(files: dict[str, Path], limit: int) -> list[str]:
-    from clintune.data import read_conll
+    from clintune.data.readers import read_conll
 
     return [" ".join(words) for words in read_conll(files["validation"]).tokens][:limit]
 
@@ -389,7 +389,7 @@ def predict_speed(folder: str, texts: list[str], device: str) -> dict[str, Any]:
     import torch
     from transformers import pipeline
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_folder(folder)
     predictor.extract_entities(texts[:16])
@@ -419,7 +419,7 @@ def predict_speed(folder: str, texts: list[str], device: str) -> dict[str, Any]:
 
 def half_precision(device: str) -> str:
     """What clintune's ``auto`` picks on this device (bf16 on compute capability 8.0 and up): the run set against fp32."""
-    from clintune.modeling import default_precision, detect_hardware
+    from clintune.modeling.loading import default_precision, detect_hardware
 
     return default_precision(detect_hardware())
 
@@ -428,9 +428,9 @@ def f1_comparison(encoder: str, files: dict[str, Path], device: str, args: argpa
     """Two clintune NCBI runs of one encoder, same seed: fp32 and the device's half precision (on a CPU, fp32 twice:
     the comparison itself still runs). Entity F1 of each, and the devel word tags on which they differ."""
     from clintune import api
-    from clintune.config import load_config
-    from clintune.data import read_conll
-    from clintune.prediction import Predictor
+    from clintune.config.schema import load_config
+    from clintune.data.readers import read_conll
+    from clintune.inference.predictor import Predictor
 
     half = half_precision(device)
     folders, f1 = {}, {}

@@ -8,7 +8,7 @@ One ONNX Runtime thread, one text per pass (as `clintune predict` runs an int8 f
 first --texts dialogues tokenised as the folder's tokenizer does (truncated to its max_length);
 best of two timed passes over them after a warm-up. Prints a markdown table: ms per text, and
 how many labels agree with the default (fused) session. `SLOWER_WHEN_FUSED` in
-src/clintune/prediction.py rests on this measurement.
+src/clintune/inference/predictor.py rests on this measurement.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from clintune.artifacts import ONNX_FILE, read_model_folder
-    from clintune.modeling import load_tokenizer
+    from clintune.modeling.folder import ONNX_FILE, read_model_folder
+    from clintune.modeling.loading import load_tokenizer
 
     folder = read_model_folder(args.model)
     tokenizer = load_tokenizer(str(folder.path))

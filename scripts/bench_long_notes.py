@@ -69,8 +69,8 @@ def late_recall(predictor: object, rows: list[dict[str, str]], max_length: int) 
 
 def main() -> None:
     from clintune import api
-    from clintune.config import load_config
-    from clintune.prediction import Predictor
+    from clintune.config.schema import load_config
+    from clintune.inference.predictor import Predictor
 
     rng = random.Random(5)
     work = Path(tempfile.mkdtemp(prefix="clintune-long-notes-"))

@@ -48,7 +48,7 @@ def minilm_folder() -> str:
 
 def run_clintune(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     config = load_config(ROOT / config_path, overrides)
     started = time.perf_counter()
@@ -58,7 +58,7 @@ def run_clintune(config_path: str, overrides: list[str]) -> tuple[dict, float]:
 
 def run_baseline(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     started = time.perf_counter()
     result, _ = api.baseline(load_config(ROOT / config_path, overrides))
@@ -85,9 +85,9 @@ def run_int8(model_dir: Path, data_path: Path) -> tuple[dict, float]:
 
 
 def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...], rows: Rows) -> list[dict]:
-    from clintune.config import load_config
-    from clintune.data import read_split
-    from clintune.metrics import ner_metrics
+    from clintune.config.schema import load_config
+    from clintune.data.readers import read_split
+    from clintune.evaluation.metrics import ner_metrics
 
     task = "NCBI disease"
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'ncbi-clintune'}",
@@ -111,7 +111,7 @@ def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, syst
 def bench_mts(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...], rows: Rows) -> list[dict]:
     import pandas as pd
 
-    from clintune.metrics import multiclass_metrics
+    from clintune.evaluation.metrics import multiclass_metrics
 
     task = "MTS-Dialog"
     overrides = [f"model.name_or_path={model}", f"training.epochs={epochs}", f"output.dir={out / 'mts-clintune'}",
@@ -161,7 +161,7 @@ def seriousness_scores(gold: np.ndarray, predicted: np.ndarray, resamples: int =
     """Macro-F1 and each class's recall and precision, with percentile-bootstrap 95% intervals."""
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-    from clintune.metrics import bootstrap_intervals
+    from clintune.evaluation.metrics import bootstrap_intervals
 
     def statistic(indices: np.ndarray) -> dict[str, float]:
         g, p = gold[indices], predicted[indices]
@@ -192,7 +192,7 @@ def bench_vaers(data: Path, model: str, out: Path, systems: tuple[str, ...], row
     results = []
 
     def clintune() -> dict:
-        from clintune.prediction import Predictor
+        from clintune.inference.predictor import Predictor
 
         _, seconds = run_clintune("configs/seriousness.yaml", overrides)
         predictor = Predictor.from_folder(model_dir)
@@ -206,8 +206,8 @@ def bench_vaers(data: Path, model: str, out: Path, systems: tuple[str, ...], row
                 "unmet": json.loads((model_dir / "metrics.json").read_text()).get("must_not_miss_unmet")}
 
     def baseline() -> dict:
-        from clintune.baseline import fit_tfidf_logistic_regression
-        from clintune.config import load_config
+        from clintune.config.schema import load_config
+        from clintune.evaluation.tfidf_baseline import fit_tfidf_logistic_regression
         from clintune.workflows.prepare import prepare_data, resolve_paths
 
         started = time.perf_counter()
@@ -241,7 +241,7 @@ def carve_symptom_split(train_csv: Path, out: Path, fraction: float = 0.1, seed:
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    from clintune.data import rarest_labels
+    from clintune.data.readers import rarest_labels
 
     fit_path, dev_path = out / "symptoms-fit.csv", out / "symptoms-dev.csv"
     if not (fit_path.is_file() and dev_path.is_file()):
@@ -257,8 +257,8 @@ def carve_symptom_split(train_csv: Path, out: Path, fraction: float = 0.1, seed:
 def symptom_scores(gold: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray, rarest: list[int],
                    resamples: int = 1000) -> dict:
     """Micro- and macro-F1 with bootstrap 95% intervals (notes resampled), P@5, and the macro-F1 of the rarest labels."""
-    from clintune.metrics import bootstrap_intervals
-    from clintune.multilabel import at_k, f1_statistic
+    from clintune.evaluation.metrics import bootstrap_intervals
+    from clintune.modeling.multilabel import at_k, f1_statistic
 
     point = f1_statistic(gold, predicted)(np.arange(len(gold)))
     intervals = bootstrap_intervals(f1_statistic(gold, predicted), len(gold), resamples, seed=0)
@@ -270,7 +270,7 @@ def symptom_scores(gold: np.ndarray, probabilities: np.ndarray, predicted: np.nd
 def paired_difference(gold: np.ndarray, first: np.ndarray, second: np.ndarray, key: str, resamples: int = 1000) -> list[float]:
     """``key`` (f1_micro or f1_macro) of ``first`` minus that of ``second`` on the same notes, with a paired percentile
     bootstrap 95% interval (each resample scores both on the same notes)."""
-    from clintune.multilabel import f1_statistic
+    from clintune.modeling.multilabel import f1_statistic
 
     a, b = f1_statistic(gold, first), f1_statistic(gold, second)
     rng = np.random.default_rng(0)
@@ -288,7 +288,7 @@ def bench_symptoms(data: Path, model: str, epochs: float | None, out: Path, syst
     TF-IDF + one-vs-rest logistic regression with thresholds tuned on the same 10%."""
     import pandas as pd
 
-    from clintune.multilabel import multi_hot, predicted_matrix
+    from clintune.modeling.multilabel import multi_hot, predicted_matrix
 
     task = "VAERS symptom coding"
     fit, dev = carve_symptom_split(data / "vaers-symptoms/train.csv", out)
@@ -307,7 +307,7 @@ def bench_symptoms(data: Path, model: str, epochs: float | None, out: Path, syst
     predictions: dict[str, np.ndarray] = {}
 
     def clintune() -> dict:
-        from clintune.prediction import Predictor
+        from clintune.inference.predictor import Predictor
 
         _, seconds = run_clintune("configs/symptoms.yaml", overrides)
         predictor = Predictor.from_folder(model_dir)
@@ -322,9 +322,9 @@ def bench_symptoms(data: Path, model: str, epochs: float | None, out: Path, syst
                 "rule": predictor.decision.describe(predictor.encoder), "seconds": seconds}
 
     def baseline() -> dict:
-        from clintune.baseline import label_set_baseline
-        from clintune.config import load_config
-        from clintune.data import TextExamples
+        from clintune.config.schema import load_config
+        from clintune.data.readers import TextExamples
+        from clintune.evaluation.tfidf_baseline import label_set_baseline
         from clintune.workflows.prepare import prepare_data, resolve_paths
 
         started = time.perf_counter()
@@ -455,7 +455,7 @@ def current_commit() -> str:
 
 def last_epoch_score(model_dir: Path, metric: str) -> float | None:
     """The validation metric after the final training epoch (clintune reports its best epoch)."""
-    from clintune.artifacts import TRAINING_LOG_FILE
+    from clintune.modeling.folder import TRAINING_LOG_FILE
 
     log = model_dir / TRAINING_LOG_FILE
     if not log.is_file():
@@ -504,7 +504,7 @@ def main() -> None:
                         help="reuse rows already in OUT/rows.jsonl (same task and system) instead of recomputing them")
     args = parser.parse_args()
 
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     os.environ["CLINTUNE_DATA_DIR"] = str(args.data.resolve())
     model = args.model or minilm_folder()

@@ -53,7 +53,7 @@ def naive_server(model_dir: str, port: int) -> None:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     hf_logging.set_verbosity_error()
     loaded = Predictor.from_folder(model_dir)  # the folder's weights; pipeline(path) refuses a mean-pooled head
@@ -82,7 +82,7 @@ def ceiling_run(model_dir: str, data: str, count: int) -> None:
     """Print the seconds ``Predictor.classify`` takes for the ``count`` texts the clients would send, in one call."""
     import pandas as pd
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     texts = list(pd.read_csv(data).dialogue)
     chosen = [texts[i % len(texts)] for i in range(count)]

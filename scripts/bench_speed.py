@@ -63,8 +63,8 @@ def subsample(args: argparse.Namespace) -> dict[str, str]:
 def step_ncbi_notebook(args: argparse.Namespace, files: dict[str, str]) -> dict:
     import notebook_recipe
 
-    from clintune.data import read_conll
-    from clintune.metrics import ner_metrics
+    from clintune.data.readers import read_conll
+    from clintune.evaluation.metrics import ner_metrics
 
     train, devel = read_conll(Path(files["ncbi_train"])), read_conll(Path(files["ncbi_devel"]))
     trained = notebook_recipe.train_tagger(args.model, train.tokens, train.tags, 128, args.epochs, 16, args.out / "ncbi-notebook")
@@ -81,7 +81,7 @@ def step_mts_notebook(args: argparse.Namespace, files: dict[str, str]) -> dict:
     import numpy as np
     import pandas as pd
 
-    from clintune.metrics import multiclass_metrics
+    from clintune.evaluation.metrics import multiclass_metrics
 
     train, validation = pd.read_csv(files["mts_train"]), pd.read_csv(files["mts_validation"])
     trained = notebook_recipe.train_classifier(args.model, list(train.dialogue), list(train.section_header), 512, args.epochs, 8,
@@ -99,7 +99,7 @@ def step_mts_clintune(args: argparse.Namespace, files: dict[str, str]) -> dict:
 
 def _clintune_train(config_path: str, train: str, validation: str, args: argparse.Namespace, name: str, batch: int, metric: str) -> dict:
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     overrides = [f"model.name_or_path={args.model}", f"data.train={train}", f"data.validation={validation}",
                  f"training.epochs={args.epochs}", f"training.batch_size={batch}", f"output.dir={args.out / name}",
@@ -136,8 +136,8 @@ def step_infer_pipeline(args: argparse.Namespace, files: dict[str, str]) -> dict
 def _infer_clintune(folder: Path, files: dict[str, str]) -> dict:
     import numpy as np
 
-    from clintune.metrics import multiclass_metrics
-    from clintune.prediction import Predictor
+    from clintune.evaluation.metrics import multiclass_metrics
+    from clintune.inference.predictor import Predictor
 
     texts, labels = _validation_texts(files)
     started = time.perf_counter()

@@ -19,7 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
-from clintune.metrics import corrected_t_interval
+from clintune.evaluation.metrics import corrected_t_interval
 
 METRICS = ("f1_macro", "accuracy", "f1_weighted", "recall_macro", "precision_macro")
 

@@ -41,7 +41,7 @@ if [ "$DRY" != 1 ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check --upgrade \
     --target "$SITE" "$CARRY"/wheels/*.whl || { echo "installing the carried wheels failed" >&2; exit 1; }
 fi
-"$PY" -c "import clintune.config, seqeval.metrics; print('clintune imports: ok')" || exit 1
+"$PY" -c "import clintune.config.schema, seqeval.metrics; print('clintune imports: ok')" || exit 1
 
 # MiniLM travels in fp16 to fit the carry; training wants fp32 weights (mixed precision keeps an fp32 master copy).
 MINILM=/tmp/minilm-l6

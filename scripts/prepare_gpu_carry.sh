@@ -19,7 +19,7 @@ rm -rf "$CARRY"
 mkdir -p "$CARRY/wheels" "$CARRY/minilm-fp16" "$CARRY/data/ncbi-disease" "$CARRY/data/mts-dialog"
 
 # 1. Wheels, at the versions this virtualenv runs (clintune is tested with them). pydantic is imported by
-#    clintune.config at module level; seqeval by the NER metrics. --no-deps: each one named.
+#    clintune.config.schema at module level; seqeval by the NER metrics. --no-deps: each one named.
 version() { "$PYTHON" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$1"; }
 PINS=()
 for name in pydantic pydantic-core annotated-types typing-inspection typing-extensions; do

@@ -159,7 +159,7 @@ def input_files(paths: list[Path]) -> list[Path]:
 
 def write_outputs(output: Path, splits: dict[str, pd.DataFrame], counts: Counts, overwrite: bool) -> None:
     """All files at once: into a staging folder beside OUTPUT, then moved into place."""
-    from clintune.files import publish, remove_stale, staging_dir_for
+    from clintune.runtime.files import publish, remove_stale, staging_dir_for
 
     names = {f"{name}.csv" for name in splits} | {"counts.md"}
     if output.exists() and not overwrite:

@@ -99,7 +99,7 @@ class Model:
     """clintune's ModelActor, with the actor's memory added to its output."""
 
     def __init__(self, **kwargs: object) -> None:
-        from clintune.inference import ModelActor
+        from clintune.inference.on_ray import ModelActor
 
         self.actor = ModelActor(**kwargs)
 
@@ -109,7 +109,7 @@ class Model:
 
 def mapped_dataset(ray, source: Path, make, kwargs: dict, env: dict, chunk: int):
     """The input read and mapped with ``make`` as ``predict_parquet_on_ray`` does (its context settings, two actors)."""
-    from clintune.inference import RAY_BLOCK_BYTES
+    from clintune.inference.on_ray import RAY_BLOCK_BYTES
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
@@ -180,7 +180,7 @@ def main() -> None:
     import ray
     import ray.data  # noqa: F401
 
-    from clintune.allocator import jemalloc_environment
+    from clintune.runtime.allocator import jemalloc_environment
 
     env = jemalloc_environment()
     if args.malloc_conf and env:

@@ -10,9 +10,9 @@ import pytest
 from conftest import REPO, run_cli
 from test_predict_stream import read_jsonl, same_records
 
-from clintune import allocator
-from clintune.allocator import JEMALLOC_CONF, jemalloc_library, relaunch_under_jemalloc, wants_jemalloc
 from clintune.errors import ClintuneError
+from clintune.runtime import allocator
+from clintune.runtime.allocator import JEMALLOC_CONF, jemalloc_library, relaunch_under_jemalloc, wants_jemalloc
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
 
@@ -142,7 +142,7 @@ def test_predict_runs_under_jemalloc_with_the_answers_of_the_system_allocator(tr
 PURGE_PROBE = """
 import ctypes, sys
 from pathlib import Path
-from clintune.prediction import purge_jemalloc
+from clintune.inference.predictor import purge_jemalloc
 
 def anon_mb():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssAnon"))
@@ -175,5 +175,5 @@ def test_the_purge_hands_back_what_jemalloc_kept_after_frees() -> None:
     assert float(kept) - float(after) > 150, (kept, after)  # the kernel's count, not jemalloc's own
     # without jemalloc there is nothing to purge, and it says so
     plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
-    assert subprocess.run([sys.executable, "-c", "from clintune.prediction import purge_jemalloc; print(purge_jemalloc())"],
+    assert subprocess.run([sys.executable, "-c", "from clintune.inference.predictor import purge_jemalloc; print(purge_jemalloc())"],
                           env=plain, capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from conftest import invoke_cli, run_cli
 
-from clintune.baseline import fit_gazetteer, tag_with_gazetteer
-from clintune.data import TaggedSentences
+from clintune.data.readers import TaggedSentences
+from clintune.evaluation.tfidf_baseline import fit_gazetteer, tag_with_gazetteer
 
 
 def test_gazetteer_prefers_the_longest_match() -> None:

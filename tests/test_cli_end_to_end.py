@@ -130,8 +130,8 @@ def test_predict_applies_training_preprocessing(trained_models: dict[str, Path])
 
 
 def test_batched_sorted_prediction_equals_one_at_a_time(trained_models: dict[str, Path]) -> None:
-    from clintune.data import read_text_table
-    from clintune.prediction import Predictor
+    from clintune.data.readers import read_text_table
+    from clintune.inference.predictor import Predictor
 
     texts = read_text_table(REPO / "data/section_header/test.csv", "csv", "dialogue", "section_header", True).texts
     batched = Predictor.from_folder(trained_models["section_header"], batch_size=8).classify(texts)
@@ -196,7 +196,7 @@ def test_predict_needs_text_or_input(trained_models: dict[str, Path]) -> None:
 
 
 def test_entity_after_the_first_window_is_found(trained_models: dict[str, Path]) -> None:
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_folder(trained_models["ner"])
     predictor.config.model.max_length = 24

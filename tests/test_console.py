@@ -58,8 +58,8 @@ def test_verbose_shows_the_libraries_output_too(tmp_path: Path) -> None:
 
 def test_training_arguments_use_no_deprecated_names(tmp_path: Path) -> None:
     """The FutureWarning is fixed at its source, not only hidden."""
-    from clintune.config import load_config
-    from clintune.training import training_arguments
+    from clintune.config.schema import load_config
+    from clintune.training.trainer import training_arguments
 
     config = load_config(REPO / "configs/tiny/ner.yaml", ["training.gradient_checkpointing=true"])
     with warnings.catch_warnings(record=True) as caught:
@@ -73,7 +73,7 @@ def test_checkpointing_under_the_name_the_installed_transformers_knows() -> None
     """transformers 5.17 (the GPU image's) refuses ``activation_checkpointing``; 5.25 warns on the old name."""
     import dataclasses
 
-    from clintune.training import _checkpointing_argument
+    from clintune.training.trainer import _checkpointing_argument
 
     @dataclasses.dataclass
     class Older:
@@ -89,7 +89,7 @@ def test_checkpointing_under_the_name_the_installed_transformers_knows() -> None
 
 
 def test_describe_evaluation() -> None:
-    from clintune.training import describe_evaluation
+    from clintune.training.trainer import describe_evaluation
 
     logs = {"eval_loss": 0.37831, "eval_f1": 0.964285, "eval_precision": 0.9, "epoch": 2.0}
     assert describe_evaluation(logs, 0.62981, "f1", 26, 4) == "epoch 2/4: train loss 0.6298, validation loss 0.3783, f1 0.9643"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from clintune import prediction
-from clintune.prediction import Predictor, cpu_limit, cpu_quota, usable_cpus
+from clintune.inference import predictor as prediction
+from clintune.inference.predictor import Predictor, cpu_limit, cpu_quota, usable_cpus
 
 
 def cgroup_tree(tmp_path: Path, membership: str, files: dict[str, str]) -> tuple[Path, Path]:

@@ -14,8 +14,8 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from clintune import api
-from clintune.config import load_config
-from clintune.data import TextExamples
+from clintune.config.schema import load_config
+from clintune.data.readers import TextExamples
 from clintune.errors import ClintuneError
 from clintune.workflows import cv as cv_module
 
@@ -221,7 +221,7 @@ def test_train_final_refuses_an_occupied_output_dir_before_any_fold(tmp_path: Pa
 
 
 def test_the_corrected_interval_matches_a_hand_worked_example() -> None:
-    from clintune.metrics import corrected_t_interval
+    from clintune.evaluation.metrics import corrected_t_interval
 
     # five folds of 20 held out, 80 trained on: mean 0.83; sample variance (0.03^2 + 0.02^2 + 0.05^2 + 0.07^2
     # + 0.01^2) / 4 = 0.0022; widened by 1/5 + 20/80 = 0.45 to 0.00099; t(0.975, 4) = 2.7764451051977987
@@ -238,7 +238,7 @@ def test_the_corrected_interval_covers_where_the_plain_one_does_not(k: int) -> N
     the mean, over 20,000 independent training sets, of each model's error on 100,000 fresh draws. Of 2,000
     k-fold cross-validations, the plain t interval over the fold errors holds it under 90% of the time, the
     corrected one at least 93%."""
-    from clintune.metrics import corrected_t_interval
+    from clintune.evaluation.metrics import corrected_t_interval
 
     rng = np.random.default_rng(0)
     n, d, signal = 60, 100, 1.2

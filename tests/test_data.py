@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write
 
-from clintune.config import PreprocessingSection, validate_config
-from clintune.data import (
+from clintune.config.schema import PreprocessingSection, validate_config
+from clintune.data.readers import (
     TextExamples,
     check_label_sets,
     preprocess_text,

@@ -13,12 +13,12 @@ import pytest
 from conftest import REPO, run_cli, write
 
 from clintune import api
-from clintune.config import load_config
-from clintune.data import TextExamples, read_split, stratified_split
-from clintune.documents import Document, ReadReport, Span, read_brat_folder, read_span_records, sentence_bounds, tag_documents
+from clintune.config.schema import load_config
+from clintune.data.documents import Document, ReadReport, Span, read_brat_folder, read_span_records, sentence_bounds, tag_documents
+from clintune.data.leakage import find_leaks
+from clintune.data.readers import TextExamples, read_split, stratified_split
 from clintune.errors import ConfigError, DataError
-from clintune.leakage import find_leaks
-from clintune.metrics import ner_metrics, overlap_entity_scores
+from clintune.evaluation.metrics import ner_metrics, overlap_entity_scores
 
 get_entities = pytest.importorskip("seqeval.metrics.sequence_labeling").get_entities
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clintune.decision import DecisionRule, softmax
+from clintune.data.labels import LabelEncoder
 from clintune.errors import ClintuneError
-from clintune.evaluation import entity_errors
-from clintune.labels import LabelEncoder
-from clintune.metrics import bootstrap_intervals, calibration_bins, classification_statistic
-from clintune.thresholds import fit_temperature, parse_target, tune
+from clintune.evaluation.metrics import bootstrap_intervals, calibration_bins, classification_statistic
+from clintune.evaluation.scores import entity_errors
+from clintune.evaluation.thresholds import fit_temperature, parse_target, tune
+from clintune.modeling.decision import DecisionRule, softmax
 
 BINARY = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
 SERIOUSNESS = LabelEncoder(("D/LT", "Serious", "Non-serious"), "multiclass")
@@ -157,7 +157,7 @@ def test_bootstrap_intervals_match_scipy_percentile_bootstrap() -> None:
 def test_figures_are_labelled_pngs(tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    from clintune import plots
+    from clintune.evaluation import plots
 
     gold = np.array([0, 1, 1, 0, 1])
     scores = np.array([0.2, 0.8, 0.4, 0.3, 0.9])
@@ -227,7 +227,7 @@ def test_refitting_the_temperature_drops_a_threshold_without_a_target(trained_mo
 
 
 def test_ner_tag_sets_come_from_entity_types() -> None:
-    from clintune.labels import LabelEncoder, with_both_bio_tags
+    from clintune.data.labels import LabelEncoder, with_both_bio_tags
 
     # every Drug mention was one word: B-Drug only, yet I-Drug is a tag of the model
     encoder = LabelEncoder.fit(["O", "B-Drug", "B-Disease", "I-Disease", "O"], "ner")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from conftest import REPO, invoke_cli
 
-from clintune.evaluation import failure_signs
-from clintune.metrics import multiclass_metrics, ner_metrics
+from clintune.evaluation.metrics import multiclass_metrics, ner_metrics
+from clintune.evaluation.scores import failure_signs
 
 CLASSES = ("D/LT", "Serious", "Non-serious")
 
@@ -33,7 +33,7 @@ def test_an_ner_model_that_finds_nothing_is_flagged() -> None:
 
 
 def test_eval_warns_and_the_model_card_leads_with_the_warning(trained_models: dict[str, Path], tmp_path: Path) -> None:
-    from clintune.model_card import render_model_card
+    from clintune.evaluation.model_card import render_model_card
 
     model = tmp_path / "model"
     shutil.copytree(trained_models["diagnosis"], model)

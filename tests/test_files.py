@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write
 
-from clintune import files
+from clintune.runtime import files
 
 KILL_AND_PUBLISH = """
 import os, signal, sys
 from pathlib import Path
-from clintune import files
+from clintune.runtime import files
 kill_at = sys.argv[3]
 def step(name):
     if name == kill_at:

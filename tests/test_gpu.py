@@ -76,7 +76,7 @@ def trained(device: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[
     def train(name: str, precision: str) -> tuple[Path, list[str]]:
         if (name, precision) not in done:
             from clintune import api
-            from clintune.config import load_config
+            from clintune.config.schema import load_config
 
             folder = root / f"{name}-{precision}"
             overrides = [f"output.dir={folder}", f"training.epochs={EPOCHS}", f"training.precision={precision}",
@@ -169,7 +169,7 @@ def test_weighted_loss_under_autocast_matches_fp32(precision: str, device: str) 
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from clintune.training import WeightedCrossEntropy
+    from clintune.training.trainer import WeightedCrossEntropy
 
     require_precision(device, precision)
     torch.manual_seed(0)
@@ -208,9 +208,9 @@ def test_weighted_loss_under_autocast_matches_fp32(precision: str, device: str) 
 
 def _probability_rows(predictor: Any, folder: Path) -> np.ndarray:
     """Class probabilities per validation text (classification) or per subword (NER), on the predictor's device."""
-    from clintune.artifacts import read_model_folder
-    from clintune.data import read_conll
-    from clintune.tokenization import encode_words
+    from clintune.data.readers import read_conll
+    from clintune.data.tokenization import encode_words
+    from clintune.modeling.folder import read_model_folder
 
     config = read_model_folder(folder).config
     if config.task.type == "ner":
@@ -241,7 +241,7 @@ def assert_same_labels(reference: np.ndarray, other: np.ndarray, tolerance: floa
 def test_predict_on_the_device_matches_the_cpu(name: str, device: str, trained: Any) -> None:
     import torch
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     folder, _ = trained(name, PRECISIONS[-1])
     on_device = Predictor.from_folder(folder)
@@ -260,7 +260,7 @@ def cpu_predictor(folder: Path) -> Any:
     """The folder's model loaded on the CPU in fp32, as on a machine without a GPU (not cast back from half precision)."""
     import torch
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.cuda, "is_available", lambda: False)
@@ -270,7 +270,7 @@ def cpu_predictor(folder: Path) -> Any:
 @pytest.mark.parametrize("name", ["section_header", "ner"])
 def test_eval_and_onnx_export_from_a_device_trained_folder(name: str, device: str, trained: Any, tmp_path: Path) -> None:
     from clintune import api
-    from clintune.artifacts import read_model_folder
+    from clintune.modeling.folder import read_model_folder
 
     require_module("onnxruntime")
     folder, _ = trained(name, PRECISIONS[-1])
@@ -321,7 +321,7 @@ def out_of_memory(way: str) -> Iterator[None]:
 def test_out_of_memory_in_training_names_the_batch_size(way: str, device: str, tmp_path: Path) -> None:
     """In the library, a ``HardwareError``; through the CLI, exit status 2 with the fix and no traceback."""
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
     from clintune.errors import HardwareError
 
     config = load_config(REPO / "configs" / "tiny" / "diagnosis.yaml", [f"output.dir={tmp_path / 'lib'}", "training.epochs=1"])
@@ -342,7 +342,7 @@ def test_out_of_memory_in_training_names_the_batch_size(way: str, device: str, t
 @pytest.mark.parametrize("way", OOM_WAYS)
 def test_out_of_memory_in_predict_names_the_batch_size(way: str, device: str, trained: Any) -> None:
     from clintune.errors import HardwareError
-    from clintune.prediction import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
+    from clintune.inference.predictor import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
 
     folder, _ = trained("diagnosis", PRECISIONS[-1])
     predictor = Predictor.from_folder(folder)

@@ -11,7 +11,7 @@ from conftest import TINY_MODEL, require_module, run_cli
 
 
 def _encoder():
-    from clintune.labels import LabelEncoder
+    from clintune.data.labels import LabelEncoder
 
     return LabelEncoder(("ALLERGY", "GENHX", "ROS"), "multiclass")
 
@@ -19,9 +19,9 @@ def _encoder():
 def test_fresh_head_keeps_the_pretrained_encoder_and_ignores_padding() -> None:
     from transformers import AutoModel
 
-    from clintune.heads import MeanPooledClassifier
-    from clintune.modeling import load_model
-    from clintune.tasks import task_for
+    from clintune.modeling.heads import MeanPooledClassifier
+    from clintune.modeling.loading import load_model
+    from clintune.modeling.tasks import task_for
 
     model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling="mean").eval()
     assert isinstance(model, MeanPooledClassifier)
@@ -71,9 +71,9 @@ def test_mean_pooled_onnx_export_gives_the_same_labels(mean_pooled_model: Path, 
 
 
 def test_head_learning_rate_groups_split_head_from_encoder() -> None:
-    from clintune.modeling import load_model
-    from clintune.tasks import task_for
-    from clintune.training import parameter_groups
+    from clintune.modeling.loading import load_model
+    from clintune.modeling.tasks import task_for
+    from clintune.training.trainer import parameter_groups
 
     for pooling in ("cls", "mean"):
         model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling=pooling)
@@ -89,9 +89,9 @@ def test_head_learning_rate_groups_split_head_from_encoder() -> None:
 def test_trainer_optimizer_uses_the_head_learning_rate(tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
-    from clintune.modeling import load_model
-    from clintune.tasks import task_for
-    from clintune.training import _trainer_class
+    from clintune.modeling.loading import load_model
+    from clintune.modeling.tasks import task_for
+    from clintune.training.trainer import _trainer_class
 
     model = load_model(task_for("multiclass"), str(TINY_MODEL), _encoder(), pooling="mean")
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, use_cpu=True, report_to=[])

@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 from conftest import TINY_MODEL
 
+from clintune.data.labels import LabelEncoder, balanced_class_weights, class_weights_from_config
+from clintune.data.tokenization import IGNORE_INDEX, align_labels_to_subwords, b_to_i_map, encode_texts, encode_words, split_words
 from clintune.errors import ModelFolderError
-from clintune.labels import LabelEncoder, balanced_class_weights, class_weights_from_config
-from clintune.tokenization import IGNORE_INDEX, align_labels_to_subwords, b_to_i_map, encode_texts, encode_words, split_words
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from clintune.modeling import load_tokenizer
+    from clintune.modeling.loading import load_tokenizer
 
     return load_tokenizer(str(TINY_MODEL))
 
@@ -138,7 +138,7 @@ def test_weight_power_softens_balanced_weights() -> None:
 
 
 def test_tokenisation_cache_hits_on_identical_input_only(tokenizer, tmp_path: Path) -> None:
-    from clintune.tokenization import cached_encoding, encoding_key
+    from clintune.data.tokenization import cached_encoding, encoding_key
 
     calls = []
 

@@ -52,9 +52,9 @@ def test_weights_missing_from_the_folder_are_an_error_not_a_random_init(
 
 
 def test_training_start_replaces_a_checkpoints_head_and_says_so(trained_models: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
-    from clintune.labels import LabelEncoder
-    from clintune.modeling import load_model
-    from clintune.tasks import task_for
+    from clintune.data.labels import LabelEncoder
+    from clintune.modeling.loading import load_model
+    from clintune.modeling.tasks import task_for
 
     encoder = LabelEncoder(("invalid", "valid"), "binary", "valid")
     with caplog.at_level(logging.INFO, logger="clintune"):

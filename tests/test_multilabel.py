@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli, write
 
-from clintune.config import load_config
+from clintune.config.schema import load_config
 from clintune.errors import ClintuneError, ConfigError
 
 CONFIG = REPO / "configs" / "tiny" / "symptoms.yaml"
@@ -23,7 +23,7 @@ def _config(tmp_path: Path, train: Path, *overrides: str):
 
 
 def _read(tmp_path: Path, name: str, content: str | bytes, *overrides: str):
-    from clintune.data import read_split
+    from clintune.data.readers import read_split
 
     path = write(tmp_path / name, content) if isinstance(content, str) else _write_bytes(tmp_path / name, content)
     return read_split(_config(tmp_path, path, *overrides), str(path))
@@ -54,7 +54,7 @@ def test_label_sets_from_a_parquet_list_column(tmp_path: Path) -> None:
 
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"Narrative": ["a", "b"], "Symptoms": [["Rash"], []]}), path)
-    from clintune.data import read_split
+    from clintune.data.readers import read_split
 
     assert read_split(_config(tmp_path, path), str(path)).labels == [["Rash"], []]
 
@@ -120,7 +120,7 @@ def _brute_force_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple
 
 
 def test_thresholds_match_a_brute_force_search() -> None:
-    from clintune.multilabel import MIN_POSITIVES_TO_TUNE, tune_thresholds
+    from clintune.modeling.multilabel import MIN_POSITIVES_TO_TUNE, tune_thresholds
 
     rng = np.random.default_rng(7)
     n, classes = 300, ["a", "b", "c", "rare"]
@@ -141,7 +141,7 @@ def test_thresholds_match_a_brute_force_search() -> None:
 
 
 def test_an_unreachable_recall_target_is_recorded_as_unmet() -> None:
-    from clintune.multilabel import tune_thresholds
+    from clintune.modeling.multilabel import tune_thresholds
 
     gold = np.array([[1], [1], [0]])
     thresholds, records = tune_thresholds(np.array([[0.9], [0.2], [0.4]]), gold, ["a"], {"a": 1.0}, min_positives=1)
@@ -156,7 +156,7 @@ def test_an_unreachable_recall_target_is_recorded_as_unmet() -> None:
 def test_metrics_match_scikit_learn_and_a_hand_worked_example() -> None:
     from sklearn.metrics import f1_score, roc_auc_score
 
-    from clintune.multilabel import at_k, f1_statistic, multilabel_metrics
+    from clintune.modeling.multilabel import at_k, f1_statistic, multilabel_metrics
 
     rng = np.random.default_rng(3)
     gold = (rng.random((80, 5)) < 0.35).astype(int)
@@ -179,7 +179,7 @@ def test_metrics_match_scikit_learn_and_a_hand_worked_example() -> None:
 
 
 def test_a_long_note_gets_each_labels_maximum_over_its_windows() -> None:
-    from clintune.decision import WindowLogits
+    from clintune.modeling.decision import WindowLogits
 
     logits = np.array([[2.0, -3.0], [-1.0, 1.0], [0.0, 0.0]])  # note 0 in two windows, note 1 in one
     windows = WindowLogits(logits, np.array([0, 0, 1]), 2, multilabel=True)
@@ -190,8 +190,8 @@ def test_a_long_note_gets_each_labels_maximum_over_its_windows() -> None:
 def test_loss_is_positive_weighted_binary_cross_entropy() -> None:
     import torch
 
-    from clintune.labels import LabelEncoder, class_weights_from_config
-    from clintune.training import PositiveWeightedBCE
+    from clintune.data.labels import LabelEncoder, class_weights_from_config
+    from clintune.training.trainer import PositiveWeightedBCE
 
     logits, targets, weights = np.array([[1.5, -0.5], [0.2, 2.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]), [3.0, 0.5]
     loss = PositiveWeightedBCE(weights)({"logits": torch.tensor(logits)}, torch.tensor(targets))
@@ -240,7 +240,7 @@ def test_pipeline_gives_the_same_probabilities(tmp_path: Path) -> None:
     """config.json says multi_label_classification, so transformers.pipeline applies a sigmoid as clintune does."""
     from transformers import pipeline
 
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     out = tmp_path / "cls"
     result = run_cli("train", str(CONFIG), "--set", f"output.dir={out}", "--set", "model.pooling=cls", "--set", "training.epochs=1",
@@ -259,7 +259,7 @@ def test_pipeline_gives_the_same_probabilities(tmp_path: Path) -> None:
 def test_iterative_stratification_spreads_every_label_over_the_folds() -> None:
     """Each label's notes per fold stay near count / folds: on average a third as far from it as a random
     assignment of the same fold sizes (mean over 200 draws), and the worst label nearer than random's worst."""
-    from clintune.multilabel import iterative_stratification
+    from clintune.modeling.multilabel import iterative_stratification
 
     rng = np.random.default_rng(11)
     gold = (rng.random((400, 12)) < np.linspace(0.02, 0.4, 12)).astype(int)
@@ -277,7 +277,7 @@ def test_iterative_stratification_spreads_every_label_over_the_folds() -> None:
 
 
 def test_cv_refuses_folds_whose_training_part_lacks_a_label(tmp_path: Path) -> None:
-    from clintune.data import read_split
+    from clintune.data.readers import read_split
     from clintune.workflows.cv import fold_assignment
 
     rows = "".join(f"n{i},{'Rash' if i % 2 else 'Pyrexia'}\n" for i in range(30)) + "x,Cough\n"
@@ -293,8 +293,8 @@ def test_cv_refuses_folds_whose_training_part_lacks_a_label(tmp_path: Path) -> N
 def test_two_threshold_sets_with_the_same_summary_are_told_apart() -> None:
     """Figures count as measured under the rule in force by its description: two sets of thresholds with the same
     count and rounded range must not describe alike."""
-    from clintune.decision import DecisionRule
-    from clintune.labels import LabelEncoder
+    from clintune.data.labels import LabelEncoder
+    from clintune.modeling.decision import DecisionRule
 
     encoder = LabelEncoder(("a", "b", "c"), "multilabel")
     first = DecisionRule(class_thresholds={"a": 0.31, "b": 0.52, "c": 0.70}).describe(encoder)
@@ -303,7 +303,7 @@ def test_two_threshold_sets_with_the_same_summary_are_told_apart() -> None:
 
 
 def test_a_label_seen_once_stays_on_the_training_side_of_the_split(tmp_path: Path) -> None:
-    from clintune.data import read_split, stratified_split
+    from clintune.data.readers import read_split, stratified_split
 
     rows = "".join(f"n{i},{'Rash' if i % 2 else 'Pyrexia'}\n" for i in range(40)) + "".join(f"r{i},Rash;Rare{i}\n" for i in range(12))
     path = write(tmp_path / "t.csv", "Narrative,Symptoms\n" + rows)

@@ -13,11 +13,11 @@ from conftest import REPO
 from sklearn.metrics import precision_recall_fscore_support
 
 from clintune import api
-from clintune.config import load_config
-from clintune.data import read_split
-from clintune.decision import DecisionRule
+from clintune.config.schema import load_config
+from clintune.data.readers import read_split
 from clintune.errors import ClintuneError, ConfigError
-from clintune.prediction import Predictor
+from clintune.inference.predictor import Predictor
+from clintune.modeling.decision import DecisionRule
 
 CONFIG = REPO / "configs" / "tiny" / "seriousness.yaml"
 CLASSES = ["D/LT", "Serious", "Non-serious"]
@@ -138,7 +138,7 @@ def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, t
     for split in ("validation", "test"):  # as training scores them when the target is unmet: by the default rule
         metrics[split]["decision_rule"] = "most probable class"
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    from clintune.model_card import render_model_card
+    from clintune.evaluation.model_card import render_model_card
 
     assert "could not be met** (no threshold reaches recall 1.0" in render_model_card(folder)
 
@@ -147,13 +147,13 @@ def test_an_unreachable_target_keeps_the_model_and_says_so(tuned_folder: Path, t
 
 
 def seriousness_encoder():  # noqa: ANN201
-    from clintune.labels import LabelEncoder
+    from clintune.data.labels import LabelEncoder
 
     return LabelEncoder(tuple(CLASSES), "multiclass")
 
 
 def test_a_group_threshold_judges_the_summed_probability_and_predicts_the_groups_more_probable_class() -> None:
-    from clintune.decision import DecisionRule
+    from clintune.modeling.decision import DecisionRule
 
     # columns: D/LT, Serious, Non-serious (CLASSES order)
     probabilities = np.array([
@@ -168,13 +168,13 @@ def test_a_group_threshold_judges_the_summed_probability_and_predicts_the_groups
 
 
 def test_a_group_recall_target_takes_the_highest_sum_that_reaches_it() -> None:
-    from clintune.thresholds import tune_targets
+    from clintune.evaluation.thresholds import tune_targets
 
     rng = np.random.default_rng(0)
     gold = rng.choice(3, size=400, p=[0.05, 0.15, 0.80])
     logits = rng.normal(size=(400, 3)) + np.eye(3)[gold] * 1.5
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    from clintune.decision import DecisionRule
+    from clintune.modeling.decision import DecisionRule
 
     rule = tune_targets(DecisionRule(), probabilities, gold,
                         seriousness_encoder(), ["D/LT+Serious:recall=0.9"], "test")
@@ -206,9 +206,9 @@ def test_a_group_must_name_known_classes() -> None:
 
 def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None:
     from clintune.console import format_rule_cost
-    from clintune.data import TextExamples
-    from clintune.decision import DecisionRule
-    from clintune.evaluation import evaluate_texts, group_metrics
+    from clintune.data.readers import TextExamples
+    from clintune.evaluation.scores import evaluate_texts, group_metrics
+    from clintune.modeling.decision import DecisionRule
 
     encoder = seriousness_encoder()
     probabilities = np.array([[0.30, 0.25, 0.45], [0.10, 0.35, 0.55], [0.05, 0.50, 0.45], [0.60, 0.10, 0.30], [0.02, 0.08, 0.90]])
@@ -227,10 +227,10 @@ def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None
 
 
 def test_the_model_card_lists_a_group_beside_its_classes() -> None:
-    from clintune.data import TextExamples
-    from clintune.decision import DecisionRule
-    from clintune.evaluation import evaluate_texts
-    from clintune.model_card import _per_class_table
+    from clintune.data.readers import TextExamples
+    from clintune.evaluation.model_card import _per_class_table
+    from clintune.evaluation.scores import evaluate_texts
+    from clintune.modeling.decision import DecisionRule
 
     probabilities = np.array([[0.30, 0.25, 0.45], [0.10, 0.35, 0.55], [0.05, 0.50, 0.45], [0.60, 0.10, 0.30]])
     data = TextExamples([f"t{i}" for i in range(4)], ["Serious", "D/LT", "Non-serious", "Non-serious"], list(range(4)), "x")
@@ -254,8 +254,8 @@ def test_a_malformed_eval_target_is_refused_before_any_prediction(trained_models
 
 def test_a_label_the_rule_chose_says_so_with_the_probability_that_drove_it() -> None:
     from clintune.cli import _human_line
-    from clintune.sinks import result_record
-    from clintune.tasks import SequenceClassification
+    from clintune.inference.sinks import result_record
+    from clintune.modeling.tasks import SequenceClassification
 
     encoder = seriousness_encoder()
     rule = DecisionRule(class_thresholds={"D/LT+Serious": 0.1905})
@@ -277,7 +277,7 @@ def test_a_label_the_rule_chose_says_so_with_the_probability_that_drove_it() -> 
 
 
 def test_a_binary_threshold_explains_only_the_labels_it_changed() -> None:
-    from clintune.labels import LabelEncoder
+    from clintune.data.labels import LabelEncoder
 
     encoder = LabelEncoder(classes=("invalid", "valid"), task_type="binary", positive="valid")
     rule = DecisionRule(threshold=0.3)

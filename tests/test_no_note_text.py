@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from conftest import REPO, invoke_cli
 
-from clintune import data as data_module
-from clintune import documents, labels, sources
-from clintune.config import Config, load_config
-from clintune.data import check_label_sets, read_split, stratified_split
-from clintune.documents import read_brat_folder, read_span_records, read_text_folder, tag_documents
+from clintune.config.schema import Config, load_config
+from clintune.data import documents, labels
+from clintune.data import readers as data_module
+from clintune.data.documents import read_brat_folder, read_span_records, read_text_folder, tag_documents
+from clintune.data.readers import check_label_sets, read_split, stratified_split
 from clintune.errors import ClintuneError
+from clintune.inference import sources
 
 MARKER = "Zyx Qwerty MRN 8675309"
 PIECES = (MARKER, "Qwerty", "8675309")
@@ -207,20 +208,20 @@ def brat(ann: str | bytes, txt: str | bytes = BRAT_TXT) -> dict[str, str | bytes
 
 COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
     # data.py: files, formats, tables
-    "data._check_readable_format: a spreadsheet clintune reads": [read("diagnosis", {"notes.xlsx": b"PK\x03\x04" + M.encode()})],
-    "data._check_readable_format: is NER data tokens": [
+    "readers._check_readable_format: a spreadsheet clintune reads": [read("diagnosis", {"notes.xlsx": b"PK\x03\x04" + M.encode()})],
+    "readers._check_readable_format: is NER data tokens": [
         call({"n.conll": f"{M}\tO\n"}, lambda p: read_split(config("diagnosis", "t.csv"), str(p)))],
-    "data.read_documents: the documents hold no": [read("ner_brat", brat(f"#1\tAnnotatorNotes T1\t{M}\n", " \n"), at="in")],
-    "data.check_file: data file not found": NO_DATA + "the path does not exist; the message holds the path and the fix",
-    "data.check_file: is a file data": [read("ner_brat", {"in.txt": BRAT_TXT}, "data.format=brat")],
-    "data.check_file: is a folder a": [read("diagnosis", {"dir.csv/x.csv": ROWS}, at="dir.csv")],
-    "data.check_file: is empty bytes": NO_DATA + "a file of 0 bytes holds nothing",
-    "data.read_text: not_utf8(path, raw, exc, \"re-save the file as UTF-8 (Excel: 'CSV UTF-8')\")": [
+    "readers.read_documents: the documents hold no": [read("ner_brat", brat(f"#1\tAnnotatorNotes T1\t{M}\n", " \n"), at="in")],
+    "readers.check_file: data file not found": NO_DATA + "the path does not exist; the message holds the path and the fix",
+    "readers.check_file: is a file data": [read("ner_brat", {"in.txt": BRAT_TXT}, "data.format=brat")],
+    "readers.check_file: is a folder a": [read("diagnosis", {"dir.csv/x.csv": ROWS}, at="dir.csv")],
+    "readers.check_file: is empty bytes": NO_DATA + "a file of 0 bytes holds nothing",
+    "readers.read_text: not_utf8(path, raw, exc, \"re-save the file as UTF-8 (Excel: 'CSV UTF-8')\")": [
         read("diagnosis", {"t.csv": f"text,label\n{M} caf\xe9,valid\n".encode(LATIN)}),
         read("ner", {"t.conll": f"{M}\xe9\tO\n".encode(LATIN)}),
     ],
-    "data._text_frame: the file has a": [read("diagnosis", {"t.csv": f"{M},valid\n"})],
-    "data._text_frame: DataError(message)": [
+    "readers._text_frame: the file has a": [read("diagnosis", {"t.csv": f"{M},valid\n"})],
+    "readers._text_frame: DataError(message)": [
         read("diagnosis", {"t.csv": f"{M},4471923,Serious,seizure\nfever,invalid\n"}),  # no header row, short fields
         read("diagnosis", {"t.csv": f'"{M}, complains of chest pain for three days",valid\nfever,invalid\n'}),
         read("diagnosis", {"t.tsv": f"{M}\tvalid\nfever\tinvalid\n"}),
@@ -229,51 +230,51 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
         read("diagnosis", {"t.parquet": parquet(note=[M], label=["valid"])}),
         read("diagnosis", {"t.csv": ROWS}, "data.group_column=patient"),
     ],
-    "data.read_label_set_table: fix": [
+    "readers.read_label_set_table: fix": [
         read("symptoms", {"t.csv": f"Narrative,Symptoms\n{M},{M};{M}\n"}),  # a label named twice, the label the marker
         read("symptoms", {"t.jsonl": jl({"Narrative": M, "Symptoms": 7}, {"Narrative": "fever", "Symptoms": [M, 3]})}),
         read("symptoms", {"t.csv": f"Narrative,Rash,Pyrexia\n{M},{M},1\n"}, "data.label_columns=[Rash, Pyrexia]"),
         read("symptoms", {"t.csv": f"Narrative,Symptoms\n{M},1\n"}),  # 0/1 flags given as labels
     ],
-    "data._read_frame: raise": NO_DATA + "re-raises the DataError of read_text or jsonl_record, covered there",
-    "data._read_frame: unreadable_table(path, fmt, exc)": [
+    "readers._read_frame: raise": NO_DATA + "re-raises the DataError of read_text or jsonl_record, covered there",
+    "readers._read_frame: unreadable_table(path, fmt, exc)": [
         read("diagnosis", {"t.csv": f"text,label\nfever,valid\n{M},valid,{M}\n"}),  # a row with a field too many
         read("diagnosis", {"t.csv": f'text,label\nfever,valid\n"{M},valid\n'}),  # a quote never closed
         read("diagnosis", {"t.tsv": f"text\tlabel\nfever\tvalid\n{M}\tvalid\t{M}\n"}),
         read("diagnosis", {"t.parquet": DAMAGED_PARQUET}),
     ],
-    "data.jsonl_record: line not valid JSON": [
+    "readers.jsonl_record: line not valid JSON": [
         read("diagnosis", {"t.jsonl": f'{{"text": "{M}", "label": "valid"\n'}),
         call({"t.jsonl": f'{{"text": "{M}" "label"\n'}, source),
     ],
-    "data.jsonl_record: line each line must": [read("diagnosis", {"t.jsonl": jl([M, "valid"])}), read("ner", {"t.jsonl": jl(M)})],
-    "data._jsonl_records: no JSON records found": NO_DATA + "the file holds only blank lines",
-    "data.read_conll: line expected token TAB": [
+    "readers.jsonl_record: line each line must": [read("diagnosis", {"t.jsonl": jl([M, "valid"])}), read("ner", {"t.jsonl": jl(M)})],
+    "readers._jsonl_records: no JSON records found": NO_DATA + "the file holds only blank lines",
+    "readers.read_conll: line expected token TAB": [
         read("ner", {"t.conll": f"{M}\n"}),
         read("ner", {"t.conll": f"Zyx\tNN\t{M}\n"}),
         read("ner", {"t.conll": f"{M}\t \n"}),
     ],
-    "data.read_conll: no sentences found": [read("ner", {"t.conll": f"-DOCSTART-\t{M}\n\n"})],
-    "data.read_ner_jsonl: DataError(message)": [read("ner", {"t.jsonl": jl({"words": M.split(), "tags": [M] * 4})})],
-    "data.read_ner_jsonl: line must be a": [read("ner", {"t.jsonl": jl({"tokens": M, "tags": ["O"]})})],
-    "data.check_texts: fix fill or remove": [
+    "readers.read_conll: no sentences found": [read("ner", {"t.conll": f"-DOCSTART-\t{M}\n\n"})],
+    "readers.read_ner_jsonl: DataError(message)": [read("ner", {"t.jsonl": jl({"words": M.split(), "tags": [M] * 4})})],
+    "readers.read_ner_jsonl: line must be a": [read("ner", {"t.jsonl": jl({"tokens": M, "tags": ["O"]})})],
+    "readers.check_texts: fix fill or remove": [
         read("diagnosis", {"t.csv": f"text,label\n ,{M}\nfever,valid\n"}, *MULTICLASS),
         read("diagnosis", {"t.csv": f"text,label\n{M},\nfever,valid\n"}),
     ],
-    "data.check_texts: no usable rows left": [
+    "readers.check_texts: no usable rows left": [
         read("diagnosis", {"t.csv": f"text,label\n ,{M}\n\t,{M}\n"}, "data.on_empty=drop", *MULTICLASS)],
-    "data.check_tagged: sentence s have a": [read("ner", {"t.jsonl": jl({"tokens": M.split(), "tags": ["O"]})})],
-    "data.check_tagged: empty sentence s": [
+    "readers.check_tagged: sentence s have a": [read("ner", {"t.jsonl": jl({"tokens": M.split(), "tags": ["O"]})})],
+    "readers.check_tagged: empty sentence s": [
         read("ner", {"t.jsonl": jl({"tokens": [], "tags": []}, {"tokens": M.split(), "tags": ["O"] * 4})})],
-    "data.check_tagged: sentence s hold tags": [
+    "readers.check_tagged: sentence s hold tags": [
         read("ner", {"t.conll": f"O\t{M}\n"}),  # token and tag swapped
         read("ner", {"t.jsonl": jl({"tokens": ["x"], "tags": [M]})}),
     ],
-    "data.check_tagged: sentence s have an": [read("ner", {"t.conll": "Zyx\tO\nQwerty\tI-Disease\n"})],
-    "data.check_label_sets: the training data holds": [lambda tmp: label_sets(tmp, f"text,label\nfever,{M}\ncough,{M}\n", ROWS)],
-    "data.check_label_sets: the data holds labels": [lambda tmp: label_sets(tmp, ROWS, f"text,label\nfever,{M}\ncough,valid\n")],
-    "data.stratified_split: only examples too few": [split({"t.csv": f"text,label\n{M},valid\n{M} b,invalid\n"})],
-    "data._grouped_split: all examples share one": [
+    "readers.check_tagged: sentence s have an": [read("ner", {"t.conll": "Zyx\tO\nQwerty\tI-Disease\n"})],
+    "readers.check_label_sets: the training data holds": [lambda tmp: label_sets(tmp, f"text,label\nfever,{M}\ncough,{M}\n", ROWS)],
+    "readers.check_label_sets: the data holds labels": [lambda tmp: label_sets(tmp, ROWS, f"text,label\nfever,{M}\ncough,valid\n")],
+    "readers.stratified_split: only examples too few": [split({"t.csv": f"text,label\n{M},valid\n{M} b,invalid\n"})],
+    "readers._grouped_split: all examples share one": [
         split({"t.csv": "text,label,patient\n" + f"note,valid,{M}\n" * 4}, "data.group_column=patient")],
     # documents.py: brat folders, doccano and Label Studio exports
     "documents.read_document_text: not_utf8(path, raw, exc)": [

@@ -33,7 +33,7 @@ def test_onnx_gives_the_same_labels_as_pytorch(trained_models: dict[str, Path], 
 
 
 def test_int8_export_reports_agreement_and_predicts_through_the_cli(trained_models: dict[str, Path], tmp_path: Path) -> None:
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     exported = tmp_path / "int8"
     result = run_cli("export", "--model", str(trained_models["ner"]), "--quantize", "int8", "--output", str(exported),
@@ -106,7 +106,7 @@ def test_an_int8_folder_runs_its_one_text_passes_side_by_side_and_answers_in_inp
     import onnxruntime
 
     from clintune import api
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     exported = tmp_path / "int8"
     api.export(trained_models["section_header"], exported, quantize="int8")
@@ -180,7 +180,7 @@ def test_the_export_check_compares_the_must_not_miss_groups_recall(trained_model
     import numpy as np
 
     from clintune.api import evaluate, export
-    from clintune.decision import DecisionRule
+    from clintune.modeling.decision import DecisionRule
 
     source = tmp_path / "seriousness"
     shutil.copytree(trained_models["seriousness"], source)

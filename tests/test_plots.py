@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from clintune import plots
-from clintune.metrics import calibration_bins
+from clintune.evaluation import plots
+from clintune.evaluation.metrics import calibration_bins
 
 
 def contrast_ratio(first: tuple[float, ...], second: tuple[float, ...]) -> float:
@@ -88,8 +88,8 @@ def test_reliability_diagram_shows_how_many_examples_each_bin_holds() -> None:
 
 
 def test_the_reliability_plot_says_in_words_which_way_the_model_errs() -> None:
-    from clintune.metrics import calibration_bins
-    from clintune.plots import reliability_figure
+    from clintune.evaluation.metrics import calibration_bins
+    from clintune.evaluation.plots import reliability_figure
 
     # always right, never more than 60% sure: under-confident by 40 points (1.0 - 0.6)
     shy = calibration_bins(np.array([[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]]), np.array([0, 1, 0, 1]))
@@ -102,7 +102,7 @@ def test_the_reliability_plot_says_in_words_which_way_the_model_errs() -> None:
 
 
 def test_report_figures_name_the_rule_that_made_their_labels() -> None:
-    from clintune.plots import precision_recall_figure, roc_figure
+    from clintune.evaluation.plots import precision_recall_figure, roc_figure
 
     is_positive, scores = np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.5, 0.9])
     rule = "predict 'valid' when its probability >= 0.35"
@@ -112,7 +112,7 @@ def test_report_figures_name_the_rule_that_made_their_labels() -> None:
 
 def test_a_long_rule_in_a_title_stays_inside_the_figure() -> None:
     """A rule's description is longer than a plot is wide: drawn, every title lies inside its figure."""
-    from clintune.plots import confusion_matrix_figure, reliability_figure, roc_figure
+    from clintune.evaluation.plots import confusion_matrix_figure, reliability_figure, roc_figure
 
     rule = "predict the more probable of 'D/LT', 'Serious' when their summed probability >= 0.6635; temperature 1.37"
     calibration = calibration_bins(np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]]), np.array([0, 0, 2]))

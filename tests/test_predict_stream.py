@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, require_module, write
 
-from clintune.allocator import jemalloc_environment, jemalloc_library
 from clintune.errors import ClintuneError, DataError
+from clintune.runtime.allocator import jemalloc_environment, jemalloc_library
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
 
@@ -29,7 +29,7 @@ SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
 def expected_by_text(folder: Path, texts: list[str], probabilities: bool = False) -> list[dict]:
     """The model's answer for each text, computed in one call without any chunking or file reading."""
     from clintune.api import result_record
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_folder(folder)
     results = predictor.extract_entities(texts) if predictor.encoder.task_type == "ner" else predictor.classify(texts)
@@ -114,7 +114,7 @@ def test_bad_rows_in_the_middle_are_named_and_never_shift_results(trained_models
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, chunks: int) -> None:
     """Make the run stop (as Ctrl-C would) once ``chunks`` chunks are written."""
-    from clintune.sinks import ChunkedOutput
+    from clintune.inference.sinks import ChunkedOutput
 
     write_chunk = ChunkedOutput.write
 
@@ -217,9 +217,9 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from clintune import inference
     from clintune.api import predict_file
-    from clintune.inference import predict_parquet_on_ray
+    from clintune.inference import on_ray as inference
+    from clintune.inference.on_ray import predict_parquet_on_ray
 
     monkeypatch.setattr(inference, "RAY_BLOCK_BYTES", 2048)  # these short notes in blocks of a few dozen
     passed: dict[str, object] = {}
@@ -258,7 +258,7 @@ def test_ray_engine_equals_the_single_process_output(trained_models: dict[str, P
 
 def test_an_actors_data_error_reaches_the_user_as_its_own_message(trained_models: dict[str, Path], tmp_path: Path,
                                                                    local_ray_cluster) -> None:
-    from clintune.inference import predict_parquet_on_ray
+    from clintune.inference.on_ray import predict_parquet_on_ray
 
     pd.DataFrame({"n": [1, 2, 3], "dialogue": ["Doctor: any allergies?", "", "Patient: no."]}).to_parquet(tmp_path / "in.parquet")
     with pytest.raises(DataError) as caught:
@@ -277,7 +277,7 @@ def test_a_ray_actor_started_with_the_jemalloc_environment_runs_under_jemalloc(l
     ray = local_ray_cluster
 
     def allocator() -> str:
-        from clintune.allocator import allocator_in_use
+        from clintune.runtime.allocator import allocator_in_use
 
         return allocator_in_use()
 
@@ -290,9 +290,9 @@ def test_a_ray_model_actor_purges_after_each_batch_and_answers_as_before(trained
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Kept pages grew a Ray actor batch after batch; each batch ends with a purge, and changes no answer."""
     pa = require_module("pyarrow", "pyarrow is not installed")
-    from clintune import prediction
     from clintune.api import predict
-    from clintune.inference import ModelActor
+    from clintune.inference import predictor as prediction
+    from clintune.inference.on_ray import ModelActor
 
     purges: list[int] = []
     trims: list[int] = []

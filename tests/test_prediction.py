@@ -28,7 +28,7 @@ def _model_probabilities(predictor, text: str | list[int], temperature: float = 
 
 def test_eval_and_predict_preprocess_the_text_exactly_once(trained_models: dict[str, Path], tmp_path: Path) -> None:
     from clintune.api import evaluate, predict
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     folder = trained_models["section_header"]
     expected = _model_probabilities(Predictor.from_folder(folder), ONCE)
@@ -41,10 +41,11 @@ def test_eval_and_predict_preprocess_the_text_exactly_once(trained_models: dict[
 
 
 def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clintune import api, baseline
-    from clintune.config import load_config
-    from clintune.modeling import load_tokenizer
-    from clintune.tasks import task_for
+    from clintune import api
+    from clintune.config.schema import load_config
+    from clintune.evaluation import tfidf_baseline as baseline
+    from clintune.modeling.loading import load_tokenizer
+    from clintune.modeling.tasks import task_for
     from clintune.workflows.train import _encode
 
     rows = [f'"{TAGGED}",ALLERGY', '"Patient: No allergies",ALLERGY', '"Doctor: Any fever?",ROS', '"Doctor: Any chills?",ROS']
@@ -65,7 +66,7 @@ def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monk
 
 
 def test_window_probabilities_are_averaged_by_hand() -> None:
-    from clintune.decision import WindowLogits
+    from clintune.modeling.decision import WindowLogits
 
     # text 0 has two windows, text 1 one. softmax([2, 0]) = (0.880797, 0.119203), softmax([0, 0]) = (0.5, 0.5);
     # at temperature 2, softmax([1, 0]) = (0.731059, 0.268941).
@@ -77,8 +78,8 @@ def test_window_probabilities_are_averaged_by_hand() -> None:
 
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
 def test_chunked_text_gets_the_mean_of_its_windows_probabilities(trained_models: dict[str, Path], temperature: float) -> None:
-    from clintune.decision import DecisionRule
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
+    from clintune.modeling.decision import DecisionRule
 
     predictor = Predictor.from_folder(trained_models["section_header"])
     predictor.config.model.long_text, predictor.config.model.max_length, predictor.config.model.stride = "chunk", 16, 4
@@ -94,9 +95,9 @@ def test_texts_and_sentences_read_in_chunks_get_the_same_answers_as_read_at_once
         trained_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Chunks bound the memory of eval and the end of training; they must not change a single number, nor the
     order, nor merge windows of texts from different chunks (long texts sit on the chunk edges here)."""
-    from clintune import prediction
-    from clintune.data import read_split
-    from clintune.prediction import Predictor
+    from clintune.data.readers import read_split
+    from clintune.inference import predictor as prediction
+    from clintune.inference.predictor import Predictor
 
     classifier = Predictor.from_folder(trained_models["section_header"])
     classifier.config.model.long_text, classifier.config.model.max_length, classifier.config.model.stride = "chunk", 24, 4
@@ -135,7 +136,7 @@ def test_texts_and_sentences_read_in_chunks_get_the_same_answers_as_read_at_once
 ])
 def test_forward_batches_are_cut_where_padding_would_pass_a_fifth(lengths: list[int], batch_size: int,
                                                                  expected: list[list[int]]) -> None:
-    from clintune.prediction import length_batches
+    from clintune.inference.predictor import length_batches
 
     assert length_batches(lengths, batch_size, max_padding=0.2) == expected
 
@@ -143,7 +144,7 @@ def test_forward_batches_are_cut_where_padding_would_pass_a_fifth(lengths: list[
 def test_gathered_requests_of_mixed_lengths_waste_little_on_padding() -> None:
     """Eight lengths drawn as a web service gathers them: every batch of two or more stays within the padding
     bound, and no two neighbouring batches could have been one (each cut had a reason)."""
-    from clintune.prediction import length_batches
+    from clintune.inference.predictor import length_batches
 
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -171,8 +172,8 @@ def _resident_bytes() -> int:
 def test_release_freed_memory_gives_freed_heap_back_to_the_system() -> None:
     # 2,000 blocks of 100 kB sit on the heap (below glibc's mmap threshold); freeing all but the last
     # leaves them resident, because the last one pins the top of the heap. Trimming returns them.
-    from clintune.allocator import allocator_in_use
-    from clintune.prediction import release_freed_memory
+    from clintune.inference.predictor import release_freed_memory
+    from clintune.runtime.allocator import allocator_in_use
 
     if allocator_in_use() != "system":
         pytest.skip("glibc's heap only: this process runs under another allocator")
@@ -191,10 +192,10 @@ def test_a_lone_row_is_collated_as_the_tasks_collator_would(task_name: str) -> N
     value and of its dtype, and more than one row still goes through the collator."""
     from conftest import TINY_MODEL
 
-    from clintune.modeling import load_tokenizer
-    from clintune.prediction import collate_rows
-    from clintune.tasks import SequenceClassification, TokenClassification
-    from clintune.tokenization import encode_texts, encode_words
+    from clintune.data.tokenization import encode_texts, encode_words
+    from clintune.inference.predictor import collate_rows
+    from clintune.modeling.loading import load_tokenizer
+    from clintune.modeling.tasks import SequenceClassification, TokenClassification
 
     tokenizer = load_tokenizer(str(TINY_MODEL))
     if task_name == "ner":
@@ -216,7 +217,7 @@ def test_a_lone_row_is_collated_as_the_tasks_collator_would(task_name: str) -> N
 
 
 def test_gpu_padding_multiple_is_auto_on_a_gpu_only() -> None:
-    from clintune.tasks import GPU_PAD_MULTIPLE, padding_multiple
+    from clintune.modeling.tasks import GPU_PAD_MULTIPLE, padding_multiple
 
     assert padding_multiple("auto", on_gpu=True) == GPU_PAD_MULTIPLE
     assert padding_multiple("auto", on_gpu=False) is None
@@ -230,9 +231,9 @@ def test_rounded_padding_gives_few_shapes_and_the_same_rows(task_name: str) -> N
     those of plain padding, with padding (mask 0, label -100) after them."""
     from conftest import TINY_MODEL
 
-    from clintune.modeling import load_tokenizer
-    from clintune.tasks import RoundedPadding, SequenceClassification, TokenClassification
-    from clintune.tokenization import IGNORE_INDEX, encode_texts, encode_words
+    from clintune.data.tokenization import IGNORE_INDEX, encode_texts, encode_words
+    from clintune.modeling.loading import load_tokenizer
+    from clintune.modeling.tasks import RoundedPadding, SequenceClassification, TokenClassification
 
     tokenizer = load_tokenizer(str(TINY_MODEL))
     words = [["pain"] * n for n in (3, 17, 21)]
@@ -261,7 +262,7 @@ def test_rounded_padding_gives_few_shapes_and_the_same_rows(task_name: str) -> N
 
 def test_padding_to_a_multiple_leaves_probabilities_as_they_were(trained_models: dict[str, Path]) -> None:
     """Padding is masked out: the same texts padded to a multiple of 64 give the probabilities of plain padding."""
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     texts = ["Doctor: any allergies?", "Patient: I take lisinopril every morning for my blood pressure.", "no"]
     plain = Predictor.from_folder(trained_models["section_header"])

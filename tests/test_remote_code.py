@@ -80,7 +80,7 @@ def _inputs(tmp_path: Path) -> dict[str, Path]:
 # -- which folders need their own code ----------------------------------------------
 
 def test_shipped_code_names_the_modules_of_config_and_tokenizer_auto_maps(tmp_path: Path) -> None:
-    from clintune.artifacts import shipped_code
+    from clintune.modeling.folder import shipped_code
 
     write(tmp_path / "config.json", json.dumps({"auto_map": {
         "AutoConfig": "configuration_tiny.TinyConfig", "AutoModel": "hub-org/repo--modeling_tiny.TinyModel"}}))
@@ -92,7 +92,7 @@ def test_shipped_code_names_the_modules_of_config_and_tokenizer_auto_maps(tmp_pa
 
 
 def test_a_folder_whose_clintune_yaml_asks_for_code_is_refused_without_the_flag(trained_models: dict[str, Path]) -> None:
-    from clintune.artifacts import check_remote_code, read_model_folder
+    from clintune.modeling.folder import check_remote_code, read_model_folder
 
     found = read_model_folder(trained_models["diagnosis"])
     check_remote_code(found.path, found.config, trust_remote_code=False)  # a plain folder needs no flag
@@ -138,7 +138,7 @@ def test_the_api_refuses_a_folder_that_ships_code_without_the_flag(
     code_folders: dict[str, Path], variant: str, marker: Path, tmp_path: Path,
 ) -> None:
     from clintune import api
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     folder = code_folders[variant]
     inputs = _inputs(tmp_path)

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, TINY_MODEL, invoke_cli, run_cli, write
 
 from clintune import api
-from clintune.config import load_config
+from clintune.config.schema import load_config
 from clintune.errors import ClintuneError
 
 
@@ -268,7 +268,7 @@ def test_no_command_changes_a_file_outside_its_documented_outputs(trained_models
 
 
 def test_a_model_folder_with_its_remote_code_is_replaceable_but_not_with_a_stray_script(tmp_path: Path) -> None:
-    from clintune.artifacts import check_output_dir
+    from clintune.modeling.folder import check_output_dir
 
     folder = tmp_path / "model"
     for name in ("clintune.yaml", "labels.json", "model.safetensors", "tokenizer.json"):

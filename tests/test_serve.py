@@ -30,9 +30,9 @@ from conftest import REPO, require_module, run_cli
 
 from clintune import api
 from clintune.errors import ClintuneError
-from clintune.workflows.serve import ServeSettings, check_bind, is_loopback, read_api_key
-from clintune.workflows.serve.batching import MicroBatcher, Overloaded
-from clintune.workflows.serve.protocol import RequestProblem, parse_predict_request
+from clintune.serve import ServeSettings, check_bind, is_loopback, read_api_key
+from clintune.serve.batching import MicroBatcher, Overloaded
+from clintune.serve.protocol import RequestProblem, parse_predict_request
 
 require_module("fastapi", "fastapi is not installed (pip install 'clintune[serve]')")
 require_module("uvicorn", "uvicorn is not installed (pip install 'clintune[serve]')")
@@ -83,7 +83,7 @@ def running(folder: Path, settings: ServeSettings | None = None, api_key: str | 
     import uvicorn
 
     logs = Captured()
-    watched = [logging.getLogger(name) for name in ("clintune.serve", "uvicorn", "uvicorn.error", "clintune.prediction")]
+    watched = [logging.getLogger(name) for name in ("clintune.serve", "uvicorn", "uvicorn.error", "clintune.inference.predictor")]
     before = [(logger.level, logger.handlers[:]) for logger in watched]
     for logger in watched:
         logger.addHandler(logs)
@@ -174,7 +174,7 @@ def test_model_endpoint_reads_the_folder(classifier: tuple[str, Any, Captured], 
 
 def test_a_tuned_decision_rule_is_the_one_served(trained_models: dict[str, Path], tmp_path: Path) -> None:
     """decision.json (threshold, temperature) applies as in predict: the served label follows the rule, not argmax."""
-    from clintune.decision import DecisionRule
+    from clintune.modeling.decision import DecisionRule
 
     folder = tmp_path / "tuned"
     shutil.copytree(trained_models["section_header"], folder)

@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clintune.decision import DecisionRule
+from clintune.data.labels import LabelEncoder
+from clintune.data.tokenization import split_words
 from clintune.errors import HardwareError
-from clintune.labels import LabelEncoder
-from clintune.metrics import binary_metrics, multiclass_metrics, ner_metrics
-from clintune.modeling import Hardware, resolve_precision
-from clintune.tasks import SequenceClassification, TokenClassification, bio_spans, entities_from_words
-from clintune.tokenization import split_words
+from clintune.evaluation.metrics import binary_metrics, multiclass_metrics, ner_metrics
+from clintune.modeling.decision import DecisionRule
+from clintune.modeling.loading import Hardware, resolve_precision
+from clintune.modeling.tasks import SequenceClassification, TokenClassification, bio_spans, entities_from_words
 
 CPU = Hardware(cuda=False, bf16=False, mps=False)
 GPU = Hardware(cuda=True, bf16=False, mps=False, compute_capability=(6, 0), name="Tesla P100")  # no bf16 at all
@@ -62,7 +62,7 @@ def test_entities_carry_character_offsets() -> None:
 def test_results_are_json_serialisable() -> None:
     import json
 
-    from clintune.tasks import Entity, Prediction
+    from clintune.modeling.tasks import Entity, Prediction
 
     entity = Entity(text="cystic fibrosis", label="Disease", start=np.int64(13), end=np.int64(28), score=np.float32(0.75))
     assert json.loads(json.dumps(entity.to_dict())) == {"text": "cystic fibrosis", "label": "Disease", "start": 13, "end": 28,
@@ -153,17 +153,17 @@ def test_a_gpu_without_a_known_compute_capability_gets_fp16() -> None:
 
 
 def test_bf16_asked_for_where_it_is_emulated_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="clintune.modeling"):
+    with caplog.at_level("WARNING", logger="clintune.modeling.loading"):
         resolve_precision("bf16", T4)
     assert "emulated" in caplog.text and "7.5" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="clintune.modeling"):
+    with caplog.at_level("WARNING", logger="clintune.modeling.loading"):
         resolve_precision("bf16", H200)
     assert caplog.text == ""
 
 
 def test_out_of_memory_names_the_smaller_batch() -> None:
-    from clintune.modeling import out_of_memory
+    from clintune.modeling.loading import out_of_memory
 
     error = out_of_memory("training", 16, "--set training.batch_size={smaller}")
     assert isinstance(error, HardwareError) and error.exit_code == 2
@@ -182,7 +182,7 @@ def test_weighted_loss_against_torch_weighted_cross_entropy() -> None:
     count (comparable under gradient accumulation), so the two differ by exactly that ratio."""
     import torch
 
-    from clintune.training import WeightedCrossEntropy
+    from clintune.training.trainer import WeightedCrossEntropy
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 3)

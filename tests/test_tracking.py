@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, invoke_cli
 
 from clintune import api
-from clintune.config import load_config
+from clintune.config.schema import load_config
 
 pytest.importorskip("mlflow")
 
@@ -105,7 +105,7 @@ def test_a_tracking_store_that_cannot_be_opened_stops_before_training(tmp_path: 
 def test_class_names_become_names_mlflow_accepts() -> None:
     from mlflow.utils.validation import _validate_metric_name, _validate_param_name
 
-    from clintune.tracking import mlflow_name, without_password
+    from clintune.training.tracking import mlflow_name, without_password
 
     for key in ("decision.must_not_miss.D/LT+Serious", "per_class/Heart (R&L), other/f1"):
         with pytest.raises(Exception):  # noqa: B017, PT011 - MLflow's own check refuses the raw name ...

@@ -66,7 +66,7 @@ def test_early_stopping_follows_the_evaluator(tmp_path: Path) -> None:
 
 
 def test_selection_summary_names_the_kept_and_the_last_evaluation() -> None:
-    from clintune.training import selection_summary
+    from clintune.training.trainer import selection_summary
 
     log = [
         {"loss": 1.0, "step": 10, "epoch": 1.0},
@@ -123,7 +123,7 @@ def test_train_saves_the_final_weights_with_trainer_save_model(tmp_path: Path, m
     from transformers import Trainer
 
     from clintune import api
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     calls = []
     original = Trainer.save_model

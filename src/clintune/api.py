@@ -8,6 +8,7 @@ A notebook user gets exactly the CLI's behaviour by calling these:
 
 from __future__ import annotations
 
+from clintune.serve import ServeSettings, create_app, serve
 from clintune.workflows.baseline import baseline
 from clintune.workflows.cv import cross_validate
 from clintune.workflows.evaluate import evaluate
@@ -24,7 +25,6 @@ from clintune.workflows.predict import (
     write_brat_predictions,
 )
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
-from clintune.workflows.serve import ServeSettings, create_app, serve
 from clintune.workflows.train import (
     TrainResult,
     clear_tokenization_cache,

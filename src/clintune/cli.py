@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from clintune.allocator import relaunch_under_jemalloc
 from clintune.errors import ClintuneError
+from clintune.runtime.allocator import relaunch_under_jemalloc
 
 app = typer.Typer(
     name="clintune",
@@ -127,7 +127,7 @@ def train(
     if nproc > 1:
         _launch_torchrun(nproc)
     from clintune.api import train as train_model
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
     from clintune.console import format_metrics, format_rule_cost
 
     cfg = load_config(config, set_ or [])
@@ -153,8 +153,8 @@ def train(
 def validate(config: ConfigArg, set_: SetOption = None) -> None:
     """Check a config and its data files without training."""
     from clintune.api import validate as validate_config_and_data
-    from clintune.config import load_config
-    from clintune.labels import is_short_label, shown_labels
+    from clintune.config.schema import load_config
+    from clintune.data.labels import is_short_label, shown_labels
 
     cfg = load_config(config, set_ or [])
     summary = validate_config_and_data(cfg)
@@ -179,7 +179,7 @@ def baseline(
 ) -> None:
     """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
     from clintune.api import baseline as run_baseline
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
     from clintune.console import format_comparison
 
     cfg = load_config(config, set_ or [])
@@ -272,7 +272,7 @@ def cv(
 ) -> None:
     """Cross-validate a config: a model per fold, out-of-fold predictions, each metric's mean, spread and interval."""
     from clintune.api import cross_validate
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
     from clintune.console import format_cross_validation
 
     cfg = load_config(config, set_ or [])
@@ -301,7 +301,7 @@ def tune(
 ) -> None:
     """Search the config's search: section with Optuna; resumable, and shareable by several workers through --storage."""
     from clintune.api import tune as run_search
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
     from clintune.console import format_search
     from clintune.workflows.tune import default_output
 
@@ -359,7 +359,7 @@ def predict(
                            trust_remote_code)
         return
     if engine == "ray":
-        from clintune.inference import predict_parquet_on_ray
+        from clintune.inference.on_ray import predict_parquet_on_ray
 
         if input_path is None or output is None:
             raise ClintuneError("--engine ray reads --input (Parquet) and writes --output (a Parquet dataset folder); give both")
@@ -393,7 +393,7 @@ def _predict_file(model: Path, input_path: Path, output: Path | None, text_colum
                   batch_size: int | None, threads: int | None, trust_remote_code: bool) -> None:
     """``predict --input``: results to --output (whole, at the end) or printed a chunk at a time."""
     from clintune.api import predict_file
-    from clintune.files import staging_dir_for
+    from clintune.runtime.files import staging_dir_for
 
     printed = 0
 
@@ -451,7 +451,7 @@ def _predict_documents(model: Path, folder: Path | None, output: Path | None, ou
         return
     records = [{"document": document.name, **result_record(result, probabilities)} for document, result in results]
     if output is not None:
-        from clintune.files import write_jsonl
+        from clintune.runtime.files import write_jsonl
 
         write_jsonl(output, records, private=True)
         typer.echo(f"{len(records)} prediction(s) written to {output}")
@@ -474,7 +474,7 @@ def export(
 ) -> None:
     """Export a model folder to ONNX for ONNX Runtime; predict and eval accept the result."""
     from clintune.api import export as export_model
-    from clintune.labels import shown_labels
+    from clintune.data.labels import shown_labels
 
     info = export_model(model, output, fmt, quantize, check_data, trust_remote_code=trust_remote_code)
     typer.echo(f"exported ({info['quantize']}) to {info['output']}")
@@ -516,7 +516,7 @@ def serve(
     """Serve a model over HTTP: POST /v1/predict, GET /v1/model, a page at / and API docs at /docs."""
     from clintune.api import ServeSettings
     from clintune.api import serve as serve_model
-    from clintune.workflows.serve import read_api_key
+    from clintune.serve import read_api_key
 
     settings = ServeSettings(max_batch_texts=max_batch_texts, max_wait_ms=max_wait_ms, max_texts=max_texts, max_bytes=max_bytes,
                              max_queued_texts=max_queued_texts, batch_size=batch_size, threads=threads,
@@ -540,7 +540,7 @@ def cache_clear(
 ) -> None:
     """Delete the cached tokenisations of a config's runs."""
     from clintune.api import clear_tokenization_cache
-    from clintune.config import load_config
+    from clintune.config.schema import load_config
 
     cfg = load_config(config, set_ or []) if config is not None else None
     folder, files, size = clear_tokenization_cache(cfg)
@@ -577,7 +577,7 @@ def _interrupted_message(output_dir: Path) -> str:
 
     from transformers.trainer_utils import get_last_checkpoint
 
-    from clintune.artifacts import has_checkpoints, work_dir_for
+    from clintune.modeling.folder import has_checkpoints, work_dir_for
 
     if not has_checkpoints(output_dir):
         return ("\ninterrupted before the first checkpoint was written; nothing was kept and "
@@ -623,7 +623,7 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
 
 def main(relaunch: bool = False) -> None:
     """Run the app, turning user errors into messages; with ``relaunch``, first start a ``predict --input``
-    run again under jemalloc where the machine has it (see ``clintune.allocator``)."""
+    run again under jemalloc where the machine has it (see ``clintune.runtime.allocator``)."""
     try:
         if relaunch:
             relaunch_under_jemalloc(sys.argv)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.config import Config
+from clintune.config.schema import Config
+from clintune.runtime import guards
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 
 
@@ -17,8 +17,8 @@ def baseline(config: Config, output: str | Path | None = None) -> tuple[Any, dic
     """
     import json
 
-    from clintune.baseline import run_baseline
-    from clintune.files import write_json
+    from clintune.evaluation.tfidf_baseline import run_baseline
+    from clintune.runtime.files import write_json
 
     config = resolve_paths(config)
     metrics_file = Path(config.output.dir) / "metrics.json"

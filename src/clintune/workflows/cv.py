@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from clintune import guards
-from clintune.config import Config
-from clintune.data import Examples, TaggedSentences, TextExamples
+from clintune.config.schema import Config
+from clintune.data.labels import shown_labels
+from clintune.data.readers import Examples, TaggedSentences, TextExamples
 from clintune.errors import ClintuneError
-from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
-from clintune.labels import shown_labels
-from clintune.tracking import tracked_run
+from clintune.runtime import guards
+from clintune.runtime.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl
+from clintune.training.tracking import tracked_run
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 from clintune.workflows.train import train
 
@@ -73,7 +73,7 @@ def cross_validate(
         outputs.append(guards.Output("output.dir", Path(config.output.dir)))
     guards.check_outputs("cv", training_inputs(config), outputs)
     if train_final:
-        from clintune.artifacts import check_output_dir
+        from clintune.modeling.folder import check_output_dir
 
         check_output_dir(Path(config.output.dir), overwrite, False)  # before hours of folds, not after
     guards.check_replaceable(out, "--output", lambda name: name in OUTPUT_FILES, (CV_FILE,), "cross-validation folder")
@@ -117,7 +117,7 @@ def _whole_training_file(config: Config, data: Any) -> Examples:
     a label found only there is an error before any of this."""
     if config.data.validation:
         return data.train
-    from clintune.data import read_split
+    from clintune.data.readers import read_split
 
     whole = read_split(config, config.data.train)
     if config.task.type == "multilabel":  # labels.unknown: ignore drops here what prepare_data dropped
@@ -130,7 +130,7 @@ def _whole_training_file(config: Config, data: Any) -> Examples:
 def _train_final(config: Config, rule: Any, overwrite: bool, report: dict[str, Any]) -> None:
     """The model trained on all the data, carrying the decision rule tuned on the out-of-fold predictions, and
     beside it the figures measured under that rule: the pooled out-of-fold ones it was tuned on."""
-    from clintune.figures import rule_check_record, store_rule_check
+    from clintune.evaluation.figures import rule_check_record, store_rule_check
     from clintune.workflows.evaluate import refresh_model_card
 
     final = config.model_copy(deep=True)
@@ -187,7 +187,7 @@ def fold_assignment(data: Examples, folds: int, seed: int) -> np.ndarray:
 def _label_set_folds(data: TextExamples, folds: int, seed: int) -> np.ndarray:
     """Multi-label folds by iterative stratification, checked up front: every fold's training part (the other
     folds) must hold every label, or that fold's model could never learn it."""
-    from clintune.multilabel import iterative_stratification, multi_hot
+    from clintune.modeling.multilabel import iterative_stratification, multi_hot
     from clintune.workflows.prepare import label_counts
 
     counts = label_counts(data)
@@ -292,7 +292,7 @@ def _write_examples(path: Path, examples: Examples, config: Config) -> None:
 def _out_of_fold_outputs(model_dir: Path, held_out: Examples, trust_remote_code: bool) -> list[Any]:
     """Class probabilities (default rule, temperature 1) or predicted word tags for each held-out example.
     ``trust_remote_code``: the user's config's, as the fold's model was trained from it."""
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_folder(model_dir, trust_remote_code=trust_remote_code)
     if isinstance(held_out, TaggedSentences):
@@ -302,10 +302,10 @@ def _out_of_fold_outputs(model_dir: Path, held_out: Examples, trust_remote_code:
 
 def _report(config: Config, encoder: Any, data: Examples, assignment: np.ndarray, results: list[dict[str, Any]],
             tune_thresholds: list[str] | None) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
-    from clintune.decision import DecisionRule
-    from clintune.evaluation import evaluate_tagged, evaluate_texts
-    from clintune.metrics import CORRECTED_INTERVAL
-    from clintune.thresholds import label_threshold_rule, recall_targets, tune_targets
+    from clintune.evaluation.metrics import CORRECTED_INTERVAL
+    from clintune.evaluation.scores import evaluate_tagged, evaluate_texts
+    from clintune.evaluation.thresholds import label_threshold_rule, recall_targets, tune_targets
+    from clintune.modeling.decision import DecisionRule
     from clintune.workflows.prepare import decision_targets
 
     resamples, seed = config.evaluation.bootstrap_resamples, config.evaluation.seed
@@ -354,9 +354,9 @@ def fold_sizes(results: list[dict[str, Any]], n_examples: int) -> tuple[float, f
 def summarise(fold_metrics: list[dict[str, Any]], n_test: float, n_train: float) -> dict[str, Any]:
     """For every numeric metric (and every per-class number): mean, standard deviation (n-1) and the 95%
     corrected resampled t interval of the mean across folds (``n_test`` / ``n_train``: the mean held-out and
-    training sizes of a fold; see ``clintune.metrics.corrected_t_interval``); a class's numbers over the
+    training sizes of a fold; see ``clintune.evaluation.metrics.corrected_t_interval``); a class's numbers over the
     folds that held it out (``folds``)."""
-    from clintune.training import scalar_metrics
+    from clintune.training.trainer import scalar_metrics
 
     scalars = [scalar_metrics(metrics) for metrics in fold_metrics]
     shared = [key for key in scalars[0] if all(key in s for s in scalars)]
@@ -376,7 +376,7 @@ def summarise(fold_metrics: list[dict[str, Any]], n_test: float, n_train: float)
 def _spread(values: list[float], n_test: float, n_train: float) -> dict[str, Any]:
     """Mean, sample standard deviation and the corrected resampled t interval of the mean, clipped to [0, 1]
     where the values are proportions (every clintune metric but a count)."""
-    from clintune.metrics import corrected_t_interval
+    from clintune.evaluation.metrics import corrected_t_interval
 
     n, mean = len(values), float(np.mean(values))
     std = float(np.std(values, ddof=1)) if n > 1 else 0.0

@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.artifacts import check_remote_code, read_model_folder
-from clintune.config import Config
-from clintune.data import EVAL_HINTS, TextExamples, check_label_sets, read_split
+from clintune.config.schema import Config
+from clintune.data.labels import LabelEncoder, with_both_bio_tags
+from clintune.data.readers import EVAL_HINTS, TextExamples, check_label_sets, read_split
 from clintune.errors import ClintuneError
-from clintune.labels import LabelEncoder, with_both_bio_tags
+from clintune.modeling.folder import check_remote_code, read_model_folder
+from clintune.runtime import guards
 from clintune.workflows.prepare import check_label_set_splits
 
 logger = logging.getLogger(__name__)
@@ -40,19 +40,19 @@ def evaluate(
     ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
     and ``fit_temperature`` choose a decision rule on this data and store it in
     the model folder, where ``predict`` uses it from then on. With
-    ``output_dir``, writes the report folder (see ``clintune.reports``); an
+    ``output_dir``, writes the report folder (see ``clintune.evaluation.reports``); an
     earlier report there is replaced only with ``overwrite``, and a folder that
     is not a clintune report never. ``label_map`` renames labels or entity types
     of the data before scoring, over the folder's own ``labels.map`` (e.g. a
     model trained on CoNLL ``Disease`` scored on brat files that hold NCBI's four
     types). ``trust_remote_code``: let a folder that ships Python code of its own run it; without it
-    such a folder is refused (``clintune.artifacts.check_remote_code``). Returns an ``Evaluation``.
+    such a folder is refused (``clintune.modeling.folder.check_remote_code``). Returns an ``Evaluation``.
     """
-    from clintune.evaluation import warn_if_failed
-    from clintune.figures import rule_check_record, store_rule_check
-    from clintune.prediction import Predictor
-    from clintune.reports import check_report_dir, write_report
-    from clintune.thresholds import parse_target
+    from clintune.evaluation.figures import rule_check_record, store_rule_check
+    from clintune.evaluation.reports import check_report_dir, write_report
+    from clintune.evaluation.scores import warn_if_failed
+    from clintune.evaluation.thresholds import parse_target
+    from clintune.inference.predictor import Predictor
     from clintune.workflows.scoring import score
 
     folder = Path(model_dir)
@@ -117,8 +117,8 @@ def default_rule_metrics(predictor: Any, data: Any, resamples: int, seed: int, l
     """The same data scored by the default rule (at the rule's temperature): what the thresholds gain and cost.
     The calibration bins are left out: the probabilities, and so the bins, are those of the rule in force.
     Groups the rule in force names (``D/LT+Serious``) are scored too, as the most probable class catches them."""
-    from clintune.decision import DecisionRule, group_keys
-    from clintune.evaluation import group_metrics
+    from clintune.evaluation.scores import group_metrics
+    from clintune.modeling.decision import DecisionRule, group_keys
     from clintune.workflows.scoring import score
 
     tuned = predictor.decision
@@ -138,7 +138,7 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
     """The predictor's decision rule with a refitted temperature (and its thresholds re-tuned) and/or new targets."""
     import numpy as np
 
-    from clintune.thresholds import parse_target, refit_temperature, tune_targets
+    from clintune.evaluation.thresholds import parse_target, refit_temperature, tune_targets
 
     encoder = predictor.encoder
     if encoder.task_type == "multilabel":
@@ -154,7 +154,7 @@ def tuned_rule(predictor: Any, logits: Any, data: Any, targets: list[str], fit_t
 def _tuned_label_thresholds(predictor: Any, logits: Any, data: Any, targets: list[str], source: str) -> Any:
     """Multi-label ``--tune-threshold``: every label's threshold chosen again on this data, for its best F1 or the
     recall target given for it (``LABEL:recall=V``); too few positives here: 0.5 (see ``multilabel.tune_thresholds``)."""
-    from clintune.thresholds import label_threshold_rule, recall_targets
+    from clintune.evaluation.thresholds import label_threshold_rule, recall_targets
 
     temperature = predictor.decision.temperature
     return label_threshold_rule(logits.probabilities(temperature), data.labels, predictor.encoder,
@@ -163,7 +163,7 @@ def _tuned_label_thresholds(predictor: Any, logits: Any, data: Any, targets: lis
 
 def refresh_model_card(folder: Path) -> None:
     """Rewrite the model card of a folder that has one to describe (a folder without ``metrics.json`` has none)."""
-    from clintune.model_card import write_model_card
+    from clintune.evaluation.model_card import write_model_card
 
     if (folder / "metrics.json").is_file():
         write_model_card(folder)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.artifacts import EXPORT_FILE, read_export_info
 from clintune.errors import ClintuneError
-from clintune.files import write_json
+from clintune.modeling.folder import EXPORT_FILE, read_export_info
+from clintune.runtime import guards
+from clintune.runtime.files import write_json
 from clintune.workflows.evaluate import evaluate, refresh_model_card
 
 
@@ -19,9 +19,9 @@ def export(
     """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it.
 
     ``trust_remote_code``: let a folder that ships Python code of its own run it (the export and both
-    sides of the check); without it such a folder is refused (``clintune.artifacts.check_remote_code``).
+    sides of the check); without it such a folder is refused (``clintune.modeling.folder.check_remote_code``).
     """
-    from clintune.onnx_export import export as export_onnx
+    from clintune.inference.onnx_export import export as export_onnx
 
     if fmt != "onnx":
         raise ClintuneError(f"export --format {fmt}: only onnx is supported")
@@ -68,7 +68,7 @@ def _headline_key(metrics: dict[str, Any]) -> str:
 
 def must_not_miss_recalls(source: Path, original: dict[str, Any], exported: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Recall of every class and group the source's rule holds a threshold for, PyTorch against the export."""
-    from clintune.decision import DecisionRule
+    from clintune.modeling.decision import DecisionRule
 
     recalls = {}
     rule = DecisionRule.load(source)

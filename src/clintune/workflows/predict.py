@@ -5,10 +5,10 @@ rows and finds those whose text cannot be predicted (empty, missing, not
 text), so that ``data.on_empty: error`` stops before any work and the progress
 bar knows the total; the second pass predicts chunk by chunk (sorted by length
 within a chunk) and hands each chunk's records to the output as it finishes
-(``clintune.sinks.ChunkedOutput``: published atomically at the end, resumable
+(``clintune.inference.sinks.ChunkedOutput``: published atomically at the end, resumable
 with ``resume=True``). Memory therefore depends on the chunk size, not on the
 input's size. ``engine="ray"`` runs the same model over a Parquet dataset on a
-Ray cluster instead (``clintune.inference``).
+Ray cluster instead (``clintune.inference.on_ray``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.allocator import allocator_in_use
-from clintune.config import PreprocessingSection
-from clintune.data import MAX_LISTED, TextExamples
+from clintune.config.schema import PreprocessingSection
+from clintune.data.readers import MAX_LISTED, TextExamples
 from clintune.errors import ClintuneError, DataError
-from clintune.sinks import check_prediction_output, result_record
-from clintune.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, empty_text_steps, open_source, text_problem
+from clintune.inference.sinks import check_prediction_output, result_record
+from clintune.inference.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, empty_text_steps, open_source, text_problem
+from clintune.runtime import guards
+from clintune.runtime.allocator import allocator_in_use
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def predict(
     ``data.on_empty``) a ``DataError`` naming its position (``"error"``), or None in its place
     (``"drop"``), so results stay aligned with ``texts``. Never a label for an empty note.
     ``trust_remote_code``: let a folder that ships Python code of its own run it; without it such a
-    folder is refused (``clintune.artifacts.check_remote_code``).
+    folder is refused (``clintune.modeling.folder.check_remote_code``).
     """
-    from clintune.prediction import Predictor
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads,
                                       trust_remote_code=trust_remote_code)
@@ -200,7 +200,7 @@ def predict_file(
     the same command after its last finished chunk. Without ``output_path`` each chunk's
     records go to ``on_records``. ``trust_remote_code``: as for ``predict``.
     """
-    from clintune.artifacts import check_remote_code, read_model_folder
+    from clintune.modeling.folder import check_remote_code, read_model_folder
 
     if chunk_size < 1:
         raise ClintuneError("--chunk-size must be at least 1")
@@ -220,12 +220,12 @@ def predict_file(
     scan = scan_input(source, chunk_size, steps)
     _check_scan(scan, source, rule)
 
-    from clintune.prediction import Predictor, release_freed_memory
+    from clintune.inference.predictor import Predictor, release_freed_memory
 
     predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads, trust_remote_code=trust_remote_code)
     out = None
     if output_path is not None:
-        from clintune.sinks import ChunkedOutput, output_format, record_schema
+        from clintune.inference.sinks import ChunkedOutput, output_format, record_schema
 
         output = Path(output_path)
         schema = None
@@ -339,7 +339,7 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
     For small inputs and notebooks; ``predict_file`` reads any size in chunks. An empty or
     non-text row is an error naming the row.
     """
-    from clintune.artifacts import check_model_folder
+    from clintune.modeling.folder import check_model_folder
 
     encoder, config = check_model_folder(Path(model_dir))
     source = open_source(Path(input_path), text_column or config.data.text_column)
@@ -364,15 +364,15 @@ def predict_documents(
     """(``Document``, result) for every ``.txt`` document of a folder, in name order.
 
     NER: the document is split into sentences as training data is (see
-    ``clintune.documents``) and the result is a list of ``Entity`` with
+    ``clintune.data.documents``) and the result is a list of ``Entity`` with
     character offsets into the whole ``.txt``. Classification: one
     ``Prediction`` for the whole document. ``trust_remote_code``: as for ``predict``.
     """
     from dataclasses import replace
 
-    from clintune.data import PREDICT_HINTS, check_file
-    from clintune.documents import read_text_folder, sentence_bounds
-    from clintune.prediction import Predictor
+    from clintune.data.documents import read_text_folder, sentence_bounds
+    from clintune.data.readers import PREDICT_HINTS, check_file
+    from clintune.inference.predictor import Predictor
 
     folder = Path(input_dir)
     check_file(folder, PREDICT_HINTS, folder=True)
@@ -400,7 +400,7 @@ def check_brat_output(output_dir: str | Path, model_dir: str | Path | None = Non
 
     Called before any prediction (a refusal after predicting a whole corpus wastes the run) and
     again when writing."""
-    from clintune.artifacts import read_model_folder
+    from clintune.modeling.folder import read_model_folder
 
     target = Path(output_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -417,8 +417,8 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     The folder must be new or empty: a folder of ``.ann`` files may hold
     someone's annotations, so it is never written into.
     """
-    from clintune.documents import ann_text
-    from clintune.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for
+    from clintune.data.documents import ann_text
+    from clintune.runtime.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for
 
     target = Path(output_dir)
     check_brat_output(target)

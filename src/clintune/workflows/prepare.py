@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.config import Config
-from clintune.data import (
+from clintune.config.schema import Config
+from clintune.data.labels import LabelEncoder, did_you_mean, shown_labels
+from clintune.data.leakage import Leak, find_leaks
+from clintune.data.readers import (
     Examples,
     TaggedSentences,
     check_label_sets,
@@ -22,8 +23,7 @@ from clintune.data import (
     stratified_split,
 )
 from clintune.errors import ClintuneError, DataError
-from clintune.labels import LabelEncoder, did_you_mean, shown_labels
-from clintune.leakage import Leak, find_leaks
+from clintune.runtime import guards
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def check_label_set_splits(config: Config, splits: dict[str, Examples], classes:
 
 
 def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
-    """Exact and near duplicates between every pair of splits (see ``clintune.leakage``)."""
+    """Exact and near duplicates between every pair of splits (see ``clintune.data.leakage``)."""
     views = {name: _comparable(data) for name, data in splits.items()}
     names = list(views)
     leaks = []
@@ -227,8 +227,8 @@ def decision_targets(config: Config) -> list[str]:
 
 def check_decision_targets(config: Config, encoder: LabelEncoder, validation: Any, validation_source: str) -> None:
     """Refuse, before any training, must-not-miss targets that cannot be tuned on this validation split."""
-    from clintune.decision import class_ids
-    from clintune.thresholds import parse_target
+    from clintune.evaluation.thresholds import parse_target
+    from clintune.modeling.decision import class_ids
 
     for target in decision_targets(config):
         try:

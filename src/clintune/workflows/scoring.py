@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from clintune.config import Config
-from clintune.data import Examples, TaggedSentences
-from clintune.decision import WindowLogits
-from clintune.evaluation import Evaluation, evaluate_tagged, evaluate_texts
-from clintune.labels import LabelEncoder, with_both_bio_tags
-from clintune.prediction import Predictor
-from clintune.tasks import padding_multiple
-from clintune.training import scalar_metrics
+from clintune.config.schema import Config
+from clintune.data.labels import LabelEncoder, with_both_bio_tags
+from clintune.data.readers import Examples, TaggedSentences
+from clintune.evaluation.scores import Evaluation, evaluate_tagged, evaluate_texts
+from clintune.inference.predictor import Predictor
+from clintune.modeling.decision import WindowLogits
+from clintune.modeling.tasks import padding_multiple
+from clintune.training.trainer import scalar_metrics
 
 
 def score(predictor: Predictor, data: Examples, resamples: int = 1000, seed: int = 0, logits: WindowLogits | None = None) -> Evaluation:

@@ -8,13 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clintune import artifacts, guards
-from clintune.config import Config
-from clintune.data import Examples, preprocessed
+from clintune.config.schema import Config
+from clintune.data.labels import LabelEncoder, shown_labels
+from clintune.data.readers import Examples, preprocessed
 from clintune.errors import ClintuneError
-from clintune.files import publish, write_json
-from clintune.labels import LabelEncoder, shown_labels
-from clintune.tracking import check_store, tracked_run
+from clintune.modeling.folder import (
+    WEIGHT_FILES,
+    check_output_dir,
+    has_checkpoints,
+    record_run_config,
+    save_model_folder,
+    save_training_record,
+    work_dir_for,
+)
+from clintune.runtime import guards
+from clintune.runtime.files import publish, write_json
+from clintune.training.tracking import check_store, tracked_run
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
 
 logger = logging.getLogger(__name__)
@@ -46,24 +55,24 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
     ``tracking.mlflow``, or inside an open run of ``cv`` or ``tune``, the run is recorded
     as ``run_name`` (default: the output folder's name).
     """
-    from clintune.modeling import detect_hardware, resolve_precision
+    from clintune.modeling.loading import detect_hardware, resolve_precision
 
     config = resolve_paths(config)
     output_dir = Path(config.output.dir)
     guards.check_outputs("train", training_inputs(config), [
-        guards.Output("output.dir", output_dir), guards.Output("output.dir's work folder", artifacts.work_dir_for(output_dir)),
+        guards.Output("output.dir", output_dir), guards.Output("output.dir's work folder", work_dir_for(output_dir)),
     ])
-    artifacts.check_output_dir(output_dir, overwrite, resume)
+    check_output_dir(output_dir, overwrite, resume)
     data = prepare_data(config)
     check_store(config)  # a tracking store that cannot be opened stops the run before any folder is made
     if config.training.deepspeed and not Path(config.training.deepspeed).is_file():
         raise ClintuneError(f"training.deepspeed: config file not found: {config.training.deepspeed}")
     precision = resolve_precision(config.training.precision, detect_hardware())
-    work = artifacts.work_dir_for(output_dir)
+    work = work_dir_for(output_dir)
     if is_main_process():
         if overwrite and not resume and work.exists():
             shutil.rmtree(work)
-        artifacts.record_run_config(work, config, resume)
+        record_run_config(work, config, resume)
     for line in _describe_data(data):
         logger.info(line)
     try:
@@ -75,7 +84,7 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
             if result.metrics:
                 tracker.log_model_folder(output_dir)
     except BaseException:
-        if is_main_process() and not artifacts.has_checkpoints(output_dir):
+        if is_main_process() and not has_checkpoints(output_dir):
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume from: leave nothing beside output.dir
         raise
     _leave_process_group()
@@ -85,8 +94,8 @@ def train(config: Config, overwrite: bool = False, resume: bool = False, command
 def _train_and_publish(config: Config, data: PreparedData, precision: str, work: Path, resume: bool, command: str | None,
                        callbacks: list[Any]) -> TrainResult:
     """Fit, then (on the main process) save, score and publish the model folder."""
-    from clintune.evaluation import warn_if_failed
-    from clintune.prediction import Predictor
+    from clintune.evaluation.scores import warn_if_failed
+    from clintune.inference.predictor import Predictor
 
     output_dir = Path(config.output.dir)
     trainer, tokenizer, weights = _fit(config, data, precision, work, resume, [c for c in callbacks if c is not None])
@@ -94,7 +103,7 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
     _save_weights(trainer, staging)
     if not trainer.is_world_process_zero():
         return TrainResult(output_dir, {})
-    artifacts.save_model_folder(staging, tokenizer, data.encoder, config)
+    save_model_folder(staging, tokenizer, data.encoder, config)
     predictor = Predictor.from_folder(staging, batch_size=config.training.eval_batch_size,  # the saved model, as eval loads it
                                       trust_remote_code=config.model.trust_remote_code)
     predictor.long_text_note_as = None  # validation's long texts were counted before training; _final_metrics names the test's
@@ -109,7 +118,7 @@ def _train_and_publish(config: Config, data: PreparedData, precision: str, work:
         metrics["must_not_miss_unmet"] = unmet
     warn_if_failed(metrics["validation"], "validation", metrics)
     metrics["selection"] = _selection(config, trainer)
-    artifacts.save_training_record(staging, metrics, trainer.state.log_history)
+    save_training_record(staging, metrics, trainer.state.log_history)
     _write_provenance(staging, config, data, precision, command)
     publish(staging, output_dir)
     shutil.rmtree(work, ignore_errors=True)
@@ -130,7 +139,7 @@ def _save_weights(trainer: Any, staging: Path) -> None:
     if not trainer.is_world_process_zero():
         return
     (staging / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickled arguments; no pickle in a model folder
-    if not any((staging / name).is_file() for name in artifacts.WEIGHT_FILES):
+    if not any((staging / name).is_file() for name in WEIGHT_FILES):
         raise ClintuneError(
             f"training.deepspeed: the trained weights were not written as one model ({staging} has no model.safetensors)\n"
             '  fix: set "stage3_gather_16bit_weights_on_model_save": true under zero_optimization in the DeepSpeed config'
@@ -139,8 +148,8 @@ def _save_weights(trainer: Any, staging: Path) -> None:
 
 def _selection(config: Config, trainer: Any) -> dict[str, Any] | None:
     """The evaluation that chose the kept checkpoint, and the last one, as the training log records them."""
-    from clintune.config import default_metric
-    from clintune.training import selection_summary
+    from clintune.config.schema import default_metric
+    from clintune.training.trainer import selection_summary
 
     metric = config.training.metric_for_best_model or default_metric(config.task.type)
     return selection_summary(trainer.state.log_history, metric, trainer.state.best_global_step)
@@ -162,10 +171,10 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     import torch
     from transformers import set_seed
 
-    from clintune.labels import class_weights_from_config
-    from clintune.modeling import detect_hardware, load_model, load_tokenizer, out_of_memory
-    from clintune.tasks import label_counts, task_for
-    from clintune.training import run_trainer, training_arguments
+    from clintune.data.labels import class_weights_from_config
+    from clintune.modeling.loading import detect_hardware, load_model, load_tokenizer, out_of_memory
+    from clintune.modeling.tasks import label_counts, task_for
+    from clintune.training.trainer import run_trainer, training_arguments
     from clintune.workflows.scoring import validation_scorer
 
     task = task_for(config.task.type)
@@ -196,8 +205,8 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
 
 def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
     """Tokenise one split (texts preprocessed here, once), reusing an identical earlier tokenisation from the cache."""
-    from clintune.prediction import long_text_note
-    from clintune.tokenization import cached_encoding, encoding_key
+    from clintune.data.tokenization import cached_encoding, encoding_key
+    from clintune.inference.predictor import long_text_note
 
     examples = preprocessed(examples, config.data.preprocessing)
     model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
@@ -236,7 +245,7 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     """
     import os
 
-    from clintune.tokenization import remove_cache_entries
+    from clintune.data.tokenization import remove_cache_entries
 
     if config is None:
         if not os.environ.get("CLINTUNE_CACHE_DIR"):
@@ -273,8 +282,8 @@ def _store_label_thresholds(config: Config, data: PreparedData, predictor: Any, 
     """Multi-label: a threshold per label, tuned on the validation split with the kept model (best F1, or the
     recall target of ``decision.must_not_miss``; too few positives: 0.5), stored in ``folder`` and ``predictor``.
     Returns the unmet recall targets (or None) and the validation logits, for the final scoring."""
-    from clintune.multilabel import MIN_POSITIVES_TO_TUNE
-    from clintune.thresholds import label_threshold_rule
+    from clintune.evaluation.thresholds import label_threshold_rule
+    from clintune.modeling.multilabel import MIN_POSITIVES_TO_TUNE
 
     logits = predictor.window_logits(data.validation.texts)
     temperature = predictor.decision.temperature
@@ -333,7 +342,7 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
     import transformers
 
     from clintune import __version__
-    from clintune.model_card import RUN_FILE, sha256_of, write_model_card
+    from clintune.evaluation.model_card import RUN_FILE, sha256_of, write_model_card
 
     splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
               "test": (config.data.test, data.test)}

@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clintune import guards
-from clintune.config import Config, SearchRange, default_metric, set_dotted, validate_config
+from clintune.config.schema import Config, SearchRange, default_metric, set_dotted, validate_config
 from clintune.errors import ClintuneError
-from clintune.files import publish, remove_stale, staging_dir_for, write_json, write_text_atomic
-from clintune.tracking import tracked_run, without_password
+from clintune.runtime import guards
+from clintune.runtime.files import publish, remove_stale, staging_dir_for, write_json, write_text_atomic
+from clintune.training.tracking import tracked_run, without_password
 from clintune.workflows.cv import cross_validate, fold_assignment
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 from clintune.workflows.train import train
@@ -272,7 +272,7 @@ class _Objective:
         return value
 
     def _trained(self, trial: Any, settings: dict[str, Any], folder: Path) -> tuple[float, dict[str, float]]:
-        from clintune.training import scalar_metrics
+        from clintune.training.trainer import scalar_metrics
 
         config = with_settings(self.config, settings, str(folder / "model"))
         config.decision.must_not_miss = {}  # the objective is the metric the checkpoint is chosen by, as with --cv
@@ -348,7 +348,7 @@ def _write_report(optuna: Any, study: Any, config: Config, metric: str, directio
                   cv_folds: int | None) -> dict[str, Any]:
     """best.yaml, trials.csv, tune.json and the plots, read from the study and published together into ``out``;
     workers sharing one output folder take turns (the last to finish writes the fullest report)."""
-    from clintune.config import save_config
+    from clintune.config.schema import save_config
 
     with _report_lock(out):
         trials = study.get_trials(deepcopy=False)
@@ -424,7 +424,7 @@ def _importances(optuna: Any, study: Any) -> dict[str, float]:
 def _plot_history(trials: list[Any], metric: str, direction: str, path: Path) -> None:
     from optuna.trial import TrialState
 
-    from clintune.plots import save, search_history_figure
+    from clintune.evaluation.plots import save, search_history_figure
 
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     pruned = [(trial.number, float(trial.intermediate_values[max(trial.intermediate_values)]))
@@ -435,6 +435,6 @@ def _plot_history(trials: list[Any], metric: str, direction: str, path: Path) ->
 
 
 def _plot_importances(importances: dict[str, float], path: Path) -> None:
-    from clintune.plots import importance_figure, save
+    from clintune.evaluation.plots import importance_figure, save
 
     save(importance_figure(importances), path)

@@ -1,0 +1,261 @@
+"""The model folder: what ``train`` writes, atomically, and what the other verbs read back.
+
+A model folder holds the weights (safetensors), the tokenizer, ``config.json``
+with the real label names, ``labels.json``, the resolved ``clintune.yaml`` and
+``metrics.json``. It is assembled in a staging folder beside the target and
+renamed into place only once everything is written, so a killed run never
+leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clintune.config.schema import Config, save_config, validate_config
+from clintune.data.labels import LABELS_FILE, LabelEncoder
+from clintune.errors import ClintuneError, ModelFolderError
+from clintune.runtime.files import write_json
+from clintune.runtime.guards import check_replaceable
+
+if TYPE_CHECKING:
+    from clintune.modeling.decision import DecisionRule
+
+CONFIG_FILE = "clintune.yaml"
+METRICS_FILE = "metrics.json"
+TRAINING_LOG_FILE = "training_log.json"
+ONNX_FILE = "model.onnx"
+EXPORT_FILE = "export.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", ONNX_FILE)
+# Every name train, eval (decision rule, card) and export write into a model folder; tokenizers
+# differ in their files, hence the several vocabulary names.
+MODEL_FOLDER_FILES = frozenset({
+    *WEIGHT_FILES, "config.json", "generation_config.json", LABELS_FILE, CONFIG_FILE, METRICS_FILE, TRAINING_LOG_FILE,
+    "run.json", "README.md", "decision.json", EXPORT_FILE, "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+    "sentencepiece.bpe.model", "chat_template.jinja",
+})
+_SHARD = re.compile(r"^model-\d+-of-\d+\.safetensors$")
+
+
+def work_dir_for(output_dir: Path) -> Path:
+    """Where checkpoints and the staging folder of a run live, beside its output folder."""
+    return output_dir.with_name(output_dir.name + ".work")
+
+
+def is_model_folder_file(name: str) -> bool:
+    """True for the names of files that clintune (train, eval, export) writes into a model folder."""
+    return name in MODEL_FOLDER_FILES or bool(_SHARD.match(name)) or _is_temporary(name)
+
+
+def _model_folder_files(folder: Path) -> Any:
+    """The test for names clintune writes into ``folder``, plus the remote-code modules it ships (``shipped_code``)."""
+    modules = set(shipped_code(folder))
+    return lambda name: is_model_folder_file(name) or name in modules
+
+
+# The files whose ``auto_map`` makes transformers import a module of the folder (given trust_remote_code)
+CODE_MAP_FILES = ("config.json", "tokenizer_config.json")
+
+
+def shipped_code(folder: Path) -> list[str]:
+    """The Python modules (``NAME.py``) that the ``auto_map`` of ``folder``'s config.json or tokenizer_config.json
+    names: the code transformers imports when the folder is loaded with ``trust_remote_code``. Empty for most folders."""
+    modules: set[str] = set()
+    for file_name in CODE_MAP_FILES:
+        try:
+            auto_map = json.loads((folder / file_name).read_text(encoding="utf-8")).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        # a tokenizer's auto_map may be a bare [slow, fast] pair, as transformers still reads it
+        references = auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else []
+        for reference in references:
+            for entry in reference if isinstance(reference, list) else [reference]:
+                if isinstance(entry, str) and "." in entry:
+                    modules.add(entry.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    return sorted(modules)
+
+
+def check_remote_code(folder: Path, config: Config, trust_remote_code: bool) -> None:
+    """Refuse, before anything is loaded, a folder that would run Python code of its own, unless the caller asked.
+
+    A folder needs its own code when its config.json or tokenizer_config.json has an ``auto_map``
+    (``shipped_code``) or its ``clintune.yaml`` says ``model.trust_remote_code: true``. That
+    setting is the folder's word, not the user's: only ``trust_remote_code`` (``--trust-remote-code``)
+    lets the code run, on every load, as transformers asks of its callers.
+    """
+    if trust_remote_code:
+        return
+    modules = shipped_code(folder)
+    if not modules and not config.model.trust_remote_code:
+        return
+    what = ", ".join(modules) if modules else f"its {CONFIG_FILE} sets model.trust_remote_code: true"
+    raise ModelFolderError(
+        f"{folder}: this model folder asks to run Python code it ships ({what}); "
+        "clintune runs a folder's own code only when asked, on every load\n"
+        "  fix: if you trust whoever made this folder, pass --trust-remote-code (api: trust_remote_code=True)"
+    )
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp-" in name
+
+
+def _is_work_dir_entry(name: str) -> bool:
+    return name in (CONFIG_FILE, "checkpoints", "final") or _is_temporary(name)
+
+
+def has_checkpoints(output_dir: Path) -> bool:
+    """True when an interrupted run of ``output_dir`` left a checkpoint to resume from."""
+    return any((work_dir_for(output_dir) / "checkpoints").glob("checkpoint-*"))
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to overwrite a finished model or anything clintune did not write, or to silently discard an interrupted run."""
+    if resume and not has_checkpoints(output_dir):
+        raise ClintuneError(
+            f"--resume: there is no checkpoint to resume in {work_dir_for(output_dir) / 'checkpoints'}\n"
+            "  fix: run without --resume to start training (add --overwrite to replace an existing model folder)"
+        )
+    # A folder clintune did not write is refused as such first: "pass --overwrite" would only lead to that refusal.
+    check_replaceable(output_dir, "output.dir", _model_folder_files(output_dir), (CONFIG_FILE, LABELS_FILE, "config.json"),
+                      "model folder")
+    if (output_dir.exists() or output_dir.is_symlink()) and not overwrite:
+        raise ClintuneError(
+            f"output.dir: {output_dir} already exists\n"
+            "  fix: pass --overwrite to replace it, or choose another folder with --set output.dir=DIR"
+        )
+    work = work_dir_for(output_dir)
+    check_replaceable(work, "output.dir", _is_work_dir_entry, (), "run's work folder")
+    if work.exists() and not resume and not overwrite and has_checkpoints(output_dir):
+        raise ClintuneError(
+            f"an interrupted run left checkpoints in {work}\n"
+            "  fix: pass --resume to continue it, or --overwrite to start again"
+        )
+
+
+def record_run_config(work: Path, config: Config, resume: bool) -> None:
+    """Keep the run's config beside its checkpoints; a resumed run must use the same one."""
+    import yaml
+
+    path = work / CONFIG_FILE
+    if resume and path.is_file():
+        before = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")))
+        now = _flatten(config.to_dict())
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            raise ClintuneError(
+                f"--resume: the config differs from the interrupted run's ({path}) at: {', '.join(changed)}\n"
+                "  fix: resume with the same config and --set values, or start again with --overwrite"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(config, path)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def save_model_folder(staging: Path, tokenizer: Any, encoder: LabelEncoder, config: Config) -> None:
+    """Complete the weights in ``staging`` (written by ``Trainer.save_model``) into a loadable model folder."""
+    staging.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(staging)
+    encoder.save(staging)
+    save_config(config, staging / CONFIG_FILE)
+    _share_weights_as_umask_allows(staging)
+
+
+def _share_weights_as_umask_allows(staging: Path) -> None:
+    """Give the weights the mode of every other file of the folder: transformers writes them through a
+    temporary file, owner-only, which left a shared model folder unreadable to colleagues. Weights hold
+    no note text (owner-only files are those that do; see the README's Safety section)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in staging.iterdir():
+        if path.name in WEIGHT_FILES or _SHARD.match(path.name):
+            os.chmod(path, 0o666 & ~umask)
+
+
+def save_training_record(staging: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]]) -> None:
+    """``metrics.json`` and the Trainer's log."""
+    write_json(staging / METRICS_FILE, metrics)
+    write_json(staging / TRAINING_LOG_FILE, log_history)
+
+
+def read_folder_config(folder: Path) -> Config:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise ModelFolderError(f"{folder}: no {CONFIG_FILE}; this is not a folder written by 'clintune train'")
+    import yaml
+
+    return validate_config(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
+
+
+def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
+    """Check a model folder is complete and its label files agree; say what is wrong if not."""
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder not found: {folder}")
+    missing = [name for name in ("config.json", LABELS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        missing.append("model.safetensors")
+    if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.txt").is_file():
+        missing.append("tokenizer.json")
+    if missing:
+        raise ModelFolderError(
+            f"{folder}: incomplete model folder, missing {', '.join(missing)}\n"
+            "  fix: point --model at a folder written by 'clintune train' (an interrupted run leaves none)"
+        )
+    encoder = LabelEncoder.load(folder)
+    try:
+        hf_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{folder / 'config.json'}: not valid JSON ({exc})") from None
+    id2label = {int(k): v for k, v in (hf_config.get("id2label") or {}).items()}
+    if id2label != encoder.id2label:
+        raise ModelFolderError(
+            f"{folder}: config.json id2label {id2label} does not match {LABELS_FILE} {list(encoder.classes)}\n"
+            "  fix: the folder was edited or mixed from two runs; retrain or restore the matching files"
+        )
+    return encoder, read_folder_config(folder)
+
+
+@dataclass
+class ModelFolder:
+    """A checked model folder, read once: its labels, training config and decision rule."""
+
+    path: Path
+    encoder: LabelEncoder
+    config: Config
+    decision: DecisionRule
+
+    @property
+    def is_onnx(self) -> bool:
+        """True for a folder written by ``clintune export`` (``model.onnx`` in place of the PyTorch weights)."""
+        return (self.path / ONNX_FILE).is_file()
+
+
+def read_model_folder(folder: Path) -> ModelFolder:
+    """Check ``folder`` (see ``check_model_folder``) and read what the verbs need from it."""
+    from clintune.modeling.decision import DecisionRule  # numpy: not for the verbs that only check a config
+
+    encoder, config = check_model_folder(folder)
+    return ModelFolder(folder, encoder, config, DecisionRule.load(folder))
+
+
+def read_export_info(folder: Path) -> dict[str, Any]:
+    """``export.json`` of an exported folder (what it was exported from, how, and its check); empty if none."""
+    path = folder / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
