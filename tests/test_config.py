@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, invoke_cli, write
 
-from clintune.config.schema import apply_override, deep_merge, load_config, validate_config
+from clintune.config.checks import validate_config
+from clintune.config.loading import apply_override, deep_merge, load_config
 from clintune.errors import ConfigError
 
 MINIMAL = """

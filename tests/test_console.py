@@ -58,7 +58,7 @@ def test_verbose_shows_the_libraries_output_too(tmp_path: Path) -> None:
 
 def test_training_arguments_use_no_deprecated_names(tmp_path: Path) -> None:
     """The FutureWarning is fixed at its source, not only hidden."""
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.training.trainer import training_arguments
 
     config = load_config(REPO / "configs/tiny/ner.yaml", ["training.gradient_checkpointing=true"])

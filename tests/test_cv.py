@@ -14,7 +14,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from clintune import api
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 from clintune.data.readers import TextExamples
 from clintune.errors import ClintuneError
 from clintune.workflows import cv as cv_module

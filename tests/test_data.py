@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write
 
-from clintune.config.schema import PreprocessingSection, validate_config
+from clintune.config.checks import validate_config
+from clintune.config.schema import PreprocessingSection
 from clintune.data.readers import (
     TextExamples,
     check_label_sets,

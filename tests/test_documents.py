@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, run_cli, write
 
 from clintune import api
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 from clintune.data.documents import Document, ReadReport, Span, read_brat_folder, read_span_records, sentence_bounds, tag_documents
 from clintune.data.leakage import find_leaks
 from clintune.data.readers import TextExamples, read_split, stratified_split

@@ -76,7 +76,7 @@ def trained(device: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[
     def train(name: str, precision: str) -> tuple[Path, list[str]]:
         if (name, precision) not in done:
             from clintune import api
-            from clintune.config.schema import load_config
+            from clintune.config.loading import load_config
 
             folder = root / f"{name}-{precision}"
             overrides = [f"output.dir={folder}", f"training.epochs={EPOCHS}", f"training.precision={precision}",
@@ -321,7 +321,7 @@ def out_of_memory(way: str) -> Iterator[None]:
 def test_out_of_memory_in_training_names_the_batch_size(way: str, device: str, tmp_path: Path) -> None:
     """In the library, a ``HardwareError``; through the CLI, exit status 2 with the fix and no traceback."""
     from clintune import api
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.errors import HardwareError
 
     config = load_config(REPO / "configs" / "tiny" / "diagnosis.yaml", [f"output.dir={tmp_path / 'lib'}", "training.epochs=1"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli, write
 
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 from clintune.errors import ClintuneError, ConfigError
 
 CONFIG = REPO / "configs" / "tiny" / "symptoms.yaml"

@@ -13,7 +13,7 @@ from conftest import REPO
 from sklearn.metrics import precision_recall_fscore_support
 
 from clintune import api
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 from clintune.data.readers import read_split
 from clintune.errors import ClintuneError, ConfigError
 from clintune.inference.predictor import Predictor

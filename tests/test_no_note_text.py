@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from conftest import REPO, invoke_cli
 
-from clintune.config.schema import Config, load_config
+from clintune.config.loading import load_config
+from clintune.config.schema import Config
 from clintune.data import documents, labels
 from clintune.data import readers as data_module
 from clintune.data.documents import read_brat_folder, read_span_records, read_text_folder, tag_documents

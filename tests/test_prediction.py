@@ -42,7 +42,7 @@ def test_eval_and_predict_preprocess_the_text_exactly_once(trained_models: dict[
 
 def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clintune import api
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.evaluation import tfidf_baseline as baseline
     from clintune.modeling.loading import load_tokenizer
     from clintune.modeling.tasks import task_for

@@ -126,7 +126,7 @@ def run_bash_block(block: Block, workspace: Path, where: str) -> None:
 
 def check_config_block(block: Block, workspace: Path) -> None:
     """A config example must be a valid config where it says it lives (``extends: ../x.yaml`` from a configs/ subfolder)."""
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
 
     path = workspace / "configs" / "readme" / f"block_{block.line}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, TINY_MODEL, invoke_cli, run_cli, write
 
 from clintune import api
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 from clintune.errors import ClintuneError
 
 

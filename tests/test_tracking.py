@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, invoke_cli
 
 from clintune import api
-from clintune.config.schema import load_config
+from clintune.config.loading import load_config
 
 pytest.importorskip("mlflow")
 

@@ -123,7 +123,7 @@ def test_train_saves_the_final_weights_with_trainer_save_model(tmp_path: Path, m
     from transformers import Trainer
 
     from clintune import api
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
 
     calls = []
     original = Trainer.save_model

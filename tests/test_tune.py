@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO, invoke_cli, write
 
 from clintune import api
-from clintune.config.schema import SearchRange, load_config
+from clintune.config.loading import load_config
+from clintune.config.schema import SearchRange
 from clintune.errors import ClintuneError, ConfigError
 from clintune.workflows import tune as tune_module
 

@@ -127,7 +127,7 @@ def train(
     if nproc > 1:
         _launch_torchrun(nproc)
     from clintune.api import train as train_model
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.console import format_metrics, format_rule_cost
 
     cfg = load_config(config, set_ or [])
@@ -153,7 +153,7 @@ def train(
 def validate(config: ConfigArg, set_: SetOption = None) -> None:
     """Check a config and its data files without training."""
     from clintune.api import validate as validate_config_and_data
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.data.labels import is_short_label, shown_labels
 
     cfg = load_config(config, set_ or [])
@@ -179,7 +179,7 @@ def baseline(
 ) -> None:
     """Train a cheap baseline (TF-IDF + logistic regression; NER: dictionary) on the same splits and metrics."""
     from clintune.api import baseline as run_baseline
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.console import format_comparison
 
     cfg = load_config(config, set_ or [])
@@ -272,7 +272,7 @@ def cv(
 ) -> None:
     """Cross-validate a config: a model per fold, out-of-fold predictions, each metric's mean, spread and interval."""
     from clintune.api import cross_validate
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.console import format_cross_validation
 
     cfg = load_config(config, set_ or [])
@@ -301,7 +301,7 @@ def tune(
 ) -> None:
     """Search the config's search: section with Optuna; resumable, and shareable by several workers through --storage."""
     from clintune.api import tune as run_search
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
     from clintune.console import format_search
     from clintune.workflows.tune import default_output
 
@@ -540,7 +540,7 @@ def cache_clear(
 ) -> None:
     """Delete the cached tokenisations of a config's runs."""
     from clintune.api import clear_tokenization_cache
-    from clintune.config.schema import load_config
+    from clintune.config.loading import load_config
 
     cfg = load_config(config, set_ or []) if config is not None else None
     folder, files, size = clear_tokenization_cache(cfg)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clintune.config.schema import Config, save_config, validate_config
+from clintune.config.checks import validate_config
+from clintune.config.loading import save_config
+from clintune.config.schema import Config
 from clintune.data.labels import LABELS_FILE, LabelEncoder
 from clintune.errors import ClintuneError, ModelFolderError
 from clintune.runtime.files import write_json

@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clintune.config.schema import Config, SearchRange, default_metric, set_dotted, validate_config
+from clintune.config.checks import validate_config
+from clintune.config.schema import Config, SearchRange, default_metric, set_dotted
 from clintune.errors import ClintuneError
 from clintune.runtime import guards
 from clintune.runtime.files import publish, remove_stale, staging_dir_for, write_json, write_text_atomic
@@ -348,7 +349,7 @@ def _write_report(optuna: Any, study: Any, config: Config, metric: str, directio
                   cv_folds: int | None) -> dict[str, Any]:
     """best.yaml, trials.csv, tune.json and the plots, read from the study and published together into ``out``;
     workers sharing one output folder take turns (the last to finish writes the fullest report)."""
-    from clintune.config.schema import save_config
+    from clintune.config.loading import save_config
 
     with _report_lock(out):
         trials = study.get_trials(deepcopy=False)
