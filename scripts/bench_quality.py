@@ -241,7 +241,7 @@ def carve_symptom_split(train_csv: Path, out: Path, fraction: float = 0.1, seed:
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    from clintune.data.readers import rarest_labels
+    from clintune.data.splits import rarest_labels
 
     fit_path, dev_path = out / "symptoms-fit.csv", out / "symptoms-dev.csv"
     if not (fit_path.is_file() and dev_path.is_file()):
@@ -323,7 +323,7 @@ def bench_symptoms(data: Path, model: str, epochs: float | None, out: Path, syst
 
     def baseline() -> dict:
         from clintune.config.loading import load_config
-        from clintune.data.readers import TextExamples
+        from clintune.data.examples import TextExamples
         from clintune.evaluation.tfidf_baseline import label_set_baseline
         from clintune.workflows.prepare import prepare_data, resolve_paths
 

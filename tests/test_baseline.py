@@ -5,7 +5,7 @@ from pathlib import Path
 
 from conftest import invoke_cli, run_cli
 
-from clintune.data.readers import TaggedSentences
+from clintune.data.examples import TaggedSentences
 from clintune.evaluation.tfidf_baseline import fit_gazetteer, tag_with_gazetteer
 
 

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from clintune import api
 from clintune.config.loading import load_config
-from clintune.data.readers import TextExamples
+from clintune.data.examples import TextExamples
 from clintune.errors import ClintuneError
 from clintune.workflows import cv as cv_module
 

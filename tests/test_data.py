@@ -7,14 +7,10 @@ from conftest import REPO, write
 
 from clintune.config.checks import validate_config
 from clintune.config.schema import PreprocessingSection
-from clintune.data.readers import (
-    TextExamples,
-    check_label_sets,
-    preprocess_text,
-    read_split,
-    repair_bio,
-    stratified_split,
-)
+from clintune.data.checks import check_label_sets, repair_bio
+from clintune.data.examples import TextExamples, preprocess_text
+from clintune.data.readers import read_split
+from clintune.data.splits import stratified_split
 from clintune.errors import DataError
 
 

@@ -303,7 +303,8 @@ def test_two_threshold_sets_with_the_same_summary_are_told_apart() -> None:
 
 
 def test_a_label_seen_once_stays_on_the_training_side_of_the_split(tmp_path: Path) -> None:
-    from clintune.data.readers import read_split, stratified_split
+    from clintune.data.readers import read_split
+    from clintune.data.splits import stratified_split
 
     rows = "".join(f"n{i},{'Rash' if i % 2 else 'Pyrexia'}\n" for i in range(40)) + "".join(f"r{i},Rash;Rare{i}\n" for i in range(12))
     path = write(tmp_path / "t.csv", "Narrative,Symptoms\n" + rows)

@@ -206,7 +206,7 @@ def test_a_group_must_name_known_classes() -> None:
 
 def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None:
     from clintune.console import format_rule_cost
-    from clintune.data.readers import TextExamples
+    from clintune.data.examples import TextExamples
     from clintune.evaluation.scores import evaluate_texts, group_metrics
     from clintune.modeling.decision import DecisionRule
 
@@ -227,7 +227,7 @@ def test_eval_reports_the_groups_recall_and_precision_under_both_rules() -> None
 
 
 def test_the_model_card_lists_a_group_beside_its_classes() -> None:
-    from clintune.data.readers import TextExamples
+    from clintune.data.examples import TextExamples
     from clintune.evaluation.model_card import _per_class_table
     from clintune.evaluation.scores import evaluate_texts
     from clintune.modeling.decision import DecisionRule

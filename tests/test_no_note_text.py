@@ -22,16 +22,17 @@ from conftest import REPO, invoke_cli
 
 from clintune.config.loading import load_config
 from clintune.config.schema import Config
-from clintune.data import documents, labels
-from clintune.data import readers as data_module
+from clintune.data import checks, documents, examples, labels, readers, splits
+from clintune.data.checks import check_label_sets
 from clintune.data.documents import read_brat_folder, read_span_records, read_text_folder, tag_documents
-from clintune.data.readers import check_label_sets, read_split, stratified_split
+from clintune.data.readers import read_split
+from clintune.data.splits import stratified_split
 from clintune.errors import ClintuneError
 from clintune.inference import sources
 
 MARKER = "Zyx Qwerty MRN 8675309"
 PIECES = (MARKER, "Qwerty", "8675309")
-READERS = (data_module, documents, sources, labels)
+READERS = (readers, checks, splits, examples, documents, sources, labels)
 NO_DATA = "no data in message: "
 
 M = MARKER
@@ -258,24 +259,24 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
     "readers.read_conll: no sentences found": [read("ner", {"t.conll": f"-DOCSTART-\t{M}\n\n"})],
     "readers.read_ner_jsonl: DataError(message)": [read("ner", {"t.jsonl": jl({"words": M.split(), "tags": [M] * 4})})],
     "readers.read_ner_jsonl: line must be a": [read("ner", {"t.jsonl": jl({"tokens": M, "tags": ["O"]})})],
-    "readers.check_texts: fix fill or remove": [
+    "checks.check_texts: fix fill or remove": [
         read("diagnosis", {"t.csv": f"text,label\n ,{M}\nfever,valid\n"}, *MULTICLASS),
         read("diagnosis", {"t.csv": f"text,label\n{M},\nfever,valid\n"}),
     ],
-    "readers.check_texts: no usable rows left": [
+    "checks.check_texts: no usable rows left": [
         read("diagnosis", {"t.csv": f"text,label\n ,{M}\n\t,{M}\n"}, "data.on_empty=drop", *MULTICLASS)],
-    "readers.check_tagged: sentence s have a": [read("ner", {"t.jsonl": jl({"tokens": M.split(), "tags": ["O"]})})],
-    "readers.check_tagged: empty sentence s": [
+    "checks.check_tagged: sentence s have a": [read("ner", {"t.jsonl": jl({"tokens": M.split(), "tags": ["O"]})})],
+    "checks.check_tagged: empty sentence s": [
         read("ner", {"t.jsonl": jl({"tokens": [], "tags": []}, {"tokens": M.split(), "tags": ["O"] * 4})})],
-    "readers.check_tagged: sentence s hold tags": [
+    "checks.check_tagged: sentence s hold tags": [
         read("ner", {"t.conll": f"O\t{M}\n"}),  # token and tag swapped
         read("ner", {"t.jsonl": jl({"tokens": ["x"], "tags": [M]})}),
     ],
-    "readers.check_tagged: sentence s have an": [read("ner", {"t.conll": "Zyx\tO\nQwerty\tI-Disease\n"})],
-    "readers.check_label_sets: the training data holds": [lambda tmp: label_sets(tmp, f"text,label\nfever,{M}\ncough,{M}\n", ROWS)],
-    "readers.check_label_sets: the data holds labels": [lambda tmp: label_sets(tmp, ROWS, f"text,label\nfever,{M}\ncough,valid\n")],
-    "readers.stratified_split: only examples too few": [split({"t.csv": f"text,label\n{M},valid\n{M} b,invalid\n"})],
-    "readers._grouped_split: all examples share one": [
+    "checks.check_tagged: sentence s have an": [read("ner", {"t.conll": "Zyx\tO\nQwerty\tI-Disease\n"})],
+    "checks.check_label_sets: the training data holds": [lambda tmp: label_sets(tmp, f"text,label\nfever,{M}\ncough,{M}\n", ROWS)],
+    "checks.check_label_sets: the data holds labels": [lambda tmp: label_sets(tmp, ROWS, f"text,label\nfever,{M}\ncough,valid\n")],
+    "splits.stratified_split: only examples too few": [split({"t.csv": f"text,label\n{M},valid\n{M} b,invalid\n"})],
+    "splits._grouped_split: all examples share one": [
         split({"t.csv": "text,label,patient\n" + f"note,valid,{M}\n" * 4}, "data.group_column=patient")],
     # documents.py: brat folders, doccano and Label Studio exports
     "documents.read_document_text: not_utf8(path, raw, exc)": [

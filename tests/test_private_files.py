@@ -119,7 +119,7 @@ def test_the_owner_only_files_are_the_readmes_list(written: Path) -> None:
 
 def test_cv_fold_data_is_owner_only(tmp_path: Path) -> None:
     from clintune.config.loading import load_config
-    from clintune.data.readers import TextExamples
+    from clintune.data.examples import TextExamples
     from clintune.workflows.cv import _write_examples
 
     before = os.umask(0o022)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from clintune.data.examples import TaggedSentences, TextExamples
 from clintune.data.labels import LabelEncoder, shown_labels
-from clintune.data.readers import TaggedSentences, TextExamples
 from clintune.evaluation.metrics import (
     binary_metrics,
     bootstrap_intervals,

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from clintune.config.schema import Config
+from clintune.data.examples import Examples, TaggedSentences, TextExamples, preprocessed
 from clintune.data.labels import LabelEncoder
-from clintune.data.readers import Examples, TaggedSentences, TextExamples, preprocessed
 from clintune.evaluation.metrics import binary_metrics, multiclass_metrics, ner_metrics
 from clintune.evaluation.thresholds import label_threshold_rule
 from clintune.modeling.multilabel import multi_hot, multilabel_metrics, predicted_matrix

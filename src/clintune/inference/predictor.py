@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from clintune.config.schema import Config
+from clintune.data.examples import preprocess_text
 from clintune.data.labels import LabelEncoder
-from clintune.data.readers import preprocess_text
 from clintune.data.tokenization import Encoded, encode_texts, encode_words, split_words
 from clintune.errors import ClintuneError
 from clintune.modeling.decision import DecisionRule, WindowLogits

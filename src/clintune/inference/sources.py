@@ -23,15 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clintune.config.schema import Config, PreprocessingSection
-from clintune.data.readers import (
-    PREDICT_HINTS,
-    FixHints,
-    _missing_columns_message,
-    check_file,
-    jsonl_record,
-    preprocess_text,
-    unreadable_table,
-)
+from clintune.data.examples import PREDICT_HINTS, FixHints, preprocess_text
+from clintune.data.readers import _missing_columns_message, check_file, jsonl_record, unreadable_table
 from clintune.errors import DataError
 
 # Rows a chunk holds by default: small enough that a chunk's texts, encodings and results

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from clintune.config.schema import ModelSection
+from clintune.data.examples import Examples, TaggedSentences, TextExamples
 from clintune.data.labels import LabelEncoder
-from clintune.data.readers import Examples, TaggedSentences, TextExamples
 from clintune.data.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
 from clintune.modeling.decision import DecisionRule, softmax
 from clintune.modeling.multilabel import given_labels, multi_hot, predicted_matrix

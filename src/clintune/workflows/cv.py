@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from clintune.config.schema import Config
+from clintune.data.examples import Examples, TaggedSentences, TextExamples
 from clintune.data.labels import shown_labels
-from clintune.data.readers import Examples, TaggedSentences, TextExamples
 from clintune.errors import ClintuneError
 from clintune.runtime import guards
 from clintune.runtime.files import publish, remove_stale, staging_dir_for, write_json, write_jsonl

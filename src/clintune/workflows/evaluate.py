@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import Config
+from clintune.data.checks import check_label_sets
+from clintune.data.examples import EVAL_HINTS, TextExamples
 from clintune.data.labels import LabelEncoder, with_both_bio_tags
-from clintune.data.readers import EVAL_HINTS, TextExamples, check_label_sets, read_split
+from clintune.data.readers import read_split
 from clintune.errors import ClintuneError
 from clintune.modeling.folder import check_remote_code, read_model_folder
 from clintune.runtime import guards

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import PreprocessingSection
-from clintune.data.readers import MAX_LISTED, TextExamples
+from clintune.data.examples import MAX_LISTED, TextExamples
 from clintune.errors import ClintuneError, DataError
 from clintune.inference.sinks import check_prediction_output, result_record
 from clintune.inference.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, empty_text_steps, open_source, text_problem
@@ -371,7 +371,8 @@ def predict_documents(
     from dataclasses import replace
 
     from clintune.data.documents import read_text_folder, sentence_bounds
-    from clintune.data.readers import PREDICT_HINTS, check_file
+    from clintune.data.examples import PREDICT_HINTS
+    from clintune.data.readers import check_file
     from clintune.inference.predictor import Predictor
 
     folder = Path(input_dir)

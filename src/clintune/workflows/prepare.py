@@ -10,18 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import Config
+from clintune.data.checks import check_label_sets
+from clintune.data.examples import Examples, TaggedSentences, describe_rows
 from clintune.data.labels import LabelEncoder, did_you_mean, shown_labels
 from clintune.data.leakage import Leak, find_leaks
-from clintune.data.readers import (
-    Examples,
-    TaggedSentences,
-    check_label_sets,
-    describe_rows,
-    examples_with,
-    read_split,
-    shared_groups,
-    stratified_split,
-)
+from clintune.data.readers import read_split
+from clintune.data.splits import examples_with, shared_groups, stratified_split
 from clintune.errors import ClintuneError, DataError
 from clintune.runtime import guards
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from clintune.config.schema import Config
+from clintune.data.examples import Examples, TaggedSentences
 from clintune.data.labels import LabelEncoder, with_both_bio_tags
-from clintune.data.readers import Examples, TaggedSentences
 from clintune.evaluation.scores import Evaluation, evaluate_tagged, evaluate_texts
 from clintune.inference.predictor import Predictor
 from clintune.modeling.decision import WindowLogits

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import Config
+from clintune.data.examples import Examples, preprocessed
 from clintune.data.labels import LabelEncoder, shown_labels
-from clintune.data.readers import Examples, preprocessed
 from clintune.errors import ClintuneError
 from clintune.modeling.folder import (
     WEIGHT_FILES,
