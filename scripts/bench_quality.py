@@ -61,7 +61,7 @@ def run_baseline(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     from clintune.config.loading import load_config
 
     started = time.perf_counter()
-    result, _ = api.baseline(load_config(ROOT / config_path, overrides))
+    result = api.baseline(load_config(ROOT / config_path, overrides)).baseline
     return result.metrics["validation"], time.perf_counter() - started
 
 
@@ -79,7 +79,7 @@ def run_int8(model_dir: Path, data_path: Path) -> tuple[dict, float]:
     target = model_dir.with_name(model_dir.name + "-int8")
     shutil.rmtree(target, ignore_errors=True)
     started = time.perf_counter()
-    info = api.export(model_dir, target, quantize="int8", check_data=data_path)
+    info = api.export(model_dir, target, quantize="int8", check_data=data_path).info
     metrics = api.evaluate(target, data_path, resamples=0).metrics
     return {**metrics, "agreement": info["check"]["agreement"]}, time.perf_counter() - started
 

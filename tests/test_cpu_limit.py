@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clintune.inference import predictor as prediction
-from clintune.inference.predictor import Predictor, cpu_limit, cpu_quota, usable_cpus
+from clintune.inference.predictor import Predictor
+from clintune.runtime import system
+from clintune.runtime.system import cpu_limit, cpu_quota, usable_cpus
 
 
 def cgroup_tree(tmp_path: Path, membership: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -55,20 +56,20 @@ def test_cgroup_v1_quota_over_period(tmp_path: Path) -> None:
 
 
 def test_the_limit_counts_only_when_it_is_below_the_cpus_seen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prediction, "_visible_cpus", lambda: 64)
-    monkeypatch.setattr(prediction, "cpu_quota", lambda: 2)
+    monkeypatch.setattr(system, "_visible_cpus", lambda: 64)
+    monkeypatch.setattr(system, "cpu_quota", lambda: 2)
     assert (cpu_limit(), usable_cpus()) == (2, 2)
-    monkeypatch.setattr(prediction, "cpu_quota", lambda: 128)  # a quota above the CPUs this process may run on
+    monkeypatch.setattr(system, "cpu_quota", lambda: 128)  # a quota above the CPUs this process may run on
     assert (cpu_limit(), usable_cpus()) == (None, 64)
-    monkeypatch.setattr(prediction, "cpu_quota", lambda: None)
+    monkeypatch.setattr(system, "cpu_quota", lambda: None)
     assert (cpu_limit(), usable_cpus()) == (None, 64)
 
 
 def test_a_predictor_in_a_limited_container_runs_that_many_threads(trained_models: dict[str, Path],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
-    monkeypatch.setattr(prediction, "_visible_cpus", lambda: 64)
-    monkeypatch.setattr(prediction, "cpu_quota", lambda: 1)
+    monkeypatch.setattr(system, "_visible_cpus", lambda: 64)
+    monkeypatch.setattr(system, "cpu_quota", lambda: 1)
     try:
         torch.set_num_threads(2)
         Predictor.from_folder(trained_models["section_header"])

@@ -51,7 +51,7 @@ def test_the_folds_split_the_whole_training_file_with_or_without_a_validation_fi
     monkeypatch.setattr(cv_module, "fold_assignment", captured)
     for overrides in ([], ["data.validation=null"]):
         with pytest.raises(KeyboardInterrupt):
-            api.cross_validate(diagnosis(tmp_path, *overrides), 3, tmp_path / f"cv{len(folded)}")
+            api.cross_validate(diagnosis(tmp_path, *overrides), 3, output=tmp_path / f"cv{len(folded)}")
     config = diagnosis(tmp_path)
     with open(config.data.train, newline="") as handle:
         rows = [row[config.data.text_column] for row in csv.DictReader(handle)]
@@ -100,7 +100,7 @@ def test_per_class_spread_uses_only_the_folds_that_held_the_class_out() -> None:
 ])
 def test_impossible_fold_counts_are_refused_before_anything_is_written(tmp_path: Path, folds: int, message: str) -> None:
     with pytest.raises(ClintuneError, match=message):
-        api.cross_validate(diagnosis(tmp_path), folds, tmp_path / "cv")
+        api.cross_validate(diagnosis(tmp_path), folds, output=tmp_path / "cv")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -121,15 +121,15 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cv_module.train = killed_on_the_second_fold
     try:
         with pytest.raises(KeyboardInterrupt):
-            api.cross_validate(config, 3, out)
+            api.cross_validate(config, 3, output=out)
     finally:
         cv_module.train = real_train
     work = out.with_name(".cv.partial")
     first_fold = json.loads((work / "folds" / "fold-1" / "result.json").read_text())
     with pytest.raises(ClintuneError, match="pass --resume to continue it"):
-        api.cross_validate(config, 3, out)
+        api.cross_validate(config, 3, output=out)
     with pytest.raises(ClintuneError, match="used other settings or data"):
-        api.cross_validate(config, 4, out, resume=True)
+        api.cross_validate(config, 4, output=out, resume=True)
     resumed: list[str] = []
 
     def counting(fold_config, overwrite=False, **kwargs):  # noqa: ANN001, ANN202
@@ -138,7 +138,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     cv_module.train = counting
     try:
-        report = api.cross_validate(config, 3, out, resume=True, tune_thresholds=["valid:recall=0.9"], train_final=True)
+        report = api.cross_validate(config, 3, output=out, resume=True, tune_thresholds=["valid:recall=0.9"], train_final=True).report
     finally:
         cv_module.train = real_train
     records = [json.loads(line) for line in (out / "oof_predictions.jsonl").read_text().splitlines()]
@@ -216,7 +216,7 @@ def test_train_final_refuses_an_occupied_output_dir_before_any_fold(tmp_path: Pa
     (tmp_path / "model" / "notes.txt").write_text("mine\n")
     monkeypatch.setattr(cv_module, "train", lambda *a, **k: pytest.fail("no fold may train"))
     with pytest.raises(ClintuneError, match="notes.txt"):
-        api.cross_validate(diagnosis(tmp_path), 3, tmp_path / "cv", train_final=True, overwrite=True)
+        api.cross_validate(diagnosis(tmp_path), 3, output=tmp_path / "cv", train_final=True, overwrite=True)
     assert (tmp_path / "model" / "notes.txt").read_text() == "mine\n"
 
 

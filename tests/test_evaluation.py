@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import special
 
 from clintune.data.labels import LabelEncoder
 from clintune.errors import ClintuneError
 from clintune.evaluation.metrics import bootstrap_intervals, calibration_bins, classification_statistic
 from clintune.evaluation.scores import entity_errors
 from clintune.evaluation.thresholds import fit_temperature, parse_target, tune
-from clintune.modeling.decision import DecisionRule, softmax
+from clintune.modeling.decision import DecisionRule
 
 BINARY = LabelEncoder(("invalid", "valid"), "binary", positive="valid")
 SERIOUSNESS = LabelEncoder(("D/LT", "Serious", "Non-serious"), "multiclass")
@@ -126,7 +127,7 @@ def test_temperature_reduces_overconfidence() -> None:
     assert temperature > 2
 
     def nll(t: float) -> float:
-        return float(-np.log(softmax(logits / t)[np.arange(400), gold]).mean())
+        return float(-np.log(special.softmax(logits / t, axis=-1)[np.arange(400), gold]).mean())
 
     assert nll(temperature) < nll(1.0)
     assert nll(temperature) <= nll(temperature * 1.2) and nll(temperature) <= nll(temperature / 1.2)

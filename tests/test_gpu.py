@@ -278,7 +278,7 @@ def test_eval_and_onnx_export_from_a_device_trained_folder(name: str, device: st
     metrics = api.evaluate(folder, validation, resamples=0).metrics
     headline = "f1" if name == "ner" else "f1_macro"
     assert 0.0 <= metrics[headline] <= 1.0
-    info = api.export(folder, tmp_path / "onnx", check_data=validation)
+    info = api.export(folder, tmp_path / "onnx", check_data=validation).info
     assert (tmp_path / "onnx" / "model.onnx").is_file()
     # the check scores the PyTorch model on the device (half precision on a GPU) and the ONNX one on the CPU in fp32;
     # a barely trained tiny model has near-ties, where the two may part
@@ -342,7 +342,8 @@ def test_out_of_memory_in_training_names_the_batch_size(way: str, device: str, t
 @pytest.mark.parametrize("way", OOM_WAYS)
 def test_out_of_memory_in_predict_names_the_batch_size(way: str, device: str, trained: Any) -> None:
     from clintune.errors import HardwareError
-    from clintune.inference.predictor import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Predictor
+    from clintune.inference.backends import CPU_BATCH_SIZE, GPU_BATCH_SIZE
+    from clintune.inference.predictor import Predictor
 
     folder, _ = trained("diagnosis", PRECISIONS[-1])
     predictor = Predictor.from_folder(folder)

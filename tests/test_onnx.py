@@ -17,7 +17,7 @@ def test_onnx_gives_the_same_labels_as_pytorch(trained_models: dict[str, Path], 
     from clintune.api import evaluate, export
 
     exported = tmp_path / "onnx"
-    info = export(trained_models[task], exported)
+    info = export(trained_models[task], exported).info
     assert (exported / "model.onnx").is_file() and (exported / "labels.json").is_file()
     assert info["quantize"] == "none"
     original = evaluate(trained_models[task], data, resamples=0)
@@ -186,7 +186,7 @@ def test_the_export_check_compares_the_must_not_miss_groups_recall(trained_model
     shutil.copytree(trained_models["seriousness"], source)
     DecisionRule(class_thresholds={"D/LT+Serious": 0.3}).save(source)
     data = "data/seriousness/test.csv"
-    info = export(source, tmp_path / "onnx", check_data=data)
+    info = export(source, tmp_path / "onnx", check_data=data).info
     recall = info["check"]["must_not_miss_recall"]["D/LT+Serious"]
     # the group's recall, recomputed from each side's own labels: gold D/LT or Serious predicted as either
     group = [0, 1]  # D/LT, Serious in labels.classes order

@@ -70,7 +70,7 @@ def written(trained_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
                          env={"CLINTUNE_CACHE_DIR": str(root / "cache")})
         assert result.returncode == 0, result.stderr[-3000:]
         ner = root / "runs" / "ner"
-        api.evaluate(ner, data / "test.conll", root / "report")
+        api.evaluate(ner, data / "test.conll", output_dir=root / "report")
 
         notes = write(data / "notes.csv", "note_id,dialogue\n" + "".join(
             f"{MRN}-{i},Doctor: {NAME} any allergies? Patient: penicillin.\n" for i in range(5)))

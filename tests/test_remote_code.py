@@ -95,12 +95,12 @@ def test_a_folder_whose_clintune_yaml_asks_for_code_is_refused_without_the_flag(
     from clintune.modeling.folder import check_remote_code, read_model_folder
 
     found = read_model_folder(trained_models["diagnosis"])
-    check_remote_code(found.path, found.config, trust_remote_code=False)  # a plain folder needs no flag
+    check_remote_code(found, trust_remote_code=False)  # a plain folder needs no flag
     found.config.model.trust_remote_code = True
     with pytest.raises(ModelFolderError, match="clintune.yaml sets model.trust_remote_code: true") as refused:
-        check_remote_code(found.path, found.config, trust_remote_code=False)
+        check_remote_code(found, trust_remote_code=False)
     assert "pass --trust-remote-code (api: trust_remote_code=True)" in str(refused.value)
-    check_remote_code(found.path, found.config, trust_remote_code=True)
+    check_remote_code(found, trust_remote_code=True)
 
 
 # -- without the flag: refused, nothing of the folder's runs -------------------------

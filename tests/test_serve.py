@@ -88,7 +88,7 @@ def running(folder: Path, settings: ServeSettings | None = None, api_key: str | 
     for logger in watched:
         logger.addHandler(logs)
         logger.setLevel(logging.DEBUG)
-    app = api.create_app(folder, settings, api_key, trusted_hosts=("127.0.0.1",))
+    app = api.create_app(folder, settings=settings, api_key=api_key, trusted_hosts=("127.0.0.1",))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -383,7 +383,7 @@ def test_cors_is_off_unless_asked(classifier: tuple[str, Any, Captured], trained
     request = urllib.request.Request(classifier[0] + "/v1/model", headers={"Origin": "http://intranet.example"})
     with DIRECT.open(request) as response:
         assert "access-control-allow-origin" not in {k.lower() for k in response.headers}
-    app = api.create_app(trained_models["section_header"], ServeSettings(cors_origins=("http://intranet.example",)))
+    app = api.create_app(trained_models["section_header"], settings=ServeSettings(cors_origins=("http://intranet.example",)))
     assert any(m.cls.__name__ == "CORSMiddleware" for m in app.user_middleware)
 
 

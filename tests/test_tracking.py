@@ -80,7 +80,7 @@ def test_no_text_of_a_row_reaches_the_store(trained: tuple) -> None:
 
 def test_cross_validation_is_a_parent_run_with_a_child_per_fold(tmp_path: Path) -> None:
     config = tracked(tmp_path, "training.epochs=1")
-    api.cross_validate(config, 2, tmp_path / "cv")
+    api.cross_validate(config, 2, output=tmp_path / "cv")
     database = tmp_path / "runs" / "mlflow.db"
     kinds = dict(query(database, "SELECT run_uuid, value FROM tags WHERE key = 'clintune.kind'"))
     parents = [run for run, kind in kinds.items() if kind == "cv"]

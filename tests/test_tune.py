@@ -133,13 +133,13 @@ def test_a_killed_search_resumes_to_n_finished_trials_and_reports_the_best(tmp_p
 
     monkeypatch.setattr(tune_module, "train", killed_in_the_second_trial)
     with pytest.raises(KeyboardInterrupt):
-        api.tune(config, 3, out, seed=1)
+        api.tune(config, 3, output=out, seed=1)
     database = tmp_path / "search.optuna.db"
     assert [state for _, state in study_rows(database)] == ["COMPLETE", "FAIL"]
     assert not out.exists()
     (tmp_path / ".search.trials" / "search-trial-1" / "model.work").mkdir(parents=True)  # as a kill -9 would leave it
     monkeypatch.setattr(tune_module, "train", real_train)
-    summary = api.tune(config, 3, out, seed=1)  # the same command again: two more finished trials, not three
+    summary = api.tune(config, 3, output=out, seed=1).summary  # the same command again: two more finished trials, not three
     rows = study_rows(database)
     assert [state for _, state in rows].count("FAIL") == 1
     finished = [number for number, state in rows if state in ("COMPLETE", "PRUNED")]
@@ -163,7 +163,7 @@ def test_a_study_started_with_other_settings_is_not_mixed_in(tmp_path: Path) -> 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(storage=storage, study_name="search").set_user_attr("clintune", {"config": "something else"})
     with pytest.raises(ClintuneError, match="was started with other settings"):
-        api.tune(config, 1, tmp_path / "search", storage=storage)
+        api.tune(config, 1, output=tmp_path / "search", storage=storage)
     assert not (tmp_path / "search").exists()
 
 

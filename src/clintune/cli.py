@@ -78,7 +78,9 @@ def _setup_logging(verbose: bool = False) -> None:
     """Messages to stderr; under torchrun only rank 0 reports progress, other ranks only problems."""
     import os
 
-    rank = int(os.environ.get("RANK", "0"))
+    from clintune.runtime.system import process_rank
+
+    rank = process_rank()
     if rank and not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     handler = logging.StreamHandler(sys.stderr)
@@ -183,7 +185,8 @@ def baseline(
     from clintune.console import format_comparison
 
     cfg = load_config(config, set_ or [])
-    result, transformer = run_baseline(cfg, output)
+    comparison = run_baseline(cfg, output=output)
+    result, transformer = comparison.baseline, comparison.transformer
     for split, metrics in result.metrics.items():
         columns = {"baseline": metrics}
         if transformer and split in transformer:
@@ -238,9 +241,10 @@ def eval_(
         if not sep or not name or not target:
             raise ClintuneError(f"--label-map {pair!r}: expected NAME=CLASS, e.g. Modifier=Disease")
         mapping[name] = target
-    evaluation = evaluate(model, data, output, data_format, text_column, label_column, batch_size,
-                          tune_threshold or [], fit_temperature, bootstrap, seed, threads, overwrite, mapping,
-                          trust_remote_code=trust_remote_code)
+    evaluation = evaluate(model, data, output_dir=output, data_format=data_format, text_column=text_column,
+                          label_column=label_column, batch_size=batch_size, tune_thresholds=tune_threshold or [],
+                          fit_temperature=fit_temperature, resamples=bootstrap, seed=seed, threads=threads,
+                          overwrite=overwrite, label_map=mapping, trust_remote_code=trust_remote_code)
     metrics = evaluation.metrics
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -276,8 +280,9 @@ def cv(
     from clintune.console import format_cross_validation
 
     cfg = load_config(config, set_ or [])
-    report = cross_validate(cfg, folds, output, keep_models, tune_threshold, resume, overwrite, train_final=train_final)
-    typer.echo(format_cross_validation(report))
+    result = cross_validate(cfg, folds, output=output, keep_models=keep_models, tune_thresholds=tune_threshold, resume=resume,
+                            overwrite=overwrite, train_final=train_final)
+    typer.echo(format_cross_validation(result.report))
 
 
 @app.command()
@@ -307,8 +312,9 @@ def tune(
 
     cfg = load_config(config, set_ or [])
     out = output or default_output(cfg)
-    summary = run_search(cfg, trials, out, storage, study_name, cv_folds, overwrite, seed)
-    typer.echo(format_search(summary, str(out)))
+    search = run_search(cfg, trials, output=out, storage=storage, study_name=study_name, cv_folds=cv_folds, overwrite=overwrite,
+                        seed=seed)
+    typer.echo(format_search(search.summary, str(search.output_dir)))
 
 
 @app.command()
@@ -346,58 +352,17 @@ def predict(
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Label texts (classification) or find entities (NER) with a trained model."""
-    from clintune.api import check_prediction_paths, result_record
-    from clintune.api import predict as predict_texts
-
-    if bool(text) == bool(input_path):
-        raise ClintuneError("predict: give either --text (one or more) or --input FILE")
-    if engine not in ("local", "ray"):
-        raise ClintuneError(f"--engine {engine}: must be 'local' or 'ray'")
-    check_prediction_paths(model, input_path, output)
-    if (input_path is not None and _is_document_folder(input_path)) or output_format != "jsonl":
-        _predict_documents(model, input_path, output, output_format, probabilities, as_json, batch_size, threads,
-                           trust_remote_code)
-        return
-    if engine == "ray":
-        from clintune.inference.on_ray import predict_parquet_on_ray
-
-        if input_path is None or output is None:
-            raise ClintuneError("--engine ray reads --input (Parquet) and writes --output (a Parquet dataset folder); give both")
-        written = predict_parquet_on_ray(model, input_path, output, text_column=text_column, id_column=id_column,
-                                         probabilities=probabilities, batch_size=batch_size, threads=threads,
-                                         workers=workers, on_empty=on_empty, chunk_size=chunk_size,
-                                         trust_remote_code=trust_remote_code)
-        typer.echo(f"{written} prediction(s) written to {output}")
-        return
-    if input_path is None:
-        results = predict_texts(model, list(text or []), batch_size=batch_size, threads=threads, on_empty=on_empty,
-                                trust_remote_code=trust_remote_code)
-        skipped = [number for number, r in enumerate(results, start=1) if r is None]
-        if skipped:
-            typer.echo(f"skipped (--on-empty drop): text {', '.join(map(str, skipped))}: nothing to predict", err=True)
-        if as_json:  # with texts skipped, each object says which --text it answers
-            records = [({"text": number} if skipped else {}) | result_record(r, probabilities)
-                       for number, r in enumerate(results, start=1) if r is not None]
-            typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
-        else:
-            for number, r in enumerate(results, start=1):
-                if r is not None:
-                    typer.echo(_human_line(f"text {number}", result_record(r, probabilities)))
-        return
-    _predict_file(model, input_path, output, text_column, id_column, probabilities, as_json, resume, chunk_size, on_empty,
-                  batch_size, threads, trust_remote_code)
-
-
-def _predict_file(model: Path, input_path: Path, output: Path | None, text_column: str | None, id_column: str | None,
-                  probabilities: bool, as_json: bool, resume: bool, chunk_size: int, on_empty: str | None,
-                  batch_size: int | None, threads: int | None, trust_remote_code: bool) -> None:
-    """``predict --input``: results to --output (whole, at the end) or printed a chunk at a time."""
-    from clintune.api import predict_file
+    from clintune.api import PredictRequest, run_predict
     from clintune.runtime.files import staging_dir_for
 
+    request = PredictRequest(model, texts=list(text or []) or None, input_path=input_path, output_path=output,
+                             output_format=output_format, text_column=text_column, id_column=id_column,
+                             probabilities=probabilities, resume=resume, chunk_size=chunk_size, on_empty=on_empty,
+                             engine=engine, workers=workers, batch_size=batch_size, threads=threads, show_progress=True,
+                             trust_remote_code=trust_remote_code)
     printed = 0
 
-    def emit(records: list[dict[str, Any]]) -> None:
+    def emit(records: list[dict[str, Any]]) -> None:  # a file's results, printed a chunk at a time
         nonlocal printed
         for record in records:
             row_key = next(iter(record))
@@ -408,58 +373,44 @@ def _predict_file(model: Path, input_path: Path, output: Path | None, text_colum
             printed += 1
 
     try:
-        run = predict_file(model, input_path, output, text_column=text_column, id_column=id_column, probabilities=probabilities,
-                           batch_size=batch_size, threads=threads, chunk_size=chunk_size, resume=resume, on_empty=on_empty,
-                           show_progress=True, on_records=None if output is not None else emit,
-                           trust_remote_code=trust_remote_code)
+        outcome = run_predict(request, on_records=emit)
     except KeyboardInterrupt:
         if output is not None and staging_dir_for(output).is_dir():
             typer.echo(f"\ninterrupted; the finished chunks are kept in {staging_dir_for(output)} and {output} was not touched.\n"
                        f"  continue: {_command_line().replace(' --resume', '')} --resume", err=True)
         raise SystemExit(130) from None
-    if output is not None:
-        typer.echo(f"{run.predicted} prediction(s) written to {output}"
-                   + (f" ({run.skipped} row(s) skipped)" if run.skipped else ""))
+    _print_predictions(outcome, request, as_json, printed)
+
+
+def _print_predictions(outcome: Any, request: Any, as_json: bool, printed: int) -> None:
+    """What ``predict`` says once ``run_predict`` is done: where results went, or the results themselves."""
+    output = request.output_path
+    if outcome.kind == "texts":
+        if outcome.skipped:
+            typer.echo(f"skipped (--on-empty drop): text {', '.join(map(str, outcome.skipped))}: nothing to predict", err=True)
+        if as_json:  # with texts skipped, each object says which --text it answers
+            records = [record if outcome.skipped else {k: v for k, v in record.items() if k != "text"} for record in outcome.records]
+            typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        else:
+            for record in outcome.records:
+                typer.echo(_human_line(f"text {record['text']}", {k: v for k, v in record.items() if k != "text"}))
+    elif outcome.kind == "documents":
+        if output is not None:
+            brat = request.output_format == "brat"
+            typer.echo(f"{outcome.written} " + (f"document(s) written to {output} (NAME.ann beside a copy of NAME.txt)" if brat
+                                                else f"prediction(s) written to {output}"))
+        elif as_json:
+            typer.echo(json.dumps(outcome.records, indent=2, ensure_ascii=False))
+        else:
+            for record in outcome.records:
+                typer.echo(_human_line(f"document {record.pop('document')}", record))
+    elif outcome.kind == "ray":
+        typer.echo(f"{outcome.written} prediction(s) written to {output}")
+    elif output is not None:
+        run = outcome.run
+        typer.echo(f"{run.predicted} prediction(s) written to {output}" + (f" ({run.skipped} row(s) skipped)" if run.skipped else ""))
     elif as_json:
         typer.echo("[]" if printed == 0 else "]")
-
-
-def _is_document_folder(path: Path) -> bool:
-    """A folder of documents (``.txt``), not a Parquet dataset folder."""
-    return path.is_dir() and not any(path.rglob("*.parquet"))
-
-
-def _predict_documents(model: Path, folder: Path | None, output: Path | None, output_format: str, probabilities: bool,
-                       as_json: bool, batch_size: int | None, threads: int | None, trust_remote_code: bool) -> None:
-    """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
-    from clintune.api import check_brat_output, predict_documents, result_record, write_brat_predictions
-
-    if output_format not in ("jsonl", "brat"):
-        raise ClintuneError(f"--format: {output_format!r} is not an output format; choose jsonl or brat")
-    if folder is None or not folder.is_dir():
-        raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
-    if output_format == "brat":
-        if output is None:
-            raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
-        check_brat_output(output, model)
-    results = predict_documents(model, folder, batch_size=batch_size, show_progress=True, threads=threads,
-                                trust_remote_code=trust_remote_code)
-    if output_format == "brat":
-        assert output is not None
-        write_brat_predictions(output, results)
-        typer.echo(f"{len(results)} document(s) written to {output} (NAME.ann beside a copy of NAME.txt)")
-        return
-    records = [{"document": document.name, **result_record(result, probabilities)} for document, result in results]
-    if output is not None:
-        from clintune.runtime.files import write_jsonl
-
-        write_jsonl(output, records, private=True)
-        typer.echo(f"{len(records)} prediction(s) written to {output}")
-    elif as_json:
-        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
-    else:
-        for record in records:
-            typer.echo(_human_line(f"document {record.pop('document')}", record))
 
 
 @app.command()
@@ -476,8 +427,9 @@ def export(
     from clintune.api import export as export_model
     from clintune.data.labels import shown_labels
 
-    info = export_model(model, output, fmt, quantize, check_data, trust_remote_code=trust_remote_code)
-    typer.echo(f"exported ({info['quantize']}) to {info['output']}")
+    exported = export_model(model, output, fmt=fmt, quantize=quantize, check_data=check_data, trust_remote_code=trust_remote_code)
+    info = exported.info
+    typer.echo(f"exported ({info['quantize']}) to {exported.output_dir}")
     check = info.get("check")
     if check:
         typer.echo(f"on {check['data']}: {check['agreement']:.2%} of {check['agreement_unit']} agree with PyTorch; "
@@ -522,7 +474,7 @@ def serve(
                              max_queued_texts=max_queued_texts, batch_size=batch_size, threads=threads,
                              cors_origins=tuple(cors_origin or ()))
     try:
-        serve_model(model, host, port, settings, read_api_key(api_key_file), trust_remote_code=trust_remote_code)
+        serve_model(model, host=host, port=port, settings=settings, api_key=read_api_key(api_key_file), trust_remote_code=trust_remote_code)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

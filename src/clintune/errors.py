@@ -6,6 +6,15 @@ every other exception is a bug and keeps its traceback (exit status 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+MAX_LISTED = 5  # a message names this many rows, files or labels, then says how many more
+
+
+def listed(items: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """'a, b and 3 more': the first ``limit`` items and how many others, for messages."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
 
 class ClintuneError(Exception):
     """A problem with the user's input: config, data or model folder."""

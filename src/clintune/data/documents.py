@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from clintune.data.labels import is_short_label, shown_labels
-from clintune.errors import DataError
+from clintune.errors import DataError, listed
 
-MAX_LISTED = 5
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _T_LINE = re.compile(r"^(T\S*)\t(\S+) (\d+ \d+(?:;\d+ \d+)*)\t(.*)$")
 # A sentence may end after . ! ? (and closing quotes or brackets) when whitespace and a capital,
@@ -91,7 +90,7 @@ class ReadReport:
         notes = [f"{self.source}: {self.documents} document(s), {sum(self.spans.values())} span(s) ({_by_kind(self.spans)})"]
         if self.other_lines:
             notes.append(f"{self.source}: .ann lines that are not text-bound entities, not used: {_by_kind(self.other_lines)}")
-        listed = [
+        kinds = [
             (self.discontinuous, "discontinuous span(s) read as their covering span"),
             (self.widened, "entity edge(s) inside a word; the entity was widened to whole words"),
             (self.duplicates, "span(s) annotated twice (same offsets and type), kept once"),
@@ -100,9 +99,9 @@ class ReadReport:
             (self.utf16_offsets, "region(s) whose offsets count UTF-16 units (as some Label Studio versions write them "
                                  "after an emoji or other character outside the BMP); converted to characters"),
         ]
-        for items, what in listed:
+        for items, what in kinds:
             if items:
-                notes.append(f"{self.source}: {len(items)} {what}: {listed_names(items)}")
+                notes.append(f"{self.source}: {len(items)} {what}: {listed(items)}")
         return notes
 
 
@@ -111,10 +110,6 @@ def _by_kind(counts: Counter[str]) -> str:
     shown = [f"{kind} {n}" for kind, n in sorted(counts.items()) if is_short_label(kind)]
     hidden = sum(n for kind, n in counts.items() if not is_short_label(kind))
     return ", ".join(shown + ([f"{hidden} whose type looks like text, not shown"] if hidden else []))
-
-
-def listed_names(items: list[str], limit: int = MAX_LISTED) -> str:
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 # --------------------------------------------------------------------------
@@ -155,12 +150,12 @@ def read_brat_folder(folder: Path) -> tuple[list[Document], ReadReport]:
     orphans = [a for a in annotations if a.with_suffix("") not in texts]
     if orphans:
         raise DataError(f"{orphans[0]}: no {orphans[0].with_suffix('.txt').name} beside it "
-                        f"({len(orphans)} .ann file(s) without their text: {listed_names([o.name for o in orphans])})\n"
+                        f"({len(orphans)} .ann file(s) without their text: {listed([o.name for o in orphans])})\n"
                         "  fix: copy each document's .txt next to its .ann")
     unannotated = sorted(t.with_suffix(".txt") for t in texts - {a.with_suffix("") for a in annotations})
     if unannotated:
         raise DataError(f"{unannotated[0]}: no {unannotated[0].with_suffix('.ann').name} beside it "
-                        f"({len(unannotated)} .txt file(s) without annotations: {listed_names([u.name for u in unannotated])})\n"
+                        f"({len(unannotated)} .txt file(s) without annotations: {listed([u.name for u in unannotated])})\n"
                         "  fix: brat writes an empty NAME.ann for a document without entities; add one, "
                         "or move the document out if it was never annotated")
     if not annotations:

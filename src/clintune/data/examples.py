@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clintune.config.schema import PreprocessingSection
-
-MAX_LISTED = 5
+from clintune.errors import listed
 
 
 @dataclass(frozen=True)
@@ -140,6 +139,5 @@ def preprocessed(data: Examples, steps: PreprocessingSection) -> Examples:
 
 def describe_rows(data: Examples, indices: list[int]) -> str:
     """'rows 3, 4 and 2 more': where the given examples are, for messages."""
-    shown = ", ".join(str(data.rows[i]) for i in indices[:MAX_LISTED])
-    more = f" and {len(indices) - MAX_LISTED} more" if len(indices) > MAX_LISTED else ""
-    return f"{data.row_kind}s {shown}{more}" if len(indices) > 1 else f"{data.row_kind} {shown}"
+    shown = listed([str(data.rows[i]) for i in indices])
+    return f"{data.row_kind}s {shown}" if len(indices) > 1 else f"{data.row_kind} {shown}"

@@ -130,11 +130,19 @@ class LabelEncoder:
 
 
 def balanced_class_weights(counts: Mapping[int, int], n_classes: int) -> list[float]:
-    """sklearn's 'balanced' weights, n / (k * count); an unseen class gets the largest weight."""
-    total = sum(counts.values())
-    weights = [total / (n_classes * counts[c]) if counts.get(c) else 0.0 for c in range(n_classes)]
-    largest = max(weights) if any(weights) else 1.0
-    return [w if w > 0 else largest for w in weights]
+    """scikit-learn's 'balanced' weights, n / (k * count), with k all ``n_classes``; a class with no example
+    (NER's ``I-X`` beside a ``B-X``) gets the largest weight, where scikit-learn would refuse it."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    seen = [c for c in range(n_classes) if counts.get(c)]
+    if not seen:
+        return [1.0] * n_classes
+    y = np.repeat(seen, [counts[c] for c in seen])
+    # scikit-learn divides by the classes it is given; scaled to all n_classes, as the loss sees them
+    weights = dict(zip(seen, compute_class_weight("balanced", classes=np.array(seen), y=y) * len(seen) / n_classes))
+    largest = max(weights.values())
+    return [float(weights.get(c, largest)) for c in range(n_classes)]
 
 
 def balanced_positive_weights(counts: Mapping[int, int], n_classes: int, n_examples: int) -> list[float]:

@@ -23,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clintune.errors import listed
+
 MIN_CHARACTERS = 30
 BLOCK_ROWS = 512
-MAX_LISTED = 5
 
 
 @dataclass
@@ -40,13 +41,9 @@ class Leak:
     def describe(self) -> str:
         parts = []
         if self.exact:
-            shown = ", ".join(f"{a} = {b}" for a, b in self.exact[:MAX_LISTED])
-            more = f" and {len(self.exact) - MAX_LISTED} more" if len(self.exact) > MAX_LISTED else ""
-            parts.append(f"{len(self.exact)} exact duplicate(s) ({shown}{more})")
+            parts.append(f"{len(self.exact)} exact duplicate(s) ({listed([f'{a} = {b}' for a, b in self.exact])})")
         if self.near:
-            shown = ", ".join(f"{a} ~ {b} ({s:.2f})" for a, b, s in self.near[:MAX_LISTED])
-            more = f" and {len(self.near) - MAX_LISTED} more" if len(self.near) > MAX_LISTED else ""
-            parts.append(f"{len(self.near)} near duplicate(s) ({shown}{more})")
+            parts.append(f"{len(self.near)} near duplicate(s) ({listed([f'{a} ~ {b} ({s:.2f})' for a, b, s in self.near])})")
         return f"{self.first} / {self.second}: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from clintune.data.examples import MAX_LISTED, Examples, TaggedSentences, TextExamples
-from clintune.errors import DataError
+from clintune.data.examples import Examples, TaggedSentences, TextExamples
+from clintune.errors import DataError, listed
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,7 @@ def shared_groups(splits: dict[str, Examples]) -> list[str]:
             shared = list(dict.fromkeys(g for g in groups_a if g in in_b))  # in the order of the first split
             if shared:
                 first_a, first_b = _first_places(splits[a]), _first_places(splits[b])
-                shown = ", ".join(f"{first_a[g]} = {first_b[g]}" for g in shared[:MAX_LISTED])
-                shown += f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else ""
+                shown = listed([f"{first_a[g]} = {first_b[g]}" for g in shared])
                 rows_a = sum(1 for g in groups_a if g in set(shared))
                 rows_b = sum(1 for g in groups_b if g in set(shared))
                 problems.append(f"{len(shared)} group(s) in both {a} ({rows_a} example(s), {splits[a].source}) "

@@ -8,7 +8,6 @@ numbers are always those of ``metrics.json``, ``decision.json`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,6 @@ PURPOSE = {
     "multilabel": "Codes a text with every one of {n} labels that applies ({labels}): none, one or several.",
     "ner": "Marks entity mentions ({labels}) in text, with character offsets.",
 }
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file; of a folder (brat documents), over each file's relative name and content, in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def render_model_card(folder: Path, published: Path | None = None) -> str:

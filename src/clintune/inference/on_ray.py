@@ -129,11 +129,12 @@ def predict_dataset(dataset: Any, model_dir: str | Path, *, id_column: str, text
     (``clintune.modeling.folder.check_remote_code``).
     """
     ray = require_ray()
-    from clintune.modeling.folder import check_model_folder, check_remote_code
+    from clintune.modeling.folder import check_remote_code, read_model_folder
 
     folder = Path(model_dir).absolute()
-    _, config = check_model_folder(folder)
-    check_remote_code(folder, config, trust_remote_code)
+    found = read_model_folder(folder)
+    check_remote_code(found, trust_remote_code)
+    config = found.config
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(threads, 1)))
     options = {"runtime_env": {"env_vars": dict(actor_env)}} if actor_env else {}
@@ -163,7 +164,7 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     (``clintune.runtime.files.publish``); an existing output is replaced only when it is a folder
     of Parquet files. ``trust_remote_code``: as for ``predict_dataset``. Returns the number of rows written.
     """
-    from clintune.modeling.folder import check_model_folder, check_remote_code
+    from clintune.modeling.folder import check_remote_code, read_model_folder
     from clintune.runtime.allocator import jemalloc_environment
     from clintune.runtime.files import make_private_dirs, publish, remove_stale, staging_dir_for
     from clintune.runtime.guards import check_replaceable
@@ -175,12 +176,13 @@ def predict_parquet_on_ray(model_dir: str | Path, input_path: str | Path, output
     if source.suffix.lower() != ".parquet" and not (source.is_dir() and any(source.rglob("*.parquet"))):
         raise DataError(f"--engine ray reads Parquet: {source} is not a .parquet file or a folder of them\n"
                         "  fix: convert it (pandas: read_csv(...).to_parquet('notes.parquet')) or use --engine local")
-    _, config = check_model_folder(Path(model_dir))
-    check_remote_code(Path(model_dir), config, trust_remote_code)  # before Ray starts
+    found = read_model_folder(Path(model_dir))
+    check_remote_code(found, trust_remote_code)  # before Ray starts
+    config = found.config
     check_replaceable(output, "--output", lambda name: name.endswith(".parquet") or name.startswith("."), (),
                       "Parquet dataset folder")
-    # Actors under jemalloc where this machine has it, as the local engine: PyTorch over 10,000 texts
-    # took 140.8 s and a 3.19 GB process tree with it, 168.0 s and 4.75 GB under glibc.
+    # Actors under jemalloc where this machine has it: their process tree is smaller and faster with it than
+    # under glibc (docs/benchmarks.md, "Prediction at scale").
     actor_env = jemalloc_environment()
     ray = require_ray()
     if not ray.is_initialized():

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from clintune.errors import ClintuneError
-from clintune.inference.predictor import require_onnx
-from clintune.modeling.folder import EXPORT_FILE, ONNX_FILE, check_model_folder, check_remote_code
+from clintune.inference.backends import require_onnx
+from clintune.modeling.folder import EXPORT_FILE, ONNX_FILE, check_remote_code, read_model_folder
 from clintune.modeling.loading import load_tokenizer, load_trained_model
 from clintune.modeling.tasks import task_for
 from clintune.runtime.files import publish, remove_stale, staging_dir_for, write_json
@@ -29,12 +29,13 @@ def export(model_dir: Path, output_dir: Path, quantize: str | None = None, *, tr
     import torch
 
     require_onnx("onnxscript")
-    encoder, config = check_model_folder(model_dir)
-    if (model_dir / ONNX_FILE).is_file():
+    folder = read_model_folder(model_dir)
+    if folder.is_onnx:
         raise ClintuneError(f"{model_dir} is already an ONNX folder; export the PyTorch folder it came from")
-    check_remote_code(model_dir, config, trust_remote_code)
-    model = load_trained_model(task_for(encoder.task_type), str(model_dir), encoder, trust_remote_code).eval()
-    names = model_input_names(load_tokenizer(str(model_dir), trust_remote_code))
+    check_remote_code(folder, trust_remote_code)
+    encoder = folder.encoder
+    model = load_trained_model(task_for(encoder.task_type), str(model_dir), encoder, trust_remote_code, folder.hf_config).eval()
+    names = model_input_names(load_tokenizer(str(model_dir), trust_remote_code, folder.tokenizer_config))
     staging = staging_dir_for(output_dir)
     remove_stale(staging)
     staging.mkdir(parents=True)

@@ -16,8 +16,7 @@ documents) is one more class with those two methods, registered in
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from clintune.config.schema import Config, PreprocessingSection
 from clintune.data.examples import PREDICT_HINTS, FixHints, preprocess_text
 from clintune.data.readers import _missing_columns_message, check_file, jsonl_record, unreadable_table
 from clintune.errors import DataError
+from clintune.runtime.files import sha256_of
 
 # Rows a chunk holds by default: small enough that a chunk's texts, encodings and results
 # stay a few MB, large enough that length-sorting inside it still pads little.
@@ -139,17 +139,6 @@ def open_source(path: Path, text_column: str, id_column: str | None = None, hint
     return DelimitedSource(path, text_column, id_column, hints, "," if fmt == "csv" else "\t")
 
 
-def file_digest(paths: Iterable[Path]) -> str:
-    """SHA-256 over the names and bytes of ``paths``, read in blocks."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_columns(path: Path, columns: list[str], text_column: str, id_column: str | None, hints: FixHints,
                    first_row: bool = False) -> None:
     """The text and id columns are there; ``first_row``: ``columns`` is a csv/tsv file's first row (see
@@ -195,7 +184,7 @@ class LinesSource:
             yield rows, None, texts
 
     def fingerprint(self) -> str:
-        return file_digest([self.path])
+        return sha256_of(self.path)
 
 
 class DelimitedSource:
@@ -242,7 +231,7 @@ class DelimitedSource:
         return "csv" if self.separator == "," else "tsv"
 
     def fingerprint(self) -> str:
-        return file_digest([self.path])
+        return sha256_of(self.path)
 
 
 class JsonLinesSource:
@@ -282,7 +271,7 @@ class JsonLinesSource:
             yield rows, ids if self.id_column else None, texts
 
     def fingerprint(self) -> str:
-        return file_digest([self.path])
+        return sha256_of(self.path)
 
 
 class ParquetSource:
@@ -329,4 +318,4 @@ class ParquetSource:
             yield rows, ids, batch.column(self.text_column).to_pylist()
 
     def fingerprint(self) -> str:
-        return file_digest(self._files())
+        return sha256_of(self.path) if self.path.is_file() else sha256_of(self.path, self._files())

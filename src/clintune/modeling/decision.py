@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from clintune.data.labels import LabelEncoder
 from clintune.errors import ClintuneError
@@ -51,7 +52,7 @@ class WindowLogits:
         """log of :meth:`probabilities`, computed stably (n_examples, classes)."""
         scaled = self.logits / temperature
         scaled = scaled - scaled.max(axis=1, keepdims=True)
-        window_log = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        window_log = special.log_softmax(scaled, axis=1)
         peak = np.full((self.n_examples, window_log.shape[1]), -np.inf)
         np.maximum.at(peak, self.example_index, window_log)
         sums = np.zeros_like(peak)
@@ -212,12 +213,6 @@ class DecisionRule:
             return cls(**json.loads(path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, TypeError) as exc:
             raise ClintuneError(f"{path}: unreadable decision file ({exc})") from exc
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def binary_predictions(positive_scores: np.ndarray, positive_id: int, threshold: float) -> np.ndarray:

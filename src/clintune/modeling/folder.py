@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,12 +66,14 @@ CODE_MAP_FILES = ("config.json", "tokenizer_config.json")
 def shipped_code(folder: Path) -> list[str]:
     """The Python modules (``NAME.py``) that the ``auto_map`` of ``folder``'s config.json or tokenizer_config.json
     names: the code transformers imports when the folder is loaded with ``trust_remote_code``. Empty for most folders."""
+    return code_modules(*(_json_or_empty(folder / name) for name in CODE_MAP_FILES))
+
+
+def code_modules(*configs: dict[str, Any]) -> list[str]:
+    """The modules the ``auto_map`` of each of ``configs`` (config.json, tokenizer_config.json, as read) names."""
     modules: set[str] = set()
-    for file_name in CODE_MAP_FILES:
-        try:
-            auto_map = json.loads((folder / file_name).read_text(encoding="utf-8")).get("auto_map") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
+    for config in configs:
+        auto_map = config.get("auto_map") or {}
         # a tokenizer's auto_map may be a bare [slow, fast] pair, as transformers still reads it
         references = auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else []
         for reference in references:
@@ -81,7 +83,15 @@ def shipped_code(folder: Path) -> list[str]:
     return sorted(modules)
 
 
-def check_remote_code(folder: Path, config: Config, trust_remote_code: bool) -> None:
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
     """Refuse, before anything is loaded, a folder that would run Python code of its own, unless the caller asked.
 
     A folder needs its own code when its config.json or tokenizer_config.json has an ``auto_map``
@@ -91,12 +101,12 @@ def check_remote_code(folder: Path, config: Config, trust_remote_code: bool) -> 
     """
     if trust_remote_code:
         return
-    modules = shipped_code(folder)
-    if not modules and not config.model.trust_remote_code:
+    modules = folder.shipped_code
+    if not modules and not folder.config.model.trust_remote_code:
         return
     what = ", ".join(modules) if modules else f"its {CONFIG_FILE} sets model.trust_remote_code: true"
     raise ModelFolderError(
-        f"{folder}: this model folder asks to run Python code it ships ({what}); "
+        f"{folder.path}: this model folder asks to run Python code it ships ({what}); "
         "clintune runs a folder's own code only when asked, on every load\n"
         "  fix: if you trust whoever made this folder, pass --trust-remote-code (api: trust_remote_code=True)"
     )
@@ -206,14 +216,51 @@ def read_folder_config(folder: Path) -> Config:
     return validate_config(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
 
 
-def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
-    """Check a model folder is complete and its label files agree; say what is wrong if not."""
+@dataclass
+class ModelFolder:
+    """A checked model folder, read once (``read_model_folder``): every file the verbs need from it, as read.
+
+    Whatever loads the model, the tokenizer or the decision rule takes its settings from here, so
+    nothing further down opens ``config.json``, ``labels.json``, ``clintune.yaml``, ``decision.json``,
+    ``export.json`` or ``tokenizer_config.json`` again.
+    """
+
+    path: Path
+    encoder: LabelEncoder
+    config: Config
+    decision: DecisionRule
+    hf_config: dict[str, Any] = field(default_factory=dict)  # config.json
+    tokenizer_config: dict[str, Any] = field(default_factory=dict)  # tokenizer_config.json ({} when absent)
+    export_info: dict[str, Any] = field(default_factory=dict)  # export.json ({} for a folder not exported)
+    files: frozenset[str] = frozenset()  # the names in the folder when it was read
+
+    @property
+    def is_onnx(self) -> bool:
+        """True for a folder written by ``clintune export`` (``model.onnx`` in place of the PyTorch weights)."""
+        return ONNX_FILE in self.files
+
+    @property
+    def is_dynamic_int8(self) -> bool:
+        """An ONNX export with dynamic int8 weights (``clintune export --quantize int8``)."""
+        return self.is_onnx and self.export_info.get("quantize") == "int8"
+
+    @property
+    def shipped_code(self) -> list[str]:
+        """The Python modules of its own that loading the folder would import (see ``shipped_code``)."""
+        return code_modules(self.hf_config, self.tokenizer_config)
+
+
+def read_model_folder(folder: Path) -> ModelFolder:
+    """Check that ``folder`` is a complete model folder whose label files agree, and read it, each file once."""
+    from clintune.modeling.decision import DECISION_FILE, DecisionRule  # numpy: not for the verbs that only check a config
+
     if not folder.is_dir():
         raise ModelFolderError(f"model folder not found: {folder}")
-    missing = [name for name in ("config.json", LABELS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+    files = frozenset(entry.name for entry in folder.iterdir())
+    missing = [name for name in ("config.json", LABELS_FILE, CONFIG_FILE) if name not in files]
+    if not files & set(WEIGHT_FILES):
         missing.append("model.safetensors")
-    if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.txt").is_file():
+    if "tokenizer.json" not in files and "vocab.txt" not in files:
         missing.append("tokenizer.json")
     if missing:
         raise ModelFolderError(
@@ -231,30 +278,11 @@ def check_model_folder(folder: Path) -> tuple[LabelEncoder, Config]:
             f"{folder}: config.json id2label {id2label} does not match {LABELS_FILE} {list(encoder.classes)}\n"
             "  fix: the folder was edited or mixed from two runs; retrain or restore the matching files"
         )
-    return encoder, read_folder_config(folder)
-
-
-@dataclass
-class ModelFolder:
-    """A checked model folder, read once: its labels, training config and decision rule."""
-
-    path: Path
-    encoder: LabelEncoder
-    config: Config
-    decision: DecisionRule
-
-    @property
-    def is_onnx(self) -> bool:
-        """True for a folder written by ``clintune export`` (``model.onnx`` in place of the PyTorch weights)."""
-        return (self.path / ONNX_FILE).is_file()
-
-
-def read_model_folder(folder: Path) -> ModelFolder:
-    """Check ``folder`` (see ``check_model_folder``) and read what the verbs need from it."""
-    from clintune.modeling.decision import DecisionRule  # numpy: not for the verbs that only check a config
-
-    encoder, config = check_model_folder(folder)
-    return ModelFolder(folder, encoder, config, DecisionRule.load(folder))
+    config = read_folder_config(folder)
+    decision = DecisionRule.load(folder) if DECISION_FILE in files else DecisionRule()
+    tokenizer_config = _json_or_empty(folder / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+    export_info = read_export_info(folder) if EXPORT_FILE in files else {}
+    return ModelFolder(folder, encoder, config, decision, hf_config, tokenizer_config, export_info, files)
 
 
 def read_export_info(folder: Path) -> dict[str, Any]:

@@ -110,8 +110,12 @@ def is_mean_pooled(config: Any) -> bool:
 
 def is_mean_pooled_folder(folder: str | Path) -> bool:
     """True for a folder (or checkpoint) saved with this head."""
-    config = _read_config(Path(folder))
-    return config is not None and (config.get(POOLING_KEY) == "mean" or config.get("model_type") == MODEL_TYPE)
+    return is_mean_pooled_config(_read_config(Path(folder)) or {})
+
+
+def is_mean_pooled_config(config: dict[str, Any]) -> bool:
+    """True for the config.json (as read) of a folder saved with this head."""
+    return config.get(POOLING_KEY) == "mean" or config.get("model_type") == MODEL_TYPE
 
 
 def mark_config_file(path: Path) -> None:
@@ -129,11 +133,13 @@ def mark_config_file(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def backbone_config(folder: str, trust_remote_code: bool = False, **changes: Any) -> PretrainedConfig:
-    """The encoder's config object for a mean-pooled folder, with ``changes`` (e.g. labels) applied."""
+def backbone_config(folder: str, trust_remote_code: bool = False, read: dict[str, Any] | None = None,
+                    **changes: Any) -> PretrainedConfig:
+    """The encoder's config object for a mean-pooled folder (``read``: its config.json, already read), with
+    ``changes`` (e.g. labels) applied."""
     from transformers import CONFIG_MAPPING
 
-    config = _read_config(Path(folder)) or {}
+    config = dict(read) if read is not None else _read_config(Path(folder)) or {}
     if config.get("model_type") == MODEL_TYPE:
         config["model_type"] = config.pop(BACKBONE_TYPE_KEY, None)
     auto_map = config.get("auto_map") or {}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clintune.data.labels import LABELS_FILE, LabelEncoder
-from clintune.errors import ClintuneError, HardwareError, ModelFolderError
+from clintune.errors import ClintuneError, HardwareError, ModelFolderError, listed
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +100,45 @@ def _capability(hardware: Hardware) -> str:
     return ".".join(map(str, hardware.compute_capability)) if hardware.compute_capability else "unknown"
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, tokenizer_config: dict[str, Any] | None = None) -> Any:
+    """The fast tokenizer of a Hub name or folder (``AutoTokenizer``).
+
+    ``tokenizer_config``: a model folder's tokenizer_config.json, already read; where the folder holds the
+    tokenizer as one tokenizer.json (what ``clintune train`` writes) and no code of its own, the tokenizer
+    is built from those two files, each read once, instead of transformers reading them again.
+    """
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = _from_tokenizer_files(Path(name_or_path), tokenizer_config) if tokenizer_config else None
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except _load_errors() as exc:
         raise ClintuneError(_load_failure(name_or_path, "tokenizer", exc)) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ClintuneError(f"{name_or_path}: clintune needs a fast (Rust) tokenizer for subword alignment")
     return tokenizer
+
+
+def _from_tokenizer_files(folder: Path, tokenizer_config: dict[str, Any]) -> Any:
+    """The tokenizer that tokenizer_config.json's ``tokenizer_class`` names, built on the folder's tokenizer.json;
+    None where the folder needs AutoTokenizer (other tokenizer files, code of its own, an unknown class)."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    class_name = tokenizer_config.get("tokenizer_class")
+    if not isinstance(class_name, str) or "auto_map" in tokenizer_config or not (folder / "tokenizer.json").is_file():
+        return None
+    if any((folder / name).is_file() for name in ("special_tokens_map.json", "added_tokens.json", "chat_template.jinja")):
+        return None
+    tokenizer_class = tokenizer_class_from_name(class_name)
+    if tokenizer_class is None or not issubclass(tokenizer_class, PreTrainedTokenizerFast):  # not a tokenizers-backed class
+        return None
+    settings = {k: v for k, v in tokenizer_config.items() if k not in ("tokenizer_class", "backend", "is_local", "local_files_only")}
+    with open(folder / "tokenizer.json", encoding="utf-8") as handle:
+        backend = Tokenizer.from_str(handle.read())
+    return tokenizer_class(tokenizer_object=backend, name_or_path=str(folder), **settings)
 
 
 def load_model(
@@ -128,19 +157,22 @@ def load_model(
     return model
 
 
-def load_trained_model(task: Any, folder: str, encoder: LabelEncoder, trust_remote_code: bool = False) -> Any:
-    """A model folder written by ``clintune train``, with every weight read from the folder.
+def load_trained_model(task: Any, folder: str, encoder: LabelEncoder, trust_remote_code: bool = False,
+                       hf_config: dict[str, Any] | None = None) -> Any:
+    """A model folder written by ``clintune train``, with every weight read from the folder
+    (``hf_config``: its config.json, already read, so that transformers does not read it again).
 
     A head whose size disagrees with ``labels.json``, and any weight missing from
     (or left over in) the folder, is a ``ModelFolderError``: loading on with random
     weights would give confident, meaningless predictions.
     """
-    model, info = _from_pretrained(task, folder, encoder, trust_remote_code, "cls")
+    model, info = _from_pretrained(task, folder, encoder, trust_remote_code, "cls", hf_config)
     _require_every_weight(folder, info, encoder)
     return model
 
 
-def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool, pooling: str) -> tuple[Any, dict]:
+def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_remote_code: bool, pooling: str,
+                     read: dict[str, Any] | None = None) -> tuple[Any, dict]:
     """The model and transformers' loading info (missing, unexpected and mismatched keys); raises nothing for those."""
     import transformers
 
@@ -150,10 +182,13 @@ def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_
     if encoder.task_type == "multilabel":  # transformers' pipeline() then applies a sigmoid, as clintune does
         labels["problem_type"] = "multi_label_classification"
     try:
-        if heads.is_mean_pooled_folder(name_or_path):
-            config = heads.backbone_config(name_or_path, trust_remote_code, **labels)
+        if heads.is_mean_pooled_config(read) if read is not None else heads.is_mean_pooled_folder(name_or_path):
+            config = heads.backbone_config(name_or_path, trust_remote_code, read, **labels)
             return heads.load_mean_pooled(name_or_path, config, trust_remote_code)
-        config = transformers.AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **labels)
+        if read is not None and read.get("model_type") in transformers.CONFIG_MAPPING and "auto_map" not in read:
+            config = transformers.CONFIG_MAPPING[read["model_type"]].from_dict(read | labels)
+        else:
+            config = transformers.AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **labels)
         if pooling == "mean":
             return heads.new_mean_pooled(name_or_path, config, trust_remote_code)
         auto_class = getattr(transformers, task.auto_model_name)
@@ -171,7 +206,7 @@ def _log_fresh_weights(name_or_path: str, info: dict) -> None:
                     name_or_path, key, tuple(before), tuple(after))
     missing = sorted(info.get("missing_keys", ()))
     if missing:
-        logger.info("%s: newly initialised (not in the checkpoint): %s", name_or_path, _listed(missing))
+        logger.info("%s: newly initialised (not in the checkpoint): %s", name_or_path, listed(missing))
 
 
 def _require_every_weight(folder: str, info: dict, encoder: LabelEncoder) -> None:
@@ -184,16 +219,12 @@ def _require_every_weight(folder: str, info: dict, encoder: LabelEncoder) -> Non
             problems.append(f"{key} has shape {tuple(stored)} in the weights, {tuple(expected)} in config.json")
     for kind, keys in (("missing from", info.get("missing_keys")), ("not expected in", info.get("unexpected_keys"))):
         if keys:
-            problems.append(f"{len(keys)} weight(s) {kind} the weights file: {_listed(sorted(keys))}")
+            problems.append(f"{len(keys)} weight(s) {kind} the weights file: {listed(sorted(keys))}")
     if problems:
         raise ModelFolderError(
             f"{folder}: the weights do not fit the model the folder describes: " + "; ".join(problems) + "\n"
             "  fix: the folder was edited or mixed from two runs; retrain it or restore its original files"
         )
-
-
-def _listed(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _load_errors() -> tuple[type[Exception], ...]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 # A label with fewer validation positives than this keeps the default threshold: F1 tuned on a handful
 # of examples follows their noise (the model card lists such labels).
@@ -31,9 +32,8 @@ def multi_hot(label_sets: Sequence[Sequence[str]], classes: Sequence[str]) -> np
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    logits = np.asarray(logits, dtype=float)
-    return np.where(logits >= 0, 1 / (1 + np.exp(-np.abs(logits))), np.exp(-np.abs(logits)) / (1 + np.exp(-np.abs(logits))))
+    """The logistic function (``scipy.special.expit``), in float64."""
+    return special.expit(np.asarray(logits, dtype=float))
 
 
 def threshold_vector(thresholds: Mapping[str, float], classes: Sequence[str]) -> np.ndarray:

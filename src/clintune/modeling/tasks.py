@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import special
 
 from clintune.config.schema import ModelSection
 from clintune.data.examples import Examples, TaggedSentences, TextExamples
 from clintune.data.labels import LabelEncoder
 from clintune.data.tokenization import IGNORE_INDEX, Encoded, b_to_i_map, encode_texts, encode_words
-from clintune.modeling.decision import DecisionRule, softmax
+from clintune.modeling.decision import DecisionRule
 from clintune.modeling.multilabel import given_labels, multi_hot, predicted_matrix
 
 
@@ -66,9 +67,8 @@ class Entity:
 
 
 # Batches on a GPU are padded to a multiple of this many tokens. With dynamic padding every new batch length
-# is a new shape, and PyTorch's cuDNN attention plans each new shape on the host: on an H200 (MiniLM, NCBI,
-# bf16) a step with a new shape took 198 ms against 36 ms for one seen before, 38 of the first epoch's 57
-# steps were new, and padding to 64 cut the shapes from 60 to 3 (docs/benchmarks.md, scripts/gpu_probe.py).
+# is a new shape, and PyTorch's cuDNN attention plans each new shape on the host, which costs a step several
+# times its GPU work (docs/benchmarks.md, "First GPU run"; scripts/gpu_probe.py).
 GPU_PAD_MULTIPLE = 64
 
 
@@ -188,7 +188,7 @@ class TokenClassification:
         totals = np.zeros((n_words, len(encoder.classes)))
         seen = np.zeros(n_words)
         for logits, word_ids, starts in zip(window_logits, window_word_ids, window_starts):
-            probabilities = softmax(logits)
+            probabilities = special.softmax(logits, axis=-1)
             for position, (word_id, is_start) in enumerate(zip(word_ids, starts)):
                 if word_id is not None and is_start and word_id < n_words:
                     totals[word_id] += probabilities[position]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import json
 import os
 import shutil
@@ -171,3 +172,21 @@ def remove_stale(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def sha256_of(path: Path, files: Iterable[Path] | None = None) -> str:
+    """The SHA-256 of a file (what ``sha256sum`` prints); of a folder, over each file's relative name and bytes
+    in name order (``files``: only these of the folder's files)."""
+    digest = hashlib.sha256()
+    if files is None and path.is_file():
+        members = [(None, path)]
+    else:
+        chosen = files if files is not None else (p for p in path.rglob("*") if p.is_file())
+        members = [(file.relative_to(path).as_posix(), file) for file in sorted(chosen)]
+    for name, file in members:
+        if name is not None:
+            digest.update(name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clintune.errors import ClintuneError
+from clintune.errors import ClintuneError, listed
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,7 @@ def _shown(path: Path) -> str:
 
 def describe_entries(folder: Path, limit: int = 5) -> str:
     """'a.txt, b/ and 3 more': what a folder holds, for messages."""
-    return _listed(sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()), limit)
-
-
-def _listed(names: list[str], limit: int = 5) -> str:
-    """'a, b and 3 more': the first ``limit`` names and how many others."""
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return listed(sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()), limit)
 
 
 def check_replaceable(path: Path, option: str, owned: Callable[[str], bool], required: Iterable[str], kind: str) -> None:
@@ -105,7 +100,7 @@ def check_replaceable(path: Path, option: str, owned: Callable[[str], bool], req
     missing = sorted(set(required) - names)
     foreign = sorted(name for name in names if not owned(name))
     if foreign:
-        reason = f"it holds {_listed(foreign)}"
+        reason = f"it holds {listed(foreign)}"
     elif missing:
         reason = f"it lacks {', '.join(missing)}; it holds {describe_entries(path)}"
     else:

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from clintune.modeling.folder import ModelFolder
 
 
-def create_app(model_dir: str | Path | ModelFolder, settings: ServeSettings | None = None, api_key: str | None = None,
-               trusted_hosts: tuple[str, ...] | None = None, *, trust_remote_code: bool = False) -> Any:
+def create_app(model_dir: str | Path | ModelFolder, *, settings: ServeSettings | None = None, api_key: str | None = None,
+               trusted_hosts: tuple[str, ...] | None = None, trust_remote_code: bool = False) -> Any:
     """The FastAPI application serving ``model_dir`` (for ``uvicorn`` or any ASGI server of yours).
 
     The model loads on the inference worker when the application starts; ``/readyz`` says
@@ -37,14 +37,14 @@ def create_app(model_dir: str | Path | ModelFolder, settings: ServeSettings | No
     from clintune.serve.app import build_app
 
     folder = model_dir if isinstance(model_dir, ModelFolder) else read_model_folder(Path(model_dir))
-    check_remote_code(folder.path, folder.config, trust_remote_code)
+    check_remote_code(folder, trust_remote_code)
     settings = settings or ServeSettings()
     settings.check()
     return build_app(folder, settings, api_key, trusted_hosts, trust_remote_code)
 
 
-def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          api_key: str | None = None, log_level: str = "info", *, trust_remote_code: bool = False) -> None:
+def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
+          api_key: str | None = None, log_level: str = "info", trust_remote_code: bool = False) -> None:
     """Serve ``model_dir`` at http://HOST:PORT/ until SIGTERM or Ctrl-C (``port`` 0: any free port).
 
     SIGTERM stops accepting connections, finishes the requests in flight and returns;
@@ -58,7 +58,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, sett
     check_bind(host, api_key)
     folder = read_model_folder(Path(model_dir))  # a wrong folder fails here, before anything listens
     trusted = None if not is_loopback(host) else ("localhost", "127.0.0.1", "::1", "[::1]", host)
-    app = create_app(folder, settings, api_key, trusted, trust_remote_code=trust_remote_code)
+    app = create_app(folder, settings=settings, api_key=api_key, trusted_hosts=trusted, trust_remote_code=trust_remote_code)
     run_server(app, host, port, log_level)
     error = app.state.batcher.load_error
     if error is not None:

@@ -13,7 +13,7 @@ from typing import Any
 from clintune.config.schema import PreprocessingSection
 from clintune.evaluation.figures import figures_in_force
 from clintune.inference.sources import text_problem
-from clintune.modeling.folder import METRICS_FILE, ModelFolder, read_export_info
+from clintune.modeling.folder import METRICS_FILE, ModelFolder
 
 PREDICT_FIELDS = ("texts", "probabilities")
 MAX_REPORTED_ERRORS = 10
@@ -126,7 +126,7 @@ def model_description(folder: ModelFolder) -> dict[str, Any]:
     task = encoder.task_type
     metrics = _read_json(folder.path / METRICS_FILE)
     run = _read_json(folder.path / "run.json")
-    export = read_export_info(folder.path)
+    export = folder.export_info
     if task == "ner":
         rule: dict[str, Any] = {"description": "each word takes its most probable tag; entities are the B-/I- spans"}
         labels = entity_types(folder)

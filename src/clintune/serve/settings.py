@@ -28,7 +28,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long the worker waits for more requests once it holds one
     max_texts: int = 256  # texts per request; more: 413
     max_bytes: int = 1_000_000  # request body bytes; more: 413
-    # texts waiting or running at once; a request past it gets 503 with Retry-After (about 20 s of PyTorch work
+    # texts waiting or running at once; a request past it gets 503 with Retry-After (tens of seconds of PyTorch work
     # for MiniLM on 2 CPU cores; one request is always taken when nothing is waiting, whatever its size)
     max_queued_texts: int = 1024
     batch_size: int | None = None  # texts per forward pass (default: 8 on CPU, 64 on a GPU)

@@ -21,6 +21,7 @@ from typing import Any
 
 from clintune.config.schema import Config
 from clintune.errors import ClintuneError
+from clintune.runtime.system import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +157,10 @@ def _open_experiment(mlflow: Any, uri: str, name: str, config: Config) -> None:
 def check_store(config: Config) -> None:
     """Open the configured store now, so that a wrong URI stops a run before any work (exit 2), not after it."""
     uri = store_uri(config)
-    if uri is None or not _is_main_process() or _active_run() is not None:  # inside cv or tune: their store is open
+    if uri is None or not is_main_process() or _active_run() is not None:  # inside cv or tune: their store is open
         return
     mlflow = _mlflow_module()
     _open_experiment(mlflow, uri, config.tracking.experiment or config.task.name, config)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextmanager
@@ -175,7 +172,7 @@ def tracked_run(config: Config, run_name: str, kind: str) -> Iterator[Tracker]:
     """
     parent = _active_run()
     uri = store_uri(config)
-    if (parent is None and uri is None) or not _is_main_process():
+    if (parent is None and uri is None) or not is_main_process():
         yield Tracker()
         return
     mlflow = _mlflow_module()

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clintune.config.schema import Config
 from clintune.runtime import guards
 from clintune.workflows.prepare import prepare_data, resolve_paths, training_inputs
 
+if TYPE_CHECKING:
+    from clintune.evaluation.tfidf_baseline import BaselineResult
 
-def baseline(config: Config, output: str | Path | None = None) -> tuple[Any, dict[str, Any] | None]:
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """The baseline's run (name, metrics, seconds) and the transformer's ``metrics.json`` beside it (None when
+    ``output.dir`` holds no trained model yet)."""
+
+    baseline: BaselineResult
+    transformer: dict[str, Any] | None
+
+
+def baseline(config: Config, *, output: str | Path | None = None) -> BaselineComparison:
     """Train the cheap baseline on the config's splits; also return the transformer's metrics if its folder exists.
 
     With ``output``, the baseline's metrics are written there as JSON.
@@ -31,6 +44,6 @@ def baseline(config: Config, output: str | Path | None = None) -> tuple[Any, dic
     transformer = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
     if output is not None:
         write_json(Path(output), {"baseline": result.name, "seconds": result.seconds, **result.metrics})
-    return result, transformer
+    return BaselineComparison(result, transformer)
 
 

@@ -21,6 +21,7 @@ import shutil
 import warnings
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,19 @@ def default_output(config: Config) -> Path:
     return Path(config.output.dir).with_name(Path(config.output.dir).name + "-cv")
 
 
+@dataclass(frozen=True)
+class CrossValidationResult:
+    """What ``cross_validate`` wrote: the report (the content of ``cv_report.json``) and the folder that holds it."""
+
+    output_dir: Path
+    report: dict[str, Any]
+
+
 def cross_validate(
-    config: Config, folds: int, output: str | Path | None = None, keep_models: bool = False,
+    config: Config, folds: int, *, output: str | Path | None = None, keep_models: bool = False,
     tune_thresholds: list[str] | None = None, resume: bool = False, overwrite: bool = False, seed: int | None = None,
     train_final: bool = False, on_fold: Callable[[int, dict[str, Any]], None] | None = None, run_name: str | None = None,
-) -> dict[str, Any]:
+) -> CrossValidationResult:
     """Train ``folds`` models on stratified folds of ``data.train`` and report per-fold, summary and pooled metrics.
 
     ``tune_thresholds`` (``LABEL:recall=0.9``; default: the config's ``decision.must_not_miss``)
@@ -106,7 +115,7 @@ def cross_validate(
     logger.info("cross-validation written to %s", out)
     if train_final:
         _train_final(config, rule, overwrite, report)
-    return report
+    return CrossValidationResult(out, report)
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clintune.config.schema import Config
 from clintune.data.checks import check_label_sets
@@ -18,10 +18,14 @@ from clintune.workflows.prepare import check_label_set_splits
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from clintune.evaluation.scores import Evaluation
+
 
 def evaluate(
     model_dir: str | Path,
     data_path: str | Path,
+    *,
     output_dir: str | Path | None = None,
     data_format: str | None = None,
     text_column: str | None = None,
@@ -34,9 +38,8 @@ def evaluate(
     threads: int | None = None,
     overwrite: bool = False,
     label_map: dict[str, str] | None = None,
-    *,
     trust_remote_code: bool = False,
-) -> Any:
+) -> Evaluation:
     """Score a model folder on a labelled file, read with the folder's own data settings.
 
     ``tune_thresholds`` (``recall=0.95``, ``precision=0.9``, ``LABEL:recall=0.95``)
@@ -64,7 +67,7 @@ def evaluate(
                              [guards.Output("--output", Path(output_dir))])
         check_report_dir(Path(output_dir), overwrite)
     found = read_model_folder(folder)
-    check_remote_code(found.path, found.config, trust_remote_code)  # before the data is read, not after
+    check_remote_code(found, trust_remote_code)  # before the data is read, not after
     # one bootstrap default: the model's own settings, so eval gives the interval train gave
     resamples = found.config.evaluation.bootstrap_resamples if resamples is None else resamples
     seed = found.config.evaluation.seed if seed is None else seed

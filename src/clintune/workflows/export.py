@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,18 @@ from clintune.runtime.files import write_json
 from clintune.workflows.evaluate import evaluate, refresh_model_card
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export`` wrote: the export folder and its record (``export.json``: format, quantisation, the check)."""
+
+    output_dir: Path
+    info: dict[str, Any]
+
+
 def export(
-    model_dir: str | Path, output_dir: str | Path | None = None, fmt: str = "onnx", quantize: str | None = None,
-    check_data: str | Path | None = None, *, trust_remote_code: bool = False,
-) -> dict[str, Any]:
+    model_dir: str | Path, output_dir: str | Path | None = None, *, fmt: str = "onnx", quantize: str | None = None,
+    check_data: str | Path | None = None, trust_remote_code: bool = False,
+) -> ExportResult:
     """Export a model folder to ONNX; with ``check_data``, compare the exported model with the original on it.
 
     ``trust_remote_code``: let a folder that ships Python code of its own run it (the export and both
@@ -59,7 +68,7 @@ def export(
             info["check"]["must_not_miss_recall"] = recalls
         write_json(target / EXPORT_FILE, info)
     refresh_model_card(target)
-    return {"output": str(target), **info}
+    return ExportResult(target, info)
 
 
 def _headline_key(metrics: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ Ray cluster instead (``clintune.inference.on_ray``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -23,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import PreprocessingSection
-from clintune.data.examples import MAX_LISTED, TextExamples
-from clintune.errors import ClintuneError, DataError
+from clintune.data.examples import TextExamples
+from clintune.errors import MAX_LISTED, ClintuneError, DataError, listed
 from clintune.inference.sinks import check_prediction_output, result_record
 from clintune.inference.sources import DEFAULT_CHUNK_SIZE, TextSource, chunks, empty_text_steps, open_source, text_problem
 from clintune.runtime import guards
 from clintune.runtime.allocator import allocator_in_use
+from clintune.runtime.files import sha256_of
+from clintune.runtime.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def check_prediction_paths(model_dir: str | Path, input_path: str | Path | None,
 
 
 def predict(
-    model_dir: str | Path, texts: list[str], batch_size: int | None = None, show_progress: bool = False, threads: int | None = None,
-    on_empty: str | None = None, *, trust_remote_code: bool = False,
+    model_dir: str | Path, texts: list[str], *, batch_size: int | None = None, show_progress: bool = False,
+    threads: int | None = None, on_empty: str | None = None, trust_remote_code: bool = False,
 ) -> list[Any]:
     """Predictions for raw texts: a ``Prediction`` per text, or a list of ``Entity`` for NER.
 
@@ -67,9 +68,8 @@ def predict(
     rule = _empty_rule(on_empty, predictor.config)
     problems = {number: why for number, text in enumerate(texts, start=1) if (why := text_problem(text, steps))}
     if problems and rule == "error":
-        shown = ", ".join(f"text {number} ({why})" for number, why in list(problems.items())[:MAX_LISTED])
-        more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise DataError(f"{len(problems)} of {len(texts)} text(s) have nothing to predict: {shown}{more}\n"
+        shown = listed([f"text {number} ({why})" for number, why in problems.items()])
+        raise DataError(f"{len(problems)} of {len(texts)} text(s) have nothing to predict: {shown}\n"
                         "  fix: give every text some words (an empty note has no label), or skip them: "
                         "on_empty='drop' (--on-empty drop)")
     kept = [text for number, text in enumerate(texts, start=1) if number not in problems]
@@ -144,9 +144,9 @@ def scan_input(source: TextSource, chunk_size: int, steps: PreprocessingSection 
                 good += 1
             else:
                 scan.problem_counts[problem] = scan.problem_counts.get(problem, 0) + 1
-                listed = scan.problems.setdefault(problem, [])
-                if len(listed) < MAX_LISTED:
-                    listed.append(row)
+                rows = scan.problems.setdefault(problem, [])
+                if len(rows) < MAX_LISTED:
+                    rows.append(row)
                 if problem == "non-text":
                     scan.non_text_types.add(type(value).__name__)
             if chunk.ids is not None and chunk.ids[position] is not None:
@@ -209,7 +209,7 @@ def predict_file(
     if output_path is not None and Path(output_path).is_dir():
         raise ClintuneError(f"--output {output_path} is a folder\n  fix: give a file name (OUT.jsonl, or OUT.parquet for Parquet)")
     folder = read_model_folder(Path(model_dir))
-    check_remote_code(folder.path, folder.config, trust_remote_code)  # before the input is read, not after
+    check_remote_code(folder, trust_remote_code)  # before the input is read, not after
     config = folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
     rule = _empty_rule(on_empty, config)
@@ -236,7 +236,7 @@ def predict_file(
             schema = record_schema(keys, folder.encoder.task_type, list(folder.encoder.classes), probabilities)
         options = {"text_column": source.text_column, "id_column": id_column, "probabilities": probabilities,
                    "chunk_size": chunk_size, "batch_size": predictor.batch_size, "on_empty": rule, "format": output_format(output)}
-        state = {"input": source.fingerprint(), "model": model_fingerprint(folder.path), "options": options}
+        state = {"input": source.fingerprint(), "model": sha256_of(folder.path), "options": options}
         out = ChunkedOutput(output, state, resume, schema)
         if resume and not out.resumed:
             logger.info("--resume: no finished chunk to continue from in %s; starting at the first", out.partial)
@@ -244,7 +244,7 @@ def predict_file(
     if start:
         logger.info("resuming after %d finished chunk(s) of %d", start, len(scan.predictable_per_chunk))
     started = time.perf_counter()
-    progress = _progress_bar(scan.predictable, sum(scan.predictable_per_chunk[:start]), show_progress)
+    progress = progress_bar(scan.predictable, show=show_progress, done=sum(scan.predictable_per_chunk[:start]))
     try:
         for chunk in chunks(source, chunk_size):
             if chunk.index < start:
@@ -314,34 +314,16 @@ def _id_type(source: TextSource, scan: InputScan) -> Any:
                     "  fix: give every row an id of one type (all numbers or all text) for a Parquet output, or write JSON lines")
 
 
-def model_fingerprint(folder: Path) -> str:
-    """SHA-256 over every file of a model folder (names and bytes): weights, tokenizer, labels, decision rule."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _progress_bar(total: int, done: int, show: bool) -> Any:
-    """Texts done of ``total``, with texts/s and the time left (tqdm); a no-op when not shown."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, unit="text", desc="predicting", disable=not show, smoothing=0.05,
-                dynamic_ncols=True, mininterval=0.5)
-
-
 def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, text_column: str | None = None) -> TextExamples:
     """Every text of a file (csv/tsv/jsonl/parquet, or plain text with one text per line), read whole.
 
     For small inputs and notebooks; ``predict_file`` reads any size in chunks. An empty or
     non-text row is an error naming the row.
     """
-    from clintune.modeling.folder import check_model_folder
+    from clintune.modeling.folder import read_model_folder
 
-    encoder, config = check_model_folder(Path(model_dir))
+    folder = read_model_folder(Path(model_dir))
+    encoder, config = folder.encoder, folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column)
     steps = empty_text_steps(encoder.task_type, config)
     scan = scan_input(source, DEFAULT_CHUNK_SIZE, steps)
@@ -358,8 +340,8 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
 
 
 def predict_documents(
-    model_dir: str | Path, input_dir: str | Path, batch_size: int | None = None, show_progress: bool = False,
-    threads: int | None = None, *, trust_remote_code: bool = False,
+    model_dir: str | Path, input_dir: str | Path, *, batch_size: int | None = None, show_progress: bool = False,
+    threads: int | None = None, trust_remote_code: bool = False,
 ) -> list[tuple[Any, Any]]:
     """(``Document``, result) for every ``.txt`` document of a folder, in name order.
 
@@ -435,3 +417,104 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
         for written in (path, path.with_suffix(".txt")):  # in an owner-only folder meanwhile; flushed once, by publish
             os.chmod(written, PRIVATE_FILE)
     publish(staging, target)  # flushed, then put in place whole
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What ``clintune predict`` is asked: texts (``texts``) or a file or folder (``input_path``), and how."""
+
+    model_dir: Path
+    texts: list[str] | None = None
+    input_path: Path | None = None
+    output_path: Path | None = None
+    output_format: str = "jsonl"  # or brat: NER on a folder of documents, NAME.ann beside a copy of NAME.txt
+    text_column: str | None = None
+    id_column: str | None = None
+    probabilities: bool = False
+    resume: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    on_empty: str | None = None
+    engine: str = "local"  # or ray: a Parquet dataset on a Ray cluster
+    workers: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    show_progress: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass
+class PredictOutcome:
+    """What a ``PredictRequest`` did. ``kind``: ``texts`` (``records``, one per text answered, ``skipped`` their
+    numbers left out), ``file`` (``run``; records went to ``on_records`` or ``output_path``), ``documents``
+    (``records`` one per document, or ``written`` .ann files) or ``ray`` (``written`` predictions)."""
+
+    kind: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    written: int = 0
+    run: PredictionRun | None = None
+
+
+def run_predict(request: PredictRequest, on_records: Callable[[list[dict[str, Any]]], None] | None = None) -> PredictOutcome:
+    """``clintune predict``: route the request to texts, a file (a chunk at a time; each chunk's records to
+    ``on_records`` when there is no output file), a folder of documents, or Ray, and say what was done."""
+    r = request
+    if bool(r.texts) == bool(r.input_path):
+        raise ClintuneError("predict: give either --text (one or more) or --input FILE")
+    if r.engine not in ("local", "ray"):
+        raise ClintuneError(f"--engine {r.engine}: must be 'local' or 'ray'")
+    check_prediction_paths(r.model_dir, r.input_path, r.output_path)
+    if (r.input_path is not None and _is_document_folder(r.input_path)) or r.output_format != "jsonl":
+        return _predict_document_folder(r)
+    if r.engine == "ray":
+        from clintune.inference.on_ray import predict_parquet_on_ray
+
+        if r.input_path is None or r.output_path is None:
+            raise ClintuneError("--engine ray reads --input (Parquet) and writes --output (a Parquet dataset folder); give both")
+        written = predict_parquet_on_ray(r.model_dir, r.input_path, r.output_path, text_column=r.text_column,
+                                         id_column=r.id_column, probabilities=r.probabilities, batch_size=r.batch_size,
+                                         threads=r.threads, workers=r.workers, on_empty=r.on_empty, chunk_size=r.chunk_size,
+                                         trust_remote_code=r.trust_remote_code)
+        return PredictOutcome("ray", written=written)
+    if r.input_path is None:
+        results = predict(r.model_dir, list(r.texts or []), batch_size=r.batch_size, threads=r.threads, on_empty=r.on_empty,
+                          trust_remote_code=r.trust_remote_code)
+        skipped = [number for number, result in enumerate(results, start=1) if result is None]
+        records = [{"text": number} | result_record(result, r.probabilities)
+                   for number, result in enumerate(results, start=1) if result is not None]
+        return PredictOutcome("texts", records=records, skipped=skipped)
+    run = predict_file(r.model_dir, r.input_path, r.output_path, text_column=r.text_column, id_column=r.id_column,
+                       probabilities=r.probabilities, batch_size=r.batch_size, threads=r.threads, chunk_size=r.chunk_size,
+                       resume=r.resume, on_empty=r.on_empty, show_progress=r.show_progress,
+                       on_records=None if r.output_path is not None else on_records, trust_remote_code=r.trust_remote_code)
+    return PredictOutcome("file", run=run, written=run.predicted)
+
+
+def _is_document_folder(path: Path) -> bool:
+    """A folder of documents (``.txt``), not a Parquet dataset folder."""
+    return path.is_dir() and not any(path.rglob("*.parquet"))
+
+
+def _predict_document_folder(r: PredictRequest) -> PredictOutcome:
+    """``predict --input FOLDER``: one result per .txt document; ``--format brat`` writes .ann files."""
+    if r.output_format not in ("jsonl", "brat"):
+        raise ClintuneError(f"--format: {r.output_format!r} is not an output format; choose jsonl or brat")
+    if r.input_path is None or not r.input_path.is_dir():
+        raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
+    if r.output_format == "brat":
+        if r.output_path is None:
+            raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
+        check_brat_output(r.output_path, r.model_dir)
+    results = predict_documents(r.model_dir, r.input_path, batch_size=r.batch_size, show_progress=r.show_progress,
+                                threads=r.threads, trust_remote_code=r.trust_remote_code)
+    if r.output_format == "brat":
+        assert r.output_path is not None
+        write_brat_predictions(r.output_path, results)
+        return PredictOutcome("documents", written=len(results))
+    records = [{"document": document.name, **result_record(result, r.probabilities)} for document, result in results]
+    if r.output_path is not None:
+        from clintune.runtime.files import write_jsonl
+
+        write_jsonl(r.output_path, records, private=True)
+        return PredictOutcome("documents", written=len(records))
+    return PredictOutcome("documents", records=records)

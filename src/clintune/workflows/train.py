@@ -22,7 +22,8 @@ from clintune.modeling.folder import (
     work_dir_for,
 )
 from clintune.runtime import guards
-from clintune.runtime.files import publish, write_json
+from clintune.runtime.files import publish, sha256_of, write_json
+from clintune.runtime.system import is_main_process
 from clintune.training.tracking import check_store, tracked_run
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs
 
@@ -39,14 +40,7 @@ class TrainResult:
         return {"output_dir": str(self.output_dir), "metrics": self.metrics}
 
 
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank of a torchrun / accelerate launch."""
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def train(config: Config, overwrite: bool = False, resume: bool = False, command: str | None = None,
+def train(config: Config, *, overwrite: bool = False, resume: bool = False, command: str | None = None,
           callbacks: list[Any] | None = None, run_name: str | None = None) -> TrainResult:
     """Fine-tune the configured model and write a complete model folder to ``output.dir``.
 
@@ -342,7 +336,7 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
     import transformers
 
     from clintune import __version__
-    from clintune.evaluation.model_card import RUN_FILE, sha256_of, write_model_card
+    from clintune.evaluation.model_card import RUN_FILE, write_model_card
 
     splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
               "test": (config.data.test, data.test)}

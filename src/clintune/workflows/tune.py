@@ -27,6 +27,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,18 @@ def objective_metric(config: Config) -> tuple[str, str]:
     return metric, "minimize" if metric == "loss" else "maximize"
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """What ``tune`` wrote: the summary (best trial, settings, every trial; ``search.json``) and its folder."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+
+
 def tune(
-    config: Config, trials: int, output: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
+    config: Config, trials: int, *, output: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
     cv_folds: int | None = None, overwrite: bool = False, seed: int | None = None,
-) -> dict[str, Any]:
+) -> SearchResult:
     """Run trials until the study holds ``trials`` finished ones, then write the report; returns ``tune.json``'s content."""
     optuna = _optuna()
     config = resolve_paths(config)
@@ -111,14 +120,15 @@ def tune(
     _remove_failed_trial_folders(study, trials_dir)
     objective = _Objective(config, metric, cv_folds, trials_dir)
     with tracked_run(config, name, "tune") as tracker:
-        while _finished(study) < trials:
-            study.optimize(objective, n_trials=1, catch=())
+        if _finished(study) < trials:  # the callback stops this worker once all workers together have finished them
+            study.optimize(objective, catch=(), callbacks=[optuna.study.MaxTrialsCallback(
+                trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
         if _complete(study):
             tracker.log_metrics({f"best_{metric}": study.best_value, "trials_finished": _finished(study)})
     summary = _write_report(optuna, study, config, metric, direction, out, storage, cv_folds)
     if trials_dir.is_dir() and not any(trials_dir.iterdir()):
         trials_dir.rmdir()
-    return summary
+    return SearchResult(out, summary)
 
 
 def _optuna() -> Any:
@@ -301,7 +311,7 @@ class _Objective:
 
         report_json = cross_validate(config, self.cv_folds or 0, output=folder / "cv", on_fold=report,
                                      run_name=f"trial-{trial.number}")
-        summary = report_json["summary"]
+        summary = report_json.report["summary"]
         if self.metric not in summary:
             raise ClintuneError(f"trial {trial.number}: cross-validation reported no {self.metric}")
         means = {f"cv_mean_{key}": spread["mean"] for key, spread in summary.items() if "mean" in spread}
