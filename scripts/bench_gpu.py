@@ -347,7 +347,7 @@ def train_clintune(dataset: str, name: str, encoder: str, files: dict[str, Path]
     """clintune's shipped config for the data set, with its defaults (dynamic padding, length-grouped batches,
     precision auto), through the library API, for just over warm-up + timed steps."""
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     config = load_config(ROOT / CLINTUNE_CONFIGS[dataset], clintune_overrides(dataset, encoder, files, args.work / "x"))
     examples = count_examples(dataset, files["train"])
@@ -428,7 +428,7 @@ def f1_comparison(encoder: str, files: dict[str, Path], device: str, args: argpa
     """Two clintune NCBI runs of one encoder, same seed: fp32 and the device's half precision (on a CPU, fp32 twice:
     the comparison itself still runs). Entity F1 of each, and the devel word tags on which they differ."""
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
     from clintune.data.readers import read_conll
     from clintune.inference.predictor import Predictor
 

@@ -69,7 +69,7 @@ def late_recall(predictor: object, rows: list[dict[str, str]], max_length: int) 
 
 def main() -> None:
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
     from clintune.inference.predictor import Predictor
 
     rng = random.Random(5)

@@ -48,7 +48,7 @@ def minilm_folder() -> str:
 
 def run_clintune(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     config = load_config(ROOT / config_path, overrides)
     started = time.perf_counter()
@@ -58,7 +58,7 @@ def run_clintune(config_path: str, overrides: list[str]) -> tuple[dict, float]:
 
 def run_baseline(config_path: str, overrides: list[str]) -> tuple[dict, float]:
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     started = time.perf_counter()
     result = api.baseline(load_config(ROOT / config_path, overrides)).baseline
@@ -85,7 +85,7 @@ def run_int8(model_dir: Path, data_path: Path) -> tuple[dict, float]:
 
 
 def bench_ncbi(data: Path, model: str, epochs: float, out: Path, pad: bool, systems: tuple[str, ...], rows: Rows) -> list[dict]:
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
     from clintune.data.readers import read_split
     from clintune.evaluation.metrics import ner_metrics
 
@@ -206,7 +206,7 @@ def bench_vaers(data: Path, model: str, out: Path, systems: tuple[str, ...], row
                 "unmet": json.loads((model_dir / "metrics.json").read_text()).get("must_not_miss_unmet")}
 
     def baseline() -> dict:
-        from clintune.config.loading import load_config
+        from clintune.api import load_config
         from clintune.evaluation.tfidf_baseline import fit_tfidf_logistic_regression
         from clintune.workflows.prepare import prepare_data, resolve_paths
 
@@ -322,7 +322,7 @@ def bench_symptoms(data: Path, model: str, epochs: float | None, out: Path, syst
                 "rule": predictor.decision.describe(predictor.encoder), "seconds": seconds}
 
     def baseline() -> dict:
-        from clintune.config.loading import load_config
+        from clintune.api import load_config
         from clintune.data.examples import TextExamples
         from clintune.evaluation.tfidf_baseline import label_set_baseline
         from clintune.workflows.prepare import prepare_data, resolve_paths
@@ -504,7 +504,7 @@ def main() -> None:
                         help="reuse rows already in OUT/rows.jsonl (same task and system) instead of recomputing them")
     args = parser.parse_args()
 
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     os.environ["CLINTUNE_DATA_DIR"] = str(args.data.resolve())
     model = args.model or minilm_folder()

@@ -99,7 +99,7 @@ def step_mts_clintune(args: argparse.Namespace, files: dict[str, str]) -> dict:
 
 def _clintune_train(config_path: str, train: str, validation: str, args: argparse.Namespace, name: str, batch: int, metric: str) -> dict:
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     overrides = [f"model.name_or_path={args.model}", f"data.train={train}", f"data.validation={validation}",
                  f"training.epochs={args.epochs}", f"training.batch_size={batch}", f"output.dir={args.out / name}",

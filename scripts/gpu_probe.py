@@ -139,7 +139,7 @@ def train(dataset_file: Path, encoder: str, pad_to: int | None, cudnn_attention:
     import torch
 
     from clintune import api
-    from clintune.config.loading import load_config
+    from clintune.api import load_config
 
     clock = StepClock(profile)
     config = load_config(ROOT / "configs/ner.yaml", [

@@ -20,7 +20,7 @@ from clintune.config.loading import save_config
 from clintune.config.schema import Config
 from clintune.data.labels import LABELS_FILE, LabelEncoder
 from clintune.errors import ClintuneError, ModelFolderError
-from clintune.runtime.files import write_json
+from clintune.runtime.files import read_json_object, write_json
 from clintune.runtime.guards import check_replaceable
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ CODE_MAP_FILES = ("config.json", "tokenizer_config.json")
 def shipped_code(folder: Path) -> list[str]:
     """The Python modules (``NAME.py``) that the ``auto_map`` of ``folder``'s config.json or tokenizer_config.json
     names: the code transformers imports when the folder is loaded with ``trust_remote_code``. Empty for most folders."""
-    return code_modules(*(_json_or_empty(folder / name) for name in CODE_MAP_FILES))
+    return code_modules(*(read_json_object(folder / name) for name in CODE_MAP_FILES))
 
 
 def code_modules(*configs: dict[str, Any]) -> list[str]:
@@ -81,14 +81,6 @@ def code_modules(*configs: dict[str, Any]) -> list[str]:
                 if isinstance(entry, str) and "." in entry:
                     modules.add(entry.split("--")[-1].rsplit(".", 1)[0] + ".py")
     return sorted(modules)
-
-
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
@@ -280,7 +272,7 @@ def read_model_folder(folder: Path) -> ModelFolder:
         )
     config = read_folder_config(folder)
     decision = DecisionRule.load(folder) if DECISION_FILE in files else DecisionRule()
-    tokenizer_config = _json_or_empty(folder / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+    tokenizer_config = read_json_object(folder / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
     export_info = read_export_info(folder) if EXPORT_FILE in files else {}
     return ModelFolder(folder, encoder, config, decision, hf_config, tokenizer_config, export_info, files)
 

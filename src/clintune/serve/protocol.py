@@ -14,6 +14,7 @@ from clintune.config.schema import PreprocessingSection
 from clintune.evaluation.figures import figures_in_force
 from clintune.inference.sources import text_problem
 from clintune.modeling.folder import METRICS_FILE, ModelFolder
+from clintune.runtime.files import read_json_object
 
 PREDICT_FIELDS = ("texts", "probabilities")
 MAX_REPORTED_ERRORS = 10
@@ -124,8 +125,8 @@ def model_description(folder: ModelFolder) -> dict[str, Any]:
     """
     encoder, config, decision = folder.encoder, folder.config, folder.decision
     task = encoder.task_type
-    metrics = _read_json(folder.path / METRICS_FILE)
-    run = _read_json(folder.path / "run.json")
+    metrics = read_json_object(folder.path / METRICS_FILE)
+    run = read_json_object(folder.path / "run.json")
     export = folder.export_info
     if task == "ner":
         rule: dict[str, Any] = {"description": "each word takes its most probable tag; entities are the B-/I- spans"}
@@ -159,14 +160,6 @@ def model_description(folder: ModelFolder) -> dict[str, Any]:
         "versions": run.get("versions") or {},
         "export": export or None,
     }
-
-
-def _read_json(path: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # -- JSON schemas (for /openapi.json and /docs) --------------------------------------------------
