@@ -159,7 +159,7 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
     from clintune.data.labels import is_short_label, shown_labels
 
     cfg = load_config(config, set_ or [])
-    summary = validate_config_and_data(cfg)
+    summary = validate_config_and_data(cfg).summary()
     typer.echo(f"{config}: config and data are valid")
     typer.echo(f"  train: {summary['train_examples']}, validation: {summary['validation_examples']}"
                + (f", test: {summary['test_examples']}" if summary["test_examples"] is not None else ""))

@@ -253,9 +253,8 @@ def training_inputs(config: Config) -> list[guards.Input]:
     return inputs
 
 
-def validate(config: Config) -> dict[str, Any]:
-    """Check config and data without loading a model; returns a summary of the data."""
-    config = resolve_paths(config)
-    return prepare_data(config).summary()
+def validate(config: Config) -> PreparedData:
+    """Check config and data without loading a model; the checked splits and labels (``summary()``: the counts)."""
+    return prepare_data(resolve_paths(config))
 
 
