@@ -14,11 +14,13 @@ from conftest import REPO, run_cli, write
 
 from clintune import api
 from clintune.config.loading import load_config
-from clintune.data.documents import Document, ReadReport, Span, read_brat_folder, read_span_records, sentence_bounds, tag_documents
+from clintune.data.documents import Document, ReadReport, Span, read_brat_folder, read_span_records
 from clintune.data.examples import TextExamples
 from clintune.data.leakage import find_leaks
 from clintune.data.readers import read_split
+from clintune.data.sentences import sentence_bounds
 from clintune.data.splits import stratified_split
+from clintune.data.tagging import tag_documents
 from clintune.errors import ConfigError, DataError
 from clintune.evaluation.metrics import ner_metrics, overlap_entity_scores
 

@@ -22,17 +22,18 @@ from conftest import REPO, invoke_cli
 
 from clintune.config.loading import load_config
 from clintune.config.schema import Config
-from clintune.data import checks, documents, examples, labels, readers, splits
+from clintune.data import checks, documents, examples, labels, readers, splits, tagging
 from clintune.data.checks import check_label_sets
-from clintune.data.documents import read_brat_folder, read_span_records, read_text_folder, tag_documents
+from clintune.data.documents import read_brat_folder, read_span_records, read_text_folder
 from clintune.data.readers import read_split
 from clintune.data.splits import stratified_split
+from clintune.data.tagging import tag_documents
 from clintune.errors import ClintuneError
 from clintune.inference import sources
 
 MARKER = "Zyx Qwerty MRN 8675309"
 PIECES = (MARKER, "Qwerty", "8675309")
-READERS = (readers, checks, splits, examples, documents, sources, labels)
+READERS = (readers, checks, splits, examples, documents, tagging, sources, labels)
 NO_DATA = "no data in message: "
 
 M = MARKER
@@ -333,11 +334,11 @@ COVERED: dict[str, list[Callable[[Path], Any]] | str] = {
     ],
     "documents._group: no field data group_column": [
         call({"s.jsonl": jl({**DOCCANO, "id": M})}, lambda p: read_span_records(p, "patient"))],
-    "documents._resolved_spans: type is not in": [
+    "tagging._resolved_spans: type is not in": [
         call({"s.jsonl": jl({**DOCCANO, "label": [[27, 33, M]]})}, lambda p: spans(p, allowed={"Disease"})),
         read("ner_brat", brat("T1\tTumour 27 33\tasthma\n"), "labels.map=null", at="in"),
     ],
-    "documents._resolved_spans: overlaps BIO tags hold": [call({"s.jsonl": jl({**DOCCANO, "label": [[0, 10, M], [4, 14, M]]})}, spans)],
+    "tagging._resolved_spans: overlaps BIO tags hold": [call({"s.jsonl": jl({**DOCCANO, "label": [[0, 10, M], [4, 14, M]]})}, spans)],
     # sources.py: predict --input
     "sources.open_source: is a folder without": [call({"in/notes.csv": ROWS}, source, "in")],
     "sources.open_source: id-column is plain text": [call({"in.txt": f"{M}\n"}, lambda p: source(p, id_column="id"))],

@@ -1,8 +1,8 @@
-"""Annotated documents: brat standoff folders, doccano and Label Studio span exports, and brat output.
+"""Annotated documents: brat standoff folders, doccano and Label Studio span exports, read into ``Document``s.
 
 A ``Document`` is a whole text with character-offset ``Span`` annotations, as
 annotation tools store them. Before training, documents become word-level
-BIO sentences (:func:`tag_documents`):
+BIO sentences (``clintune.data.tagging.tag_documents``, with ``clintune.data.sentences``):
 
 - **sentences**: a rule-based splitter cuts at line breaks and after ``.``,
   ``!`` or ``?`` followed by a space and a capital, digit or bracket (never
@@ -24,7 +24,8 @@ by kind and reported. Offsets are character offsets into the text exactly as
 stored (line ends are not converted), which is what brat, doccano and Label
 Studio count. No message quotes a document: errors name the file, line or task
 and offsets; span types appear only when short (``clintune.data.labels.shown_labels``).
-This module imports nothing of clintune's but ``errors`` and ``labels``.
+This module imports nothing of clintune's but ``errors`` and ``labels``; ``ReadReport`` counts what reading
+and tagging found.
 """
 
 from __future__ import annotations
@@ -39,15 +40,7 @@ from typing import Any
 from clintune.data.labels import is_short_label, shown_labels
 from clintune.errors import DataError, listed
 
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _T_LINE = re.compile(r"^(T\S*)\t(\S+) (\d+ \d+(?:;\d+ \d+)*)\t(.*)$")
-# A sentence may end after . ! ? (and closing quotes or brackets) when whitespace and a capital,
-# a digit or an opening bracket or quote follow.
-_BOUNDARY = re.compile(r"[.!?]+[\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9])")
-ABBREVIATIONS = frozenset(
-    "e.g i.e etc al vs cf approx fig figs eq no nos vol dr mr mrs ms prof st jr sr inc ltd co dept ca resp "
-    "mg ml kg dl pt pts hr hrs min sec wk wks mo yr yrs ref refs".split()
-)
 
 
 @dataclass(frozen=True)
@@ -110,10 +103,6 @@ def _by_kind(counts: Counter[str]) -> str:
     shown = [f"{kind} {n}" for kind, n in sorted(counts.items()) if is_short_label(kind)]
     hidden = sum(n for kind, n in counts.items() if not is_short_label(kind))
     return ", ".join(shown + ([f"{hidden} whose type looks like text, not shown"] if hidden else []))
-
-
-# --------------------------------------------------------------------------
-# Reading
 
 
 def read_document_text(path: Path) -> str:
@@ -356,159 +345,3 @@ def _group(record: dict[str, Any], key: str | None, name: str, path: Path, place
         raise DataError(f"{path} {place}: no {key!r} field (data.group_column)\n"
                         "  fix: give every record that field, or leave data.group_column out")
     return str(record[key])
-
-
-# --------------------------------------------------------------------------
-# Sentences, words and tags
-
-
-def split_words(text: str, start: int = 0, end: int | None = None) -> list[tuple[str, int, int]]:
-    """Words and punctuation of ``text[start:end]`` with their character offsets into ``text``."""
-    pattern_end = len(text) if end is None else end
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text, start, pattern_end)]
-
-
-def sentence_bounds(text: str, spans: list[Span] | tuple[Span, ...] = ()) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, whitespace trimmed; no sentence boundary falls inside a span."""
-    cuts = set()
-    for line in re.finditer(r"[^\n]+", text):
-        cuts.add(line.start())
-        cuts.add(line.end())
-        for boundary in _BOUNDARY.finditer(text, line.start(), line.end()):
-            if not _after_abbreviation(text, boundary.start()):
-                cuts.add(boundary.end())
-    for span in spans:
-        cuts -= {c for c in cuts if span.start < c < span.end}
-    ordered = sorted(cuts | {0, len(text)})
-    bounds = []
-    for start, end in zip(ordered, ordered[1:]):
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if start < end:
-            bounds.append((start, end))
-    return bounds
-
-
-def _after_abbreviation(text: str, dot: int) -> bool:
-    """Whether the full stop at ``dot`` ends an abbreviation, an initial or a decimal (``0 . 5``) rather than a sentence."""
-    if text[dot] != ".":
-        return False
-    before = text[max(0, dot - 20):dot].rstrip(" ")
-    after = text[dot + 1:dot + 4].lstrip(" ")
-    if before[-1:].isdigit() and after[:1].isdigit():
-        return True
-    word = re.search(r"[\w.]*$", before)
-    token = word.group() if word else ""
-    initial = len(token) == 1 and token.isupper()  # J. Smith; a lower-case letter ends sentences (hemophilia a.)
-    return token.lower() in ABBREVIATIONS or initial or bool(re.fullmatch(r"(\w\.)+\w", token))
-
-
-@dataclass
-class TaggedDocuments:
-    """Word-level BIO sentences made from documents: what ``clintune.data.readers`` wraps as ``TaggedSentences``."""
-
-    tokens: list[list[str]] = field(default_factory=list)
-    tags: list[list[str]] = field(default_factory=list)
-    rows: list[str] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)
-
-
-def tag_documents(
-    documents: list[Document],
-    report: ReadReport,
-    type_map: dict[str, str] | None = None,
-    allowed_types: set[str] | None = None,
-    overlapping: str = "error",
-    split_sentences: bool = True,
-) -> TaggedDocuments:
-    """BIO-tagged word sentences of every document (see the module docstring for each rule).
-
-    ``type_map`` renames or merges span types (``labels.map``); ``allowed_types``
-    (from ``labels.classes``) makes any other type an error naming its line.
-    """
-    out = TaggedDocuments()
-    for document in documents:
-        spans = _resolved_spans(document, report, type_map or {}, allowed_types, overlapping)
-        bounds = sentence_bounds(document.text, spans) if split_sentences else [(0, len(document.text))]
-        for start, end in bounds:
-            words = split_words(document.text, start, end)
-            if not words:
-                continue
-            out.tokens.append([w for w, _, _ in words])
-            out.tags.append(_bio_tags(document, words, [s for s in spans if start <= s.start < end], report))
-            out.rows.append(f"{document.name}@{start}")
-            out.groups.append(document.group or document.name)
-    return out
-
-
-def _resolved_spans(document: Document, report: ReadReport, type_map: dict[str, str], allowed: set[str] | None,
-                    overlapping: str) -> list[Span]:
-    """The document's spans renamed, checked against the allowed types, deduplicated and free of overlaps."""
-    renamed = []
-    for span in document.spans:
-        kind = type_map.get(span.type, span.type)
-        if allowed is not None and kind not in allowed:
-            mapped = f" (mapped from {shown_labels([span.type])} by labels.map)" if kind != span.type else ""
-            shown = kind if is_short_label(kind) else "TYPE"
-            raise DataError(f"{report.source}: {span.where}: type {shown_labels([kind])}{mapped} is not in labels.classes "
-                            f"(types there: {', '.join(sorted(allowed))})\n"
-                            f"  fix: add B-{shown} and I-{shown} to labels.classes, or map the type with labels.map")
-        renamed.append(Span(span.start, span.end, kind, span.where))
-    kept: list[Span] = []
-    seen: set[tuple[int, int, str]] = set()
-    for span in sorted(renamed, key=lambda s: (s.start, -(s.end - s.start))):
-        if (span.start, span.end, span.type) in seen:
-            report.duplicates.append(span.where)
-            continue
-        seen.add((span.start, span.end, span.type))
-        clash = next((k for k in kept if k.start < span.end and span.start < k.end), None)
-        if clash is None:
-            kept.append(span)
-            continue
-        if overlapping == "error":
-            raise DataError(
-                f"{report.source}: {span.where} ({_type(span.type)} {span.start}-{span.end}) overlaps {clash.where} "
-                f"({_type(clash.type)} {clash.start}-{clash.end}); BIO tags hold one entity per word\n"
-                "  fix: remove one of them, or set data.overlapping_spans=longest to keep the longer span")
-        longer = span if span.end - span.start > clash.end - clash.start else clash
-        if longer is span:
-            kept[kept.index(clash)] = span
-            report.overlaps_dropped.append(clash.where)
-        else:
-            report.overlaps_dropped.append(span.where)
-    return sorted(kept, key=lambda s: s.start)
-
-
-def _type(kind: str) -> str:
-    """A span type for a message, unquoted; one that reads like text is not shown (``labels.is_short_label``)."""
-    return kind if is_short_label(kind) else "a type that looks like text"
-
-
-def _bio_tags(document: Document, words: list[tuple[str, int, int]], spans: list[Span], report: ReadReport) -> list[str]:
-    tags = ["O"] * len(words)
-    for span in spans:
-        inside = [i for i, (_, start, end) in enumerate(words) if start < span.end and span.start < end]
-        if not inside:
-            continue
-        first, last = words[inside[0]], words[inside[-1]]
-        if first[1] < span.start or last[2] > span.end:
-            report.widened.append(f"{document.name} {span.start}-{span.end} ({span.where})")
-        for position, i in enumerate(inside):
-            if tags[i] != "O":  # two spans widened onto one word: the earlier one keeps it
-                break
-            tags[i] = ("B-" if position == 0 else "I-") + span.type
-    return tags
-
-
-# --------------------------------------------------------------------------
-# Writing
-
-
-def ann_text(entities: list[tuple[str, int, int]], text: str) -> str:
-    """A brat ``.ann`` file's content for (type, start, end) entities of ``text``: T1, T2, ... in offset order."""
-    lines = []
-    for number, (kind, start, end) in enumerate(sorted(entities, key=lambda e: (e[1], e[2])), start=1):
-        lines.append(f"T{number}\t{kind} {start} {end}\t{text[start:end].replace(chr(10), ' ')}")
-    return "".join(line + "\n" for line in lines)

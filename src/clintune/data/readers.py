@@ -72,7 +72,8 @@ def _check_readable_format(path: Path, fmt: str, config: Config) -> None:
 
 def read_documents(path: Path, fmt: str, config: Config) -> TaggedSentences:
     """A brat folder or a span export (doccano / Label Studio) as BIO sentences (see ``clintune.data.documents``)."""
-    from clintune.data.documents import read_brat_folder, read_span_records, tag_documents
+    from clintune.data.documents import read_brat_folder, read_span_records
+    from clintune.data.tagging import tag_documents
 
     if fmt == "brat":
         documents, report = read_brat_folder(path)

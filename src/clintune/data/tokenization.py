@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # the one word split, for raw texts and annotated documents alike (re-exported)
-from clintune.data.documents import split_words as split_words
+from clintune.data.sentences import split_words as split_words
 
 IGNORE_INDEX = -100
 

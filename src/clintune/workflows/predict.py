@@ -352,9 +352,10 @@ def predict_documents(
     """
     from dataclasses import replace
 
-    from clintune.data.documents import read_text_folder, sentence_bounds
+    from clintune.data.documents import read_text_folder
     from clintune.data.examples import PREDICT_HINTS
     from clintune.data.readers import check_file
+    from clintune.data.sentences import sentence_bounds
     from clintune.inference.predictor import Predictor
 
     folder = Path(input_dir)
@@ -400,7 +401,7 @@ def write_brat_predictions(output_dir: str | Path, results: list[tuple[Any, Any]
     The folder must be new or empty: a folder of ``.ann`` files may hold
     someone's annotations, so it is never written into.
     """
-    from clintune.data.documents import ann_text
+    from clintune.data.tagging import ann_text
     from clintune.runtime.files import PRIVATE_FILE, make_private_dirs, publish, remove_stale, staging_dir_for
 
     target = Path(output_dir)
