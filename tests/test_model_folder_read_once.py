@@ -88,3 +88,20 @@ def test_the_tokenizer_built_from_the_folder_files_is_the_auto_tokenizer(task: s
         assert [ours.word_ids(i) for i in range(len(pair[0]))] == [theirs.word_ids(i) for i in range(len(pair[0]))]
     words = [["Patient", "has", "cystic", "fibrosis", "."]]
     assert built(words, is_split_into_words=True).data == auto(words, is_split_into_words=True).data
+
+
+def test_predicting_a_document_folder_as_brat_opens_each_file_of_the_model_folder_once(
+        trained_models: dict[str, Path], tmp_path: Path) -> None:
+    from clintune import api
+
+    folder = trained_models["ner"]
+    documents = tmp_path / "notes"
+    documents.mkdir()
+    for number, text in enumerate(TEXTS):
+        (documents / f"note{number}.txt").write_text(text, encoding="utf-8")
+    request = api.PredictRequest(folder, input_path=documents, output_path=tmp_path / "ann", output_format="brat")
+    with opens_under(folder) as counts:
+        outcome = api.run_predict(request)
+    assert outcome.written == len(TEXTS) and sorted(p.name for p in (tmp_path / "ann").glob("*.ann")) == ["note0.ann", "note1.ann"]
+    assert {"labels.json", "config.json", "clintune.yaml", "tokenizer.json", "tokenizer_config.json"} <= set(counts)
+    assert all(count == 1 for count in counts.values()), counts

@@ -181,10 +181,10 @@ def bootstrap_intervals(
     """
     from scipy import stats
 
-    keys = list(statistic(np.arange(n_items)))
-    if n_items < 2:  # one item: every resample is the same
-        value = statistic(np.zeros(1, dtype=int))
-        return {key: {"low": float(value[key]), "high": float(value[key]), "level": level, "resamples": resamples,
+    whole = statistic(np.arange(n_items))
+    keys = list(whole)
+    if n_items < 2:  # one item: every resample is that item, the whole sample
+        return {key: {"low": float(whole[key]), "high": float(whole[key]), "level": level, "resamples": resamples,
                       "seed": seed} for key in keys}
 
     def vector(indices: np.ndarray) -> np.ndarray:

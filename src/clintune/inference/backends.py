@@ -13,9 +13,7 @@ import numpy as np
 from clintune.errors import ClintuneError
 from clintune.modeling.folder import ONNX_FILE, ModelFolder
 from clintune.modeling.loading import detect_hardware, load_trained_model, resolve_precision, torch_dtype
-from clintune.modeling.tasks import (
-    task_for,
-)
+from clintune.modeling.tasks import task_for
 from clintune.runtime.system import usable_cpus
 
 logger = logging.getLogger(__name__)

@@ -108,11 +108,6 @@ def is_mean_pooled(config: Any) -> bool:
     return getattr(config, POOLING_KEY, None) == "mean"
 
 
-def is_mean_pooled_folder(folder: str | Path) -> bool:
-    """True for a folder (or checkpoint) saved with this head."""
-    return is_mean_pooled_config(_read_config(Path(folder)) or {})
-
-
 def is_mean_pooled_config(config: dict[str, Any]) -> bool:
     """True for the config.json (as read) of a folder saved with this head."""
     return config.get(POOLING_KEY) == "mean" or config.get("model_type") == MODEL_TYPE
@@ -133,13 +128,12 @@ def mark_config_file(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def backbone_config(folder: str, trust_remote_code: bool = False, read: dict[str, Any] | None = None,
-                    **changes: Any) -> PretrainedConfig:
-    """The encoder's config object for a mean-pooled folder (``read``: its config.json, already read), with
+def backbone_config(folder: str, read: dict[str, Any], trust_remote_code: bool = False, **changes: Any) -> PretrainedConfig:
+    """The encoder's config object for a mean-pooled folder (``read``: its config.json, as read), with
     ``changes`` (e.g. labels) applied."""
     from transformers import CONFIG_MAPPING
 
-    config = dict(read) if read is not None else _read_config(Path(folder)) or {}
+    config = dict(read)
     if config.get("model_type") == MODEL_TYPE:
         config["model_type"] = config.pop(BACKBONE_TYPE_KEY, None)
     auto_map = config.get("auto_map") or {}
@@ -153,16 +147,6 @@ def backbone_config(folder: str, trust_remote_code: bool = False, read: dict[str
         raise ValueError(f"encoder model type {config.get('model_type')!r} is not one transformers knows"
                          + (" (its code is in the folder: set model.trust_remote_code=true)" if "AutoConfig" in auto_map else ""))
     return config_class.from_dict(config | changes)
-
-
-def _read_config(folder: Path) -> dict[str, Any] | None:
-    path = folder / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
 
 
 def new_mean_pooled(name_or_path: str, config: PretrainedConfig, trust_remote_code: bool = False) -> tuple[MeanPooledClassifier, dict]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from clintune.data.labels import LABELS_FILE, LabelEncoder
 from clintune.errors import ClintuneError, HardwareError, ModelFolderError, listed
+from clintune.runtime.files import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +183,9 @@ def _from_pretrained(task: Any, name_or_path: str, encoder: LabelEncoder, trust_
     if encoder.task_type == "multilabel":  # transformers' pipeline() then applies a sigmoid, as clintune does
         labels["problem_type"] = "multi_label_classification"
     try:
-        if heads.is_mean_pooled_config(read) if read is not None else heads.is_mean_pooled_folder(name_or_path):
-            config = heads.backbone_config(name_or_path, trust_remote_code, read, **labels)
+        folder_config = read if read is not None else read_json_object(Path(name_or_path) / "config.json")  # Hub id: {}
+        if heads.is_mean_pooled_config(folder_config):
+            config = heads.backbone_config(name_or_path, folder_config, trust_remote_code, **labels)
             return heads.load_mean_pooled(name_or_path, config, trust_remote_code)
         if read is not None and read.get("model_type") in transformers.CONFIG_MAPPING and "auto_map" not in read:
             config = transformers.CONFIG_MAPPING[read["model_type"]].from_dict(read | labels)

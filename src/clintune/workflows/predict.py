@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clintune.config.schema import PreprocessingSection
 from clintune.data.examples import TextExamples
@@ -30,6 +30,9 @@ from clintune.runtime import guards
 from clintune.runtime.allocator import allocator_in_use
 from clintune.runtime.files import sha256_of
 from clintune.runtime.progress import progress_bar
+
+if TYPE_CHECKING:
+    from clintune.modeling.folder import ModelFolder
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +343,7 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
 
 
 def predict_documents(
-    model_dir: str | Path, input_dir: str | Path, *, batch_size: int | None = None, show_progress: bool = False,
+    model_dir: str | Path | ModelFolder, input_dir: str | Path, *, batch_size: int | None = None, show_progress: bool = False,
     threads: int | None = None, trust_remote_code: bool = False,
 ) -> list[tuple[Any, Any]]:
     """(``Document``, result) for every ``.txt`` document of a folder, in name order.
@@ -348,7 +351,8 @@ def predict_documents(
     NER: the document is split into sentences as training data is (see
     ``clintune.data.documents``) and the result is a list of ``Entity`` with
     character offsets into the whole ``.txt``. Classification: one
-    ``Prediction`` for the whole document. ``trust_remote_code``: as for ``predict``.
+    ``Prediction`` for the whole document. ``trust_remote_code``: as for ``predict``. ``model_dir`` may be a
+    folder already read (``read_model_folder``).
     """
     from dataclasses import replace
 
@@ -361,8 +365,8 @@ def predict_documents(
     folder = Path(input_dir)
     check_file(folder, PREDICT_HINTS, folder=True)
     documents = read_text_folder(folder)
-    predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads,
-                                      trust_remote_code=trust_remote_code)
+    predictor = Predictor.from_model_folder(_model_folder(model_dir), batch_size=batch_size, show_progress=show_progress,
+                                            threads=threads, trust_remote_code=trust_remote_code)
     if predictor.encoder.task_type != "ner":
         return list(zip(documents, predictor.classify([d.text for d in documents])))
     split = predictor.config.data.split_sentences
@@ -375,23 +379,29 @@ def predict_documents(
     return list(zip(documents, entities))
 
 
+def _model_folder(model: str | Path | ModelFolder) -> ModelFolder:
+    """``model`` as a folder read and checked: as given when already read, else read now."""
+    from clintune.modeling.folder import ModelFolder, read_model_folder
+
+    return model if isinstance(model, ModelFolder) else read_model_folder(Path(model))
+
+
 _BRAT_NEEDS_NER = ("--format brat writes entities; this is a classification model\n"
                    "  fix: leave --format out to write one JSON line per document")
 
 
-def check_brat_output(output_dir: str | Path, model_dir: str | Path | None = None) -> None:
-    """Refuse a ``--format brat`` output that is not a new or empty folder, or a model that finds no entities.
+def check_brat_output(output_dir: str | Path, model_dir: str | Path | ModelFolder | None = None) -> None:
+    """Refuse a ``--format brat`` output that is not a new or empty folder, or a model (a path, or a folder
+    already read) that finds no entities.
 
     Called before any prediction (a refusal after predicting a whole corpus wastes the run) and
     again when writing."""
-    from clintune.modeling.folder import read_model_folder
-
     target = Path(output_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ClintuneError(f"--output: {target} already exists and is not an empty folder; .ann files there may be "
                             "someone's annotations, so predictions are never written into it\n"
                             "  fix: choose a new folder for --output")
-    if model_dir is not None and read_model_folder(Path(model_dir)).encoder.task_type != "ner":
+    if model_dir is not None and _model_folder(model_dir).encoder.task_type != "ner":
         raise ClintuneError(_BRAT_NEEDS_NER)
 
 
@@ -502,11 +512,12 @@ def _predict_document_folder(r: PredictRequest) -> PredictOutcome:
         raise ClintuneError(f"--format: {r.output_format!r} is not an output format; choose jsonl or brat")
     if r.input_path is None or not r.input_path.is_dir():
         raise ClintuneError("--format brat: give --input FOLDER, a folder of NAME.txt documents")
+    if r.output_format == "brat" and r.output_path is None:
+        raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
+    model = _model_folder(r.model_dir)  # read once, for the brat check and the predictor
     if r.output_format == "brat":
-        if r.output_path is None:
-            raise ClintuneError("--format brat: give --output FOLDER, a new folder for the .ann files")
-        check_brat_output(r.output_path, r.model_dir)
-    results = predict_documents(r.model_dir, r.input_path, batch_size=r.batch_size, show_progress=r.show_progress,
+        check_brat_output(r.output_path, model)
+    results = predict_documents(model, r.input_path, batch_size=r.batch_size, show_progress=r.show_progress,
                                 threads=r.threads, trust_remote_code=r.trust_remote_code)
     if r.output_format == "brat":
         assert r.output_path is not None
