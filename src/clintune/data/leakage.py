@@ -14,7 +14,7 @@ across every pair of splits:
 
 Texts shorter than ``MIN_CHARACTERS`` after normalisation (``Results .``,
 ``Abstract``) are left out: their repeats are not leakage. The comparison is
-sparse and blocked, so 15,000 rows take seconds.
+sparse and blocked, its memory bounded by the smaller split.
 This module imports nothing of clintune's but ``errors``.
 """
 
@@ -89,19 +89,60 @@ def find_leaks(
 
 
 def _near_pairs(texts_a: list[str], texts_b: list[str], threshold: float) -> list[tuple[int, int, float]]:
-    """(index in a, index in b, cosine) of each text of b whose nearest text of a reaches ``threshold``."""
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """(index in a, index in b, cosine) of each text of b whose nearest text of a reaches ``threshold``.
 
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(4, 4), lowercase=True, sublinear_tf=True, dtype=np.float32)
-    vectorizer.fit(texts_a + texts_b)
-    matrix_a = vectorizer.transform(texts_a).T.tocsr()
-    matrix_b = vectorizer.transform(texts_b)
-    pairs = []
-    for block in range(0, len(texts_b), BLOCK_ROWS):
-        similarity = (matrix_b[block:block + BLOCK_ROWS] @ matrix_a).toarray()
-        best = similarity.argmax(axis=1)
-        scores = similarity[np.arange(len(best)), best]
-        for row in np.nonzero(scores >= threshold)[0]:
-            pairs.append((int(best[row]), block + int(row), float(min(scores[row], 1.0))))
-    return pairs
+    TF-IDF as scikit-learn's ``TfidfVectorizer(analyzer="char_wb", ngram_range=(4, 4), sublinear_tf=True)``
+    computes it over both sides, but with hashed features: one pass counts document frequencies, a second
+    compares ``BLOCK_ROWS`` texts at a time against the smaller side, so memory stays bounded by that side
+    and a block, however large the other.
+    """
+    import numpy as np
+
+    vectorizer = _Hashed(texts_a, texts_b)
+    hold_a = len(texts_a) <= len(texts_b)
+    held = vectorizer.tfidf(texts_a if hold_a else texts_b)
+    streamed = texts_b if hold_a else texts_a
+    best_score = np.full(len(texts_b), -1.0, dtype=np.float32)
+    best_index = np.zeros(len(texts_b), dtype=np.int64)
+    for start in range(0, len(streamed), BLOCK_ROWS):
+        block = vectorizer.tfidf(streamed[start:start + BLOCK_ROWS])
+        if hold_a:  # rows of b against every a: each row's best is final
+            similarity = (block @ held.T).toarray()
+            rows = np.arange(start, start + similarity.shape[0])
+            best_index[rows] = similarity.argmax(axis=1)
+            best_score[rows] = similarity[np.arange(len(rows)), best_index[rows]]
+        else:  # a block of a against every b: keep the first of equal bests, as one argmax over all of a would
+            similarity = (held @ block.T).toarray()
+            local = similarity.argmax(axis=1)
+            scores = similarity[np.arange(len(local)), local]
+            better = scores > best_score
+            best_score[better], best_index[better] = scores[better], start + local[better]
+    return [(int(best_index[row]), int(row), float(min(best_score[row], 1.0))) for row in np.nonzero(best_score >= threshold)[0]]
+
+
+N_FEATURES = 1 << 22  # hashed character 4-grams: collisions are rare enough to move a cosine by less than 0.01
+
+
+class _Hashed:
+    """Sublinear TF-IDF over hashed character 4-grams, its IDF counted over ``texts_a`` and ``texts_b`` together."""
+
+    def __init__(self, texts_a: list[str], texts_b: list[str]) -> None:
+        import numpy as np
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.hashing = HashingVectorizer(analyzer="char_wb", ngram_range=(4, 4), lowercase=True, alternate_sign=False,
+                                         norm=None, n_features=N_FEATURES, dtype=np.float32)
+        frequency = np.zeros(N_FEATURES, dtype=np.int64)
+        for texts in (texts_a, texts_b):
+            for start in range(0, len(texts), BLOCK_ROWS):
+                frequency += np.bincount(self.hashing.transform(texts[start:start + BLOCK_ROWS]).indices, minlength=N_FEATURES)
+        documents = len(texts_a) + len(texts_b)
+        self.idf = (np.log((1 + documents) / (1 + frequency)) + 1).astype(np.float32)  # scikit-learn's smoothed IDF
+
+    def tfidf(self, texts: list[str]) -> Any:
+        import numpy as np
+        from sklearn.preprocessing import normalize
+
+        counts = self.hashing.transform(texts)
+        counts.data = (np.log(counts.data) + 1) * self.idf[counts.indices]
+        return normalize(counts, copy=False)

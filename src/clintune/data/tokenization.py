@@ -9,7 +9,6 @@ from, so predictions can be merged back per example.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,65 +156,3 @@ def encode_words(
         encoded.word_starts.append(starts)
     encoded.too_long = sum(1 for n in windows if n > 1)
     return encoded
-
-
-def encoding_key(tokenizer: Any, settings: dict[str, Any], inputs: Any, labels: Any) -> str:
-    """A fingerprint of everything an encoding depends on: tokenizer, settings, texts and labels."""
-    import hashlib
-    import json
-
-    digest = hashlib.sha256()
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        # truncation and padding are per-call state the tokenizer keeps; they are not part of its identity
-        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        digest.update(json.dumps(state, sort_keys=True).encode())
-    else:
-        digest.update(repr(tokenizer).encode())
-    digest.update(json.dumps([settings, inputs, labels], sort_keys=True, ensure_ascii=False).encode())
-    return digest.hexdigest()[:40]
-
-
-CACHE_ENTRY = re.compile(r"^[0-9a-f]{40}\.json$")
-
-
-def cached_encoding(cache_dir: Any, key: str, compute: Any) -> tuple[Encoded, bool]:
-    """``compute()``'s encoding, stored under ``cache_dir/key.json``; True when it came from the cache.
-
-    The folders clintune creates for the cache and every entry are readable by
-    their owner only: token ids can be decoded back into the clinical text.
-    """
-    import json
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from clintune.runtime.files import PRIVATE_FILE, make_private_dirs, write_text_atomic
-
-    if cache_dir is None:
-        return compute(), False
-    path = Path(cache_dir) / f"{key}.json"
-    if path.is_file():
-        try:
-            return Encoded(**json.loads(path.read_text(encoding="utf-8"))), True
-        except (ValueError, TypeError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed
-    encoded = compute()
-    make_private_dirs(path.parent)
-    write_text_atomic(path, json.dumps(asdict(encoded)), mode=PRIVATE_FILE)
-    return encoded, False
-
-
-def remove_cache_entries(folder: Any) -> tuple[int, int]:
-    """Delete the cache entries in ``folder`` (and the folder, once empty); returns files and bytes removed."""
-    files = size = 0
-    if not folder.is_dir():
-        return 0, 0
-    for entry in folder.iterdir():
-        if entry.is_file() and CACHE_ENTRY.match(entry.name):
-            size += entry.stat().st_size
-            entry.unlink()
-            files += 1
-    for empty in (folder, folder.parent):
-        if empty.name in ("tokenized", ".clintune-cache") and empty.is_dir() and not any(empty.iterdir()):
-            empty.rmdir()
-    return files, size

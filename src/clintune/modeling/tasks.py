@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import numpy as np
@@ -109,9 +110,12 @@ class Task(Protocol):
 
     def labels_of(self, data: Examples) -> list[str]: ...
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded: ...
+    # how training labels are stored: "id" (one per text), "ids" (one per subword) or "multi_hot"
+    label_kind: str
 
-    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]: ...
+    def source_columns(self, data: Examples) -> dict[str, list[Any]]: ...
+
+    def encode_batch(self, batch: dict[str, list[Any]], tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded: ...
 
     def collator(self, tokenizer: Any, **padding: Any) -> Any: ...
 
@@ -120,18 +124,19 @@ class SequenceClassification:
     """Binary and multiclass text classification."""
 
     auto_model_name = "AutoModelForSequenceClassification"
+    label_kind = "id"
 
     def labels_of(self, data: Examples) -> list[str]:
         return list(data.labels or [])
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+    def source_columns(self, data: Examples) -> dict[str, list[Any]]:
+        """What a training split is tokenised from: its texts and (where given) their labels."""
         assert isinstance(data, TextExamples)
-        labels = encoder.encode(data.labels) if data.labels is not None else None
-        return encode_texts(tokenizer, data.texts, settings.max_length, labels, settings.long_text, settings.stride)
+        return {"text": data.texts} | ({"label": data.labels} if data.labels is not None else {})
 
-    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
-        assert isinstance(data, TextExamples)
-        return data.texts, data.labels
+    def encode_batch(self, batch: dict[str, list[Any]], tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+        labels = encoder.encode(batch["label"]) if "label" in batch else None
+        return encode_texts(tokenizer, batch["text"], settings.max_length, labels, settings.long_text, settings.stride)
 
     def collator(self, tokenizer: Any, **padding: Any) -> Any:
         from transformers import DataCollatorWithPadding
@@ -154,21 +159,22 @@ class TokenClassification:
     """BIO-tagged named-entity recognition over words."""
 
     auto_model_name = "AutoModelForTokenClassification"
+    label_kind = "ids"
 
     def labels_of(self, data: Examples) -> list[str]:
         return list(data.labels or [])
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+    def source_columns(self, data: Examples) -> dict[str, list[Any]]:
+        """What a training split is tokenised from: its sentences' words and (where given) their tags."""
         assert isinstance(data, TaggedSentences)
-        tag_ids = [encoder.encode(tags) for tags in data.tags] if data.tags is not None else None
+        return {"words": data.tokens} | ({"tags": data.tags} if data.tags is not None else {})
+
+    def encode_batch(self, batch: dict[str, list[Any]], tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+        tag_ids = [encoder.encode(tags) for tags in batch["tags"]] if "tags" in batch else None
         return encode_words(
-            tokenizer, data.tokens, settings.max_length, tag_ids, settings.label_all_subwords,
+            tokenizer, batch["words"], settings.max_length, tag_ids, settings.label_all_subwords,
             b_to_i_map(encoder.classes), settings.stride,
         )
-
-    def fingerprint_inputs(self, data: Examples) -> tuple[Any, Any]:
-        assert isinstance(data, TaggedSentences)
-        return data.tokens, data.tags
 
     def collator(self, tokenizer: Any, **padding: Any) -> Any:
         from transformers import DataCollatorForTokenClassification
@@ -226,11 +232,11 @@ def entities_from_words(text: str, words: list[tuple[str, int, int]], tags: list
     return entities
 
 
-def label_counts(encoded: Encoded) -> Counter[int]:
-    """How often each label id is trained on (subword labels for NER, -100 excluded; multi-label: notes holding it)."""
+def label_counts(features: Iterable[Any]) -> Counter[int]:
+    """How often each label id is trained on, from each feature's labels (subword labels for NER, -100 excluded;
+    multi-label: notes holding it)."""
     counts: Counter[int] = Counter()
-    for feature in encoded.features:
-        labels = feature["labels"]
+    for labels in features:
         if labels and isinstance(labels, list) and isinstance(labels[0], float):
             counts.update(j for j, flag in enumerate(labels) if flag)
         elif isinstance(labels, int):
@@ -246,15 +252,16 @@ class MultiLabelClassification(SequenceClassification):
     def labels_of(self, data: Examples) -> list[str]:
         return sorted({label for labels in data.labels or [] for label in labels})
 
-    def encode(self, data: Examples, tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
+    label_kind = "multi_hot"
+
+    def encode_batch(self, batch: dict[str, list[Any]], tokenizer: Any, encoder: LabelEncoder, settings: ModelSection) -> Encoded:
         """Texts with multi-hot float labels. With labels (training, validation loss) a note is read in its first
         window only, even under ``long_text: chunk``: a window must not be taught a finding that only another
         window mentions. Prediction reads every window and takes each label's maximum (``WindowLogits``)."""
-        assert isinstance(data, TextExamples)
-        if data.labels is None:
-            return encode_texts(tokenizer, data.texts, settings.max_length, None, settings.long_text, settings.stride)
-        labels = multi_hot(data.labels, encoder.classes).astype(float).tolist()
-        return encode_texts(tokenizer, data.texts, settings.max_length, labels, "truncate", settings.stride)
+        if "label" not in batch:
+            return encode_texts(tokenizer, batch["text"], settings.max_length, None, settings.long_text, settings.stride)
+        labels = multi_hot(batch["label"], encoder.classes).astype(float).tolist()
+        return encode_texts(tokenizer, batch["text"], settings.max_length, labels, "truncate", settings.stride)
 
     def decode(self, probabilities: np.ndarray, encoder: LabelEncoder, rule: DecisionRule) -> Prediction:
         """Every label whose probability reaches its threshold, most probable first."""

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from clintune.config.schema import Config, default_metric
-from clintune.data.tokenization import IGNORE_INDEX, Encoded
+from clintune.data.features import TrainingFeatures
+from clintune.data.tokenization import IGNORE_INDEX
 from clintune.errors import ClintuneError
 from clintune.modeling.tasks import batch_collator, padding_multiple
 
@@ -66,19 +67,6 @@ class PositiveWeightedBCE:
 def loss_function(task_type: str, weights: list[float] | None) -> Any:
     """The Trainer's loss: class-weighted cross-entropy, or (multi-label) positive-weighted binary cross-entropy."""
     return PositiveWeightedBCE(weights) if task_type == "multilabel" else WeightedCrossEntropy(weights)
-
-
-class _ListDataset:
-    """A list of feature dicts as a map-style dataset."""
-
-    def __init__(self, features: list[dict[str, Any]]) -> None:
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.features[index]
 
 
 def _world_size() -> int:
@@ -183,8 +171,8 @@ def run_trainer(
     task: Any,
     model: Any,
     tokenizer: Any,
-    train: Encoded,
-    validation: Encoded | None,
+    train: TrainingFeatures,
+    validation: TrainingFeatures | None,
     score_validation: Callable[[Any], dict[str, float]] | None,
     class_weights: list[float] | None,
     resume: bool,
@@ -205,12 +193,13 @@ def run_trainer(
     trainer = _trainer_class()(
         head_learning_rate=config.training.head_learning_rate,
         score_validation=score_validation,
+        train_lengths=train.lengths(),
         model=model,
         args=args,
         data_collator=batch_collator(task, tokenizer, padding_multiple(config.training.pad_to_multiple_of, args.device.type == "cuda"),
                                      config.model.max_length),
-        train_dataset=_ListDataset(train.features),
-        eval_dataset=_ListDataset(validation.features) if validation is not None else None,
+        train_dataset=train.model_inputs(),
+        eval_dataset=validation.model_inputs() if validation is not None else None,
         processing_class=tokenizer,
         compute_loss_func=loss_function(config.task.type, class_weights),
         callbacks=callbacks,
@@ -302,11 +291,23 @@ def _trainer_class() -> Any:
     class HeadAwareTrainer(Trainer):
         def __init__(
             self, *args: Any, head_learning_rate: float | None = None,
-            score_validation: Callable[[Any], dict[str, float]] | None = None, **kwargs: Any,
+            score_validation: Callable[[Any], dict[str, float]] | None = None, train_lengths: list[int] | None = None,
+            **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
             self.head_learning_rate = head_learning_rate
             self.score_validation = score_validation
+            self.train_lengths = train_lengths
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Batches of similar length, from the features' ``length`` column: the Trainer would otherwise
+            read every row's ids to measure it (or, given the column, index it row by row)."""
+            if self.train_lengths is None or (train_dataset is not None and train_dataset is not self.train_dataset):
+                return super()._get_train_sampler(train_dataset)
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=self.train_lengths)
 
         def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
             output = super().evaluation_loop(*args, **kwargs)

@@ -18,6 +18,7 @@ from clintune.data.readers import read_split
 from clintune.data.splits import examples_with, shared_groups, stratified_split
 from clintune.errors import ClintuneError, DataError
 from clintune.runtime import guards
+from clintune.runtime.files import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,13 @@ class PreparedData:
     validation_source: str
     notes: list[str] = field(default_factory=list)
     leaks: list[Leak] = field(default_factory=list)
+    # each data file's (or folder's) SHA-256 as it was when read, by path: run.json records these, and a file
+    # whose hash has changed since is not trusted to the tokenisation cache
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+    def changed_files(self) -> list[str]:
+        """The data files that no longer have the hash they had when they were read."""
+        return [path for path, digest in self.file_hashes.items() if not Path(path).exists() or sha256_of(Path(path)) != digest]
 
     def summary(self) -> dict[str, Any]:
         counts = label_counts(self.train)
@@ -99,6 +107,7 @@ def prepare_data(config: Config) -> PreparedData:
     Explicit splits that share a group id are an error; duplicates and near
     duplicates across splits are reported (or an error, ``data.on_leak: error``).
     """
+    hashes = {path: sha256_of(Path(path)) for path in (config.data.train, config.data.validation, config.data.test) if path}
     train = read_split(config, config.data.train)
     notes: list[str] = list(train.notes)
     if config.data.validation:
@@ -142,7 +151,7 @@ def prepare_data(config: Config) -> PreparedData:
                         + "\n  fix: remove the duplicates from one side, or set data.on_leak=warn to go on")
     notes += [f"possible leakage, {leak.describe()}" for leak in leaks]
     check_decision_targets(config, encoder, validation, validation_source)
-    return PreparedData(train, validation, test, encoder, validation_source, notes, leaks)
+    return PreparedData(train, validation, test, encoder, validation_source, notes, leaks, hashes)
 
 
 def _label_sets_encoder(config: Config, train: Examples, others: dict[str, Examples], notes: list[str]) -> LabelEncoder:

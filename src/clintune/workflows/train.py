@@ -176,11 +176,11 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     hardware = detect_hardware()
     args = training_arguments(config, work / "checkpoints", precision, True, hardware.device)
     with args.main_process_first(desc="tokenising"):
-        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train")
-        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation")
+        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train", data)
+        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation", data)
     weights = class_weights_from_config(
-        config.training.class_weights, data.encoder, label_counts(train_encoded), config.training.class_weights_power,
-        n_examples=len(train_encoded.features),
+        config.training.class_weights, data.encoder, label_counts(train_encoded.labels()), config.training.class_weights_power,
+        n_examples=len(train_encoded),
     )
     if weights is not None:
         logger.info("class weights: %s", ", ".join(f"{c}={w:.3g}" for c, w in zip(data.encoder.classes, weights)))
@@ -197,25 +197,36 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     return trainer, tokenizer, weights
 
 
-def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str) -> Any:
-    """Tokenise one split (texts preprocessed here, once), reusing an identical earlier tokenisation from the cache."""
-    from clintune.data.tokenization import cached_encoding, encoding_key
+def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str,
+            data: PreparedData | None = None) -> Any:
+    """Tokenise one split into a memory-mapped Arrow file (texts preprocessed here, once), reusing an identical
+    earlier tokenisation from the cache. A data file that changed since it was read (``data``) keeps the
+    cache out of this run."""
+    from clintune.data.features import arrow_features, build_features, encoding_key, scratch_folder, usable_cache_folder
     from clintune.inference.predictor import long_text_note
 
     examples = preprocessed(examples, config.data.preprocessing)
     model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
     settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
-    inputs, labels = task.fingerprint_inputs(examples)
-    cache_dir = tokenization_cache_dir(config) if config.data.tokenization_cache else None
-    encoded, from_cache = cached_encoding(
-        cache_dir, encoding_key(tokenizer, settings, inputs, labels),
-        lambda: task.encode(examples, tokenizer, encoder, config.model),
-    )
-    logger.info("%s: %d examples -> %d features%s", name, encoded.n_examples, len(encoded), " (tokenisation cache)" if from_cache else "")
-    note = long_text_note(encoded.too_long, encoded.n_examples, config)
+    columns = task.source_columns(examples)
+    folder = None
+    if config.data.tokenization_cache:
+        changed = data.changed_files() if data is not None else []
+        if changed:
+            logger.warning("%s changed while this run read it (its SHA-256 no longer matches the one taken when it "
+                           "was read); the tokenisation cache is not used", " and ".join(changed))
+        else:
+            folder = usable_cache_folder(tokenization_cache_dir(config))
+    schema = arrow_features("token_type_ids" in tokenizer.model_input_names,
+                            task.label_kind if examples.labels is not None else None)
+    features = build_features(columns, lambda batch: task.encode_batch(batch, tokenizer, encoder, config.model), schema,
+                              folder or scratch_folder(), encoding_key(tokenizer, settings, columns), f"tokenising {name}")
+    logger.info("%s: %d examples -> %d features%s", name, features.n_examples, len(features),
+                " (tokenisation cache)" if features.from_cache else "")
+    note = long_text_note(features.too_long, features.n_examples, config)
     if note:
         logger.warning("%s: %s", name, note)
-    return encoded
+    return features
 
 
 def tokenization_cache_dir(config: Config) -> Path:
@@ -239,7 +250,7 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     """
     import os
 
-    from clintune.data.tokenization import remove_cache_entries
+    from clintune.data.features import remove_cache_entries
 
     if config is None:
         if not os.environ.get("CLINTUNE_CACHE_DIR"):
@@ -341,7 +352,7 @@ def _write_provenance(folder: Path, config: Config, data: PreparedData, precisio
     splits = {"train": (config.data.train, data.train), "validation": (config.data.validation, data.validation),
               "test": (config.data.test, data.test)}
     files = {
-        split: {"path": path, "examples": len(examples), "sha256": sha256_of(Path(path))}
+        split: {"path": path, "examples": len(examples), "sha256": data.file_hashes.get(path) or sha256_of(Path(path))}
         for split, (path, examples) in splits.items() if path is not None and examples is not None
     }
     if config.data.validation is None:
