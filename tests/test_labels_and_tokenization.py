@@ -135,24 +135,3 @@ def test_weight_power_softens_balanced_weights() -> None:
     soft = class_weights_from_config("balanced", encoder, {0: 90, 1: 10}, power=0.5)
     assert soft == pytest.approx([w**0.5 for w in full])
     assert soft[1] / soft[0] == pytest.approx(3.0)
-
-
-def test_tokenisation_cache_hits_on_identical_input_only(tokenizer, tmp_path: Path) -> None:
-    from clintune.data.tokenization import cached_encoding, encoding_key
-
-    calls = []
-
-    def compute(texts):
-        calls.append(texts)
-        return encode_texts(tokenizer, texts, 16, labels=[0] * len(texts))
-
-    settings = {"max_length": 16}
-    key = encoding_key(tokenizer, settings, ["a b", "c"], [0, 0])
-    first, hit = cached_encoding(tmp_path, key, lambda: compute(["a b", "c"]))
-    assert not hit
-    encode_texts(tokenizer, ["x " * 50], 8)  # changes the tokenizer's truncation state
-    assert encoding_key(tokenizer, settings, ["a b", "c"], [0, 0]) == key
-    second, hit = cached_encoding(tmp_path, key, lambda: compute(["a b", "c"]))
-    assert hit and second == first and len(calls) == 1
-    assert encoding_key(tokenizer, settings, ["a b", "c"], [0, 1]) != key
-    assert encoding_key(tokenizer, {"max_length": 32}, ["a b", "c"], [0, 0]) != key

@@ -56,7 +56,7 @@ def test_training_and_baseline_inputs_are_preprocessed_once(tmp_path: Path, monk
     assert data.train.texts[0] == TAGGED, "data is read as the file holds it"
     tokenizer = load_tokenizer(config.model.name_or_path)
     encoded = _encode(task_for("multiclass"), data.train, tokenizer, data.encoder, config, "train")
-    assert encoded.features[0]["input_ids"] == tokenizer(ONCE)["input_ids"]
+    assert encoded.dataset[0]["input_ids"] == tokenizer(ONCE)["input_ids"]
 
     seen: list[list[str]] = []
     fit = baseline.fit_tfidf_logistic_regression

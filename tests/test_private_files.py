@@ -35,7 +35,7 @@ def holds_marker(path: Path) -> bool:
 # The README's list (its Safety section, "Files that hold note text"): each kind, and where this test's runs
 # write it (None: not written by these runs; see the test named beside it).
 PRIVATE_KINDS = {
-    "tokenisation cache": r"cache/tokenized/.+\.json",
+    "tokenisation cache": r"cache/tokenized/.+\.(arrow|json)",
     "evaluation report": r"report/(errors|predictions)\.jsonl",
     "prediction output": r"predictions/predicted\.(jsonl|parquet)|documents\.jsonl",
     "brat output": r"brat/note1\.(ann|txt)",

@@ -261,7 +261,7 @@ def test_no_command_changes_a_file_outside_its_documented_outputs(trained_models
         assert changed_outside(before, snapshot(s), allowed) == [], command
         if command[0] == "train":  # the cache sits beside the run, readable by its owner alone
             entries = list(cache.iterdir())
-            assert len(entries) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in entries)
+            assert len(entries) == 4 and all(p.stat().st_mode & 0o777 == 0o600 for p in entries)  # .arrow and .json per split
             assert all(p.stat().st_mode & 0o777 == 0o700 for p in (cache, cache.parent))
     assert not cache.parent.exists()  # cleared
     assert (s / "bystander.txt").read_text() == "keep me\n" and (s / "runs" / "notes.md").is_file()

@@ -36,6 +36,7 @@ from clintune.workflows.train import (
     TrainResult,
     clear_tokenization_cache,
     tokenization_cache_dir,
+    tokenization_cache_size,
     train,
 )
 from clintune.workflows.tune import SearchResult, tune
@@ -43,8 +44,8 @@ from clintune.workflows.tune import SearchResult, tune
 __all__ = [
     "PredictionRun", "PreparedData", "TrainResult", "baseline", "check_brat_output", "check_prediction_paths", "clear_tokenization_cache",
     "cross_validate", "evaluate", "export", "is_main_process", "predict", "predict_documents", "predict_file", "prepare_data",
-    "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir", "train", "training_inputs",
-    "validate", "write_brat_predictions",
+    "read_texts_for_prediction", "resolve_paths", "result_record", "tokenization_cache_dir", "tokenization_cache_size", "train",
+    "training_inputs", "validate", "write_brat_predictions",
 ]
 __all__ += ["BaselineComparison", "CrossValidationResult", "ExportResult", "PredictOutcome", "PredictRequest", "SearchResult",
             "ServeSettings", "create_app", "load_config", "run_predict", "serve", "tune"]

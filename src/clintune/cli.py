@@ -479,9 +479,31 @@ def serve(
         raise SystemExit(130) from None
 
 
-cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs).",
-                        no_args_is_help=True, rich_markup_mode=None)
+cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs). "
+                        "Alone: how big $CLINTUNE_CACHE_DIR's cache is.", rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
+
+
+@cache_app.callback(invoke_without_command=True)
+def cache_main(context: typer.Context) -> None:
+    """The tokenisation cache: `clintune cache` alone says how big $CLINTUNE_CACHE_DIR's is."""
+    if context.invoked_subcommand is None:
+        cache_info(None)
+
+
+@cache_app.command("info")
+def cache_info(
+    config: Annotated[Path | None, typer.Argument(help="Config whose runs' cache to measure (default: $CLINTUNE_CACHE_DIR).",
+                                                  show_default=False)] = None,
+    set_: SetOption = None,
+) -> None:
+    """How many tokenised splits the cache of a config's runs holds, and how big it is."""
+    from clintune.api import tokenization_cache_size
+    from clintune.config.loading import load_config
+
+    cfg = load_config(config, set_ or []) if config is not None else None
+    folder, entries, size = tokenization_cache_size(cfg)
+    typer.echo(f"{folder}: {entries} tokenised split(s), {size / 1e6:.1f} MB" + ("" if folder.is_dir() else " (no cache yet)"))
 
 
 @cache_app.command("clear")
@@ -496,7 +518,7 @@ def cache_clear(
 
     cfg = load_config(config, set_ or []) if config is not None else None
     folder, files, size = clear_tokenization_cache(cfg)
-    typer.echo(f"removed {files} cached tokenisation(s), {size / 1e6:.1f} MB, from {folder}")
+    typer.echo(f"removed {files} tokenised split(s), {size / 1e6:.1f} MB, from {folder}")
 
 
 def _launch_torchrun(nproc: int) -> None:

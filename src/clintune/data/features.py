@@ -215,19 +215,18 @@ def cache_size(folder: Path) -> tuple[int, int]:
 
 
 def remove_cache_entries(folder: Path) -> tuple[int, int]:
-    """Delete the cache's files in ``folder`` (and the folder, once empty); returns files and bytes removed."""
-    files = size = 0
+    """Delete the cache's files in ``folder`` (and the folder, once empty); returns the entries (split
+    tokenisations) and bytes removed."""
+    entries, size = cache_size(folder)
     for entry in cache_entries(folder):
-        size += _bytes(entry)
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink()
-        files += 1
     for empty in (folder, folder.parent):
         if empty.name in ("tokenized", ".clintune-cache") and empty.is_dir() and not any(empty.iterdir()):
             empty.rmdir()
-    return files, size
+    return entries, size
 
 
 def _bytes(entry: Path) -> int:

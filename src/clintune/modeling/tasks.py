@@ -8,8 +8,8 @@ how to pad a batch and how to turn logits into predictions (scores come from
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np

@@ -248,18 +248,31 @@ def clear_tokenization_cache(config: Config | None) -> tuple[Path, int, int]:
     Returns the folder, the number of files removed and their bytes. Only
     clintune's own entry files are removed; the folder goes once empty.
     """
-    import os
-
     from clintune.data.features import remove_cache_entries
 
-    if config is None:
-        if not os.environ.get("CLINTUNE_CACHE_DIR"):
-            raise ClintuneError("cache clear: give the config whose runs' cache to clear (or set $CLINTUNE_CACHE_DIR)")
-        folder = Path(os.environ["CLINTUNE_CACHE_DIR"]) / "tokenized"
-    else:
-        folder = tokenization_cache_dir(config)
+    folder = _cache_folder(config, "cache clear")
     files, size = remove_cache_entries(folder)
     return folder, files, size
+
+
+def tokenization_cache_size(config: Config | None) -> tuple[Path, int, int]:
+    """The cache folder that runs of ``config`` use (no config: ``$CLINTUNE_CACHE_DIR``'s), how many split
+    tokenisations it holds and their bytes."""
+    from clintune.data.features import cache_size
+
+    folder = _cache_folder(config, "cache")
+    entries, size = cache_size(folder)
+    return folder, entries, size
+
+
+def _cache_folder(config: Config | None, verb: str) -> Path:
+    import os
+
+    if config is not None:
+        return tokenization_cache_dir(config)
+    if not os.environ.get("CLINTUNE_CACHE_DIR"):
+        raise ClintuneError(f"{verb}: give the config whose runs' cache you mean (or set $CLINTUNE_CACHE_DIR)")
+    return Path(os.environ["CLINTUNE_CACHE_DIR"]) / "tokenized"
 
 
 def _store_decision_rule(config: Config, data: PreparedData, predictor: Any, folder: Path) -> tuple[str | None, Any]:
