@@ -18,8 +18,13 @@ cache off (a cold start). Peak RSS is the child's own `ru_maxrss` (exact).
 
 Training examples/s is the Trainer's own `train_samples_per_second`
 (`training_log.json`). Tokenisation rows/s is measured apart, in another child
-process per engine: from the CSV file to training features (`read` + the train
-verb's tokenisation step, cache off), rows divided by seconds.
+process per engine: from the CSV file to training features (reading the whole
+file, then the train verb's tokenisation step, cache off), rows divided by
+seconds; `read s` and `tokenise s` are its two parts. The whole run's wall time
+also holds the data checks (the leakage check among them) and training.
+`--real-model DIR` adds one row per engine of a real encoder (e.g. MiniLM) on the
+whole VAERS seriousness training set as it is (`train.csv`, validated on
+`validation.csv`, `max_length` 128, 1 epoch, batch size 32, cache off).
 Prints a markdown table and appends one JSON row per measurement to
 --out/results.jsonl.
 """
@@ -54,22 +59,25 @@ decision: {{must_not_miss: null}}
 output: {{dir: {output}}}
 """
 
-# From the CSV file to features, for either engine: the train verb's own steps (cache off).
+# From the CSV file to features, for either engine: the train verb's own steps (read, fit the labels, tokenise; cache off).
 TOKENISE = """\
 import sys, time
 from clintune.api import load_config
-from clintune.workflows.prepare import prepare_data, resolve_paths
+from clintune.data.labels import LabelEncoder
+from clintune.data.readers import read_split
+from clintune.workflows.prepare import resolve_paths
 import clintune.workflows.train as train
 from clintune.modeling.loading import load_tokenizer
 from clintune.modeling.tasks import task_for
 config = resolve_paths(load_config(sys.argv[1]))
 tokenizer = load_tokenizer(config.model.name_or_path, False)
 started = time.perf_counter()
-data = prepare_data(config)
+examples = read_split(config, config.data.train)
+encoder = LabelEncoder.fit(examples.labels, config.task.type, config.labels.classes, config.labels.positive)
 read = time.perf_counter() - started
-encoded = train._encode(task_for(config.task.type), data.train, tokenizer, data.encoder, config, "train")
+train._encode(task_for(config.task.type), examples, tokenizer, encoder, config, "train")
 total = time.perf_counter() - started
-print(len(data.train), read, total)
+print(len(examples), read, total)
 """
 
 
@@ -124,21 +132,30 @@ def main() -> None:
     parser.add_argument("--old-ref", default=OLD_REF)
     parser.add_argument("--old-max", type=int, default=64000)
     parser.add_argument("--skip-tokenise", action="store_true", help="only the whole train runs")
+    parser.add_argument("--real-model", type=Path, help="also train this model on the whole VAERS training set")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench-train-scale")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        train = synthesize(args.data, size, args.out / "inputs")
+    runs = [(size, synthesize(args.data, size, args.out / "inputs"), args.model) for size in [int(s) for s in args.sizes.split(",")]]
+    if args.real_model:
+        runs.append((0, args.data / "vaers-seriousness" / "train.csv", args.real_model))
+    for size, train, model in runs:
         for engine in args.engines.split(","):
             if engine == "old" and size > args.old_max:
                 continue
             source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
             env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
-            run_dir = args.out / f"run-{engine}-{size}"
-            config = args.out / f"config-{engine}-{size}.yaml"
-            config.write_text(CONFIG.format(train=train, model=args.model.absolute(), output=run_dir), encoding="utf-8")
-            row: dict[str, object] = {"engine": engine, "ref": args.old_ref if engine == "old" else "checkout", "rows": size}
+            name = f"{engine}-{size}" if size else f"{engine}-vaers"
+            run_dir = args.out / f"run-{name}"
+            config = args.out / f"config-{name}.yaml"
+            text = CONFIG.format(train=train, model=model.absolute(), output=run_dir)
+            if not size:  # the real training set as it is, with its own validation file
+                text = text.replace("max_length: 256", "max_length: 128").replace(
+                    "  text_column:", f"  validation: {args.data / 'vaers-seriousness' / 'validation.csv'}\n  text_column:")
+            config.write_text(text, encoding="utf-8")
+            row: dict[str, object] = {"engine": engine, "ref": args.old_ref if engine == "old" else "checkout",
+                                      "rows": size or "VAERS train", "model": model.name}
             if not args.skip_tokenise:
                 _, tokenise_rss, printed = measure([sys.executable, "-c", TOKENISE, str(config)], env)
                 n, read_s, total_s = printed.split()[-3:]
@@ -152,10 +169,11 @@ def main() -> None:
             with (args.out / "results.jsonl").open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    print("\n| engine | rows | peak RSS GB | wall s | train examples/s | tokenise rows/s | read s | tokenise s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| engine | model | rows | peak RSS GB | wall s | train examples/s | tokenise rows/s | read s | tokenise s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['engine']} | {row['rows']:,} | {row['peak_rss_gb']:.2f} | {row['wall_s']:.0f} | "
+        rows_shown = f"{row['rows']:,}" if isinstance(row["rows"], int) else row["rows"]
+        print(f"| {row['engine']} | {row['model']} | {rows_shown} | {row['peak_rss_gb']:.2f} | {row['wall_s']:.0f} | "
               f"{row['train_examples_per_s']:.0f} | {row.get('tokenise_rows_per_s', 0):.0f} | "
               f"{row.get('read_s', 0):.1f} | {row.get('tokenise_s', 0):.1f} |")
 

@@ -109,6 +109,16 @@ def encode_texts(
     ``long_text="truncate"`` keeps the first ``max_length`` tokens;
     ``"chunk"`` keeps every overlapping window, each carrying the text's label.
     """
+    if long_text != "chunk" and getattr(tokenizer, "is_fast", False):
+        # one feature per text: the windows past the first are not built, only counted (a fast tokenizer's
+        # encodings keep what truncation cut off)
+        batch = tokenizer(texts, truncation=True, max_length=max_length)
+        features = [_feature(batch, index) for index in range(len(texts))]
+        if labels is not None:
+            for feature, label in zip(features, labels):
+                feature["labels"] = label
+        too_long = sum(1 for encoding in batch.encodings if encoding.overflowing)
+        return Encoded(features, list(range(len(texts))), len(texts), too_long)
     batch = _tokenize(tokenizer, texts, max_length, stride if long_text == "chunk" else 0)
     mapping = batch["overflow_to_sample_mapping"]
     windows = [0] * len(texts)
