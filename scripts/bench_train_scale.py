@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--old-max", type=int, default=64000)
     parser.add_argument("--skip-tokenise", action="store_true", help="only the whole train runs")
     parser.add_argument("--real-model", type=Path, help="also train this model on the whole VAERS training set")
+    parser.add_argument("--pad-to-multiple-of", type=int, help="training.pad_to_multiple_of for every run (default: none)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench-train-scale")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,16 +147,19 @@ def main() -> None:
                 continue
             source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
             env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
-            name = f"{engine}-{size}" if size else f"{engine}-vaers"
+            name = (f"{engine}-{size}" if size else f"{engine}-vaers") + (f"-pad{args.pad_to_multiple_of}" if args.pad_to_multiple_of else "")
             run_dir = args.out / f"run-{name}"
             config = args.out / f"config-{name}.yaml"
             text = CONFIG.format(train=train, model=model.absolute(), output=run_dir)
             if not size:  # the real training set as it is, with its own validation file
                 text = text.replace("max_length: 256", "max_length: 128").replace(
                     "  text_column:", f"  validation: {args.data / 'vaers-seriousness' / 'validation.csv'}\n  text_column:")
+            if args.pad_to_multiple_of:
+                text = text.replace("training: {", f"training: {{pad_to_multiple_of: {args.pad_to_multiple_of}, ")
             config.write_text(text, encoding="utf-8")
             row: dict[str, object] = {"engine": engine, "ref": args.old_ref if engine == "old" else "checkout",
-                                      "rows": size or "VAERS train", "model": model.name}
+                                      "rows": size or "VAERS train", "model": model.name,
+                                      "pad_to_multiple_of": args.pad_to_multiple_of}
             if not args.skip_tokenise:
                 _, tokenise_rss, printed = measure([sys.executable, "-c", TOKENISE, str(config)], env)
                 n, read_s, total_s = printed.split()[-3:]

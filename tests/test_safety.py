@@ -114,7 +114,9 @@ def test_an_output_that_would_overwrite_an_input_is_refused(sandbox: Path, index
 # option or a config (whose output.dir it may write) needs a CLI case below.
 READ_ONLY = {
     "validate": "reads the config and data only",
-    "clear": "deletes only its own cache entries (names of 40 hex digits + .json) in the cache folder",
+    "clear": "deletes only its own cache entries (names of 40 hex digits + .arrow or .json, and its unfinished "
+             ".building-* folders) in the cache folder",
+    "info": "reads the cache folder's listing only",
 }
 
 
