@@ -138,7 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    runs = [(size, synthesize(args.data, size, args.out / "inputs"), args.model) for size in [int(s) for s in args.sizes.split(",")]]
+    sizes = [int(size) for size in args.sizes.split(",") if size]
+    runs = [(size, synthesize(args.data, size, args.out / "inputs"), args.model) for size in sizes]
     if args.real_model:
         runs.append((0, args.data / "vaers-seriousness" / "train.csv", args.real_model))
     for size, train, model in runs:
@@ -147,7 +148,8 @@ def main() -> None:
                 continue
             source = old_source(args.old_ref, args.out) if engine == "old" else ROOT / "src"
             env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
-            name = (f"{engine}-{size}" if size else f"{engine}-vaers") + (f"-pad{args.pad_to_multiple_of}" if args.pad_to_multiple_of else "")
+            name = f"{engine}-{size}" if size else f"{engine}-vaers"
+            name += f"-pad{args.pad_to_multiple_of}" if args.pad_to_multiple_of else ""
             run_dir = args.out / f"run-{name}"
             config = args.out / f"config-{name}.yaml"
             text = CONFIG.format(train=train, model=model.absolute(), output=run_dir)
