@@ -10,6 +10,9 @@ an entry is complete only once it exists), where ``key`` is clintune's own finge
 settings and every row (:func:`encoding_key`), passed to ``datasets`` as the fingerprint and the file name.
 Entries are readable by their owner only: token ids decode back into clinical text. Without a cache folder
 the file goes to an owner-only temporary folder that is removed when the process exits.
+
+``map`` runs in this process: the fast tokenizer already spreads each batch over every core, and worker
+processes (``num_proc``) would run it without that thread pool (docs/benchmarks.md, "Training data at scale").
 """
 
 from __future__ import annotations
