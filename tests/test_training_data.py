@@ -193,3 +193,36 @@ def test_streamed_near_duplicates_equal_scikit_learns_tfidf() -> None:
             assert [pair[:2] for pair in found] == [pair[:2] for pair in expected] and expected
             assert np.allclose([pair[2] for pair in found], [pair[2] for pair in expected], atol=0.01)
 
+
+
+def test_training_on_arrow_features_equals_training_on_in_memory_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same seed gives the same model whether the Trainer reads the memory-mapped Arrow file (batches grouped
+    by its length column) or, as before the Arrow cache, rows made by calling the tokenizer text by text (batches
+    grouped by the Trainer's own measure of each row)."""
+    import datasets
+
+    import clintune.workflows.train as train_module
+    from clintune.data.examples import preprocessed
+    from clintune.data.features import TrainingFeatures
+
+    def in_memory(task, examples, tokenizer, encoder, config, name, data=None):
+        examples = preprocessed(examples, config.data.preprocessing)
+        rows = []
+        for index, (text, label) in enumerate(zip(examples.texts, encoder.encode(examples.labels))):
+            row = dict(tokenizer(text, truncation=True, max_length=config.model.max_length), labels=label)
+            rows.append({**row, "example_index": index, "length": len(row["input_ids"])})
+        return ListFeatures(datasets.Dataset.from_list(rows), len(rows), 0)
+
+    class ListFeatures(TrainingFeatures):
+        def lengths(self) -> None:  # the Trainer's own sampler then measures every row's input_ids itself
+            return None
+
+    metrics = []
+    for run in ("arrow", "lists"):
+        if run == "lists":
+            monkeypatch.setattr(train_module, "_encode", in_memory)
+        config = load_config(REPO / "configs/tiny/diagnosis.yaml", ["training.epochs=2", f"output.dir={tmp_path}/{run}",
+                                                                      "data.tokenization_cache=false"])
+        metrics.append(api.train(config).metrics)
+    assert metrics[0]["validation"] == metrics[1]["validation"] and metrics[0]["test"] == metrics[1]["test"]
+    assert metrics[0]["selection"] == metrics[1]["selection"]
