@@ -133,8 +133,9 @@ def build_features(
         columns["length"] = [len(feature["input_ids"]) for feature in encoded.features]
         return columns
 
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    staging: Path | None = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
         table = Dataset.from_dict(source)
         table.map(encode_batch, batched=True, batch_size=BATCH_ROWS, with_indices=True, remove_columns=table.column_names,
                   features=schema, cache_file_name=str(staging / "features.arrow"), new_fingerprint=key,
@@ -149,7 +150,8 @@ def build_features(
                             "  fix: free space there, point $CLINTUNE_CACHE_DIR (or TMPDIR, with the cache off) at a disk "
                             "with room") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return TrainingFeatures(Dataset.from_file(str(arrow)), n_examples, too_long)
 
 
