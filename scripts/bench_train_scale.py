@@ -43,6 +43,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_predict_scale import old_source  # noqa: E402  (the same extraction of an earlier commit's src)
+
 OLD_REF = "36f1936"  # the last commit whose training features were Python lists cached as JSON
 
 CONFIG = """\
@@ -97,16 +101,6 @@ def synthesize(data: Path, size: int, out: Path) -> Path:
             chosen = draw.sample(reports, 4)
             writer.writerow([f"{row:07d}", chosen[0][1], " ".join(text for text, _ in chosen)])
     return path
-
-
-def old_source(ref: str, work: Path) -> Path:
-    """The ``src`` folder of commit ``ref``, extracted once under ``work``."""
-    target = work / f"src-{ref}"
-    if not target.is_dir():
-        target.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target / "src"
 
 
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:

@@ -26,12 +26,13 @@ def _config(name: str, *overrides: str):
 def _features(config, split: str = "train", data=None):
     from clintune.modeling.loading import load_tokenizer
     from clintune.modeling.tasks import task_for
-    from clintune.workflows.train import _encode
+    from clintune.workflows.train import _encode, usable_cache
 
     data = data or api.prepare_data(config)
     tokenizer = load_tokenizer(config.model.name_or_path)
     examples = getattr(data, split)
-    return _encode(task_for(config.task.type), examples, tokenizer, data.encoder, config, split, data), data, tokenizer
+    cache = usable_cache(config, data)
+    return _encode(task_for(config.task.type), examples, tokenizer, data.encoder, config, split, cache), data, tokenizer
 
 
 @pytest.mark.parametrize("long_text", ["truncate", "chunk"])
@@ -205,7 +206,7 @@ def test_training_on_arrow_features_equals_training_on_in_memory_lists(tmp_path:
     from clintune.data.examples import preprocessed
     from clintune.data.features import TrainingFeatures
 
-    def in_memory(task, examples, tokenizer, encoder, config, name, data=None):
+    def in_memory(task, examples, tokenizer, encoder, config, name, cache=None):
         examples = preprocessed(examples, config.data.preprocessing)
         rows = []
         for index, (text, label) in enumerate(zip(examples.texts, encoder.encode(examples.labels))):

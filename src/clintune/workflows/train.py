@@ -176,8 +176,9 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     hardware = detect_hardware()
     args = training_arguments(config, work / "checkpoints", precision, True, hardware.device)
     with args.main_process_first(desc="tokenising"):
-        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train", data)
-        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation", data)
+        cache = usable_cache(config, data)
+        train_encoded = _encode(task, data.train, tokenizer, data.encoder, config, "train", cache)
+        validation_encoded = _encode(task, data.validation, tokenizer, data.encoder, config, "validation", cache)
     weights = class_weights_from_config(
         config.training.class_weights, data.encoder, label_counts(train_encoded.labels()), config.training.class_weights_power,
         n_examples=len(train_encoded),
@@ -197,30 +198,36 @@ def _fit(config: Config, data: PreparedData, precision: str, work: Path, resume:
     return trainer, tokenizer, weights
 
 
+def usable_cache(config: Config, data: PreparedData) -> Path | None:
+    """The tokenisation cache folder this run may use, checked once for all its splits: none when the cache is
+    off, when a data file changed since it was read (said), or when the folder cannot be written (said)."""
+    from clintune.data.features import usable_cache_folder
+
+    if not config.data.tokenization_cache:
+        return None
+    changed = data.changed_files()
+    if changed:
+        logger.warning("%s changed while this run read it (its SHA-256 no longer matches the one taken when it "
+                       "was read); the tokenisation cache is not used", " and ".join(changed))
+        return None
+    return usable_cache_folder(tokenization_cache_dir(config))
+
+
 def _encode(task: Any, examples: Examples, tokenizer: Any, encoder: LabelEncoder, config: Config, name: str,
-            data: PreparedData | None = None) -> Any:
+            cache: Path | None = None) -> Any:
     """Tokenise one split into a memory-mapped Arrow file (texts preprocessed here, once), reusing an identical
-    earlier tokenisation from the cache. A data file that changed since it was read (``data``) keeps the
-    cache out of this run."""
-    from clintune.data.features import arrow_features, build_features, encoding_key, scratch_folder, usable_cache_folder
+    earlier tokenisation from ``cache`` (:func:`usable_cache`); without it, into a temporary folder."""
+    from clintune.data.features import arrow_features, build_features, encoding_key, scratch_folder
     from clintune.inference.predictor import long_text_note
 
     examples = preprocessed(examples, config.data.preprocessing)
     model_settings = config.model.model_dump(exclude={"name_or_path", "trust_remote_code"})
     settings = {"task": config.task.type, "classes": list(encoder.classes), **model_settings}
     columns = task.source_columns(examples)
-    folder = None
-    if config.data.tokenization_cache:
-        changed = data.changed_files() if data is not None else []
-        if changed:
-            logger.warning("%s changed while this run read it (its SHA-256 no longer matches the one taken when it "
-                           "was read); the tokenisation cache is not used", " and ".join(changed))
-        else:
-            folder = usable_cache_folder(tokenization_cache_dir(config))
     schema = arrow_features("token_type_ids" in tokenizer.model_input_names,
                             task.label_kind if examples.labels is not None else None)
     features = build_features(columns, lambda batch: task.encode_batch(batch, tokenizer, encoder, config.model), schema,
-                              folder or scratch_folder(), encoding_key(tokenizer, settings, columns), f"tokenising {name}")
+                              cache or scratch_folder(), encoding_key(tokenizer, settings, columns), f"tokenising {name}")
     logger.info("%s: %d examples -> %d features%s", name, features.n_examples, len(features),
                 " (tokenisation cache)" if features.from_cache else "")
     note = long_text_note(features.too_long, features.n_examples, config)
