@@ -461,6 +461,10 @@ def serve(
     max_bytes: Annotated[int, typer.Option(min=1, help="Bytes per request body (more: 413).")] = 1_000_000,
     max_queued_texts: Annotated[int, typer.Option(
         min=1, help="Texts waiting or running at once; a request past it gets 503 with Retry-After.")] = 1024,
+    label_studio: Annotated[bool, typer.Option(
+        "--label-studio", help="Also answer as a Label Studio ML backend (/health, /setup, /predict, /webhook): "
+                               "pre-annotation in Label Studio. With an API key, Label Studio sends it as the Basic auth "
+                               "password.")] = False,
     batch_size: BatchOption = None,
     threads: ThreadsOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
@@ -472,7 +476,7 @@ def serve(
 
     settings = ServeSettings(max_batch_texts=max_batch_texts, max_wait_ms=max_wait_ms, max_texts=max_texts, max_bytes=max_bytes,
                              max_queued_texts=max_queued_texts, batch_size=batch_size, threads=threads,
-                             cors_origins=tuple(cors_origin or ()))
+                             cors_origins=tuple(cors_origin or ()), label_studio=label_studio)
     try:
         serve_model(model, host=host, port=port, settings=settings, api_key=read_api_key(api_key_file), trust_remote_code=trust_remote_code)
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from clintune.config.loading import save_config
 from clintune.config.schema import Config
 from clintune.data.labels import LABELS_FILE, LabelEncoder
 from clintune.errors import ClintuneError, ModelFolderError
-from clintune.runtime.files import read_json_object, write_json
+from clintune.runtime.files import read_json_object, sha256_of, write_json
 from clintune.runtime.guards import check_replaceable
 
 if TYPE_CHECKING:
@@ -235,6 +235,17 @@ class ModelFolder:
     def is_dynamic_int8(self) -> bool:
         """An ONNX export with dynamic int8 weights (``clintune export --quantize int8``)."""
         return self.is_onnx and self.export_info.get("quantize") == "int8"
+
+    def version(self) -> str:
+        """The model's identity: its folder name and the SHA-256 of its weights, labels and decision rule (12 hex digits).
+
+        Label Studio stores it beside each prediction, so a corrected answer can be traced to the model that
+        proposed it; retraining, re-tuning the threshold or exporting gives a new one."""
+        from clintune.modeling.decision import DECISION_FILE
+
+        names = [name for name in self.files if name.endswith(".safetensors") or name.startswith(ONNX_FILE)
+                 or name in (*WEIGHT_FILES, LABELS_FILE, DECISION_FILE)]
+        return f"{self.path.name}-{sha256_of(self.path, [self.path / name for name in names])[:12]}"
 
     @property
     def shipped_code(self) -> list[str]:

@@ -6,6 +6,8 @@ Imported only when serving: fastapi and uvicorn come from the ``serve`` extra.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import signal
@@ -112,7 +114,7 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     @app.middleware("http")
     async def guard_and_log(request: Request, call_next: Any) -> Response:
         started = time.monotonic()
-        refusal = _refusal(request, api_key, trusted_hosts)
+        refusal = _refusal(request, api_key, trusted_hosts, settings.label_studio)
         response = refusal or await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -192,6 +194,10 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     async def docs(request: Request) -> HTMLResponse:
         return HTMLResponse(render_docs(app.openapi(), description, str(request.base_url)))
 
+    if settings.label_studio:
+        from clintune.serve import ml_backend
+
+        ml_backend.add_routes(app, folder, settings, batcher, _read_body)
     known_paths = {route.path for route in app.routes if "{" not in route.path}
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -201,24 +207,46 @@ def build_app(folder: ModelFolder, settings: ServeSettings, api_key: str | None,
     return app
 
 
-def _refusal(request: Request, api_key: str | None, trusted_hosts: tuple[str, ...] | None) -> Response | None:
-    """400 for a Host header this server does not answer to (a page on another site reaching a loopback server
-    through DNS rebinding), 401 for a /v1/ request without the API key; None when the request may go on.
+# Label Studio's routes that carry notes or events (its /health, like /healthz, holds neither)
+LABEL_STUDIO_KEYED = ("/setup", "/predict", "/webhook")
 
-    The page, its files, /docs, /openapi.json, /healthz and /readyz need no key: they hold no text and no metrics."""
+
+def _refusal(request: Request, api_key: str | None, trusted_hosts: tuple[str, ...] | None,
+             label_studio: bool = False) -> Response | None:
+    """400 for a Host header this server does not answer to (a page on another site reaching a loopback server
+    through DNS rebinding), 401 for a /v1/ request (or, with ``label_studio``, a Label Studio request) without
+    the API key; None when the request may go on.
+
+    The key comes as ``Authorization: Bearer KEY``, ``X-API-Key: KEY`` or, as Label Studio sends it, HTTP Basic
+    auth with the key as the password (any user name). The page, its files, /docs, /openapi.json, /healthz,
+    /readyz and /health need no key: they hold no text and no metrics."""
     if trusted_hosts is not None and _host_name(request.headers.get("host", "")) not in trusted_hosts:
         return JSONResponse({"detail": "this server answers only to requests for " + ", ".join(trusted_hosts[:3])},
                             status_code=400)
-    if api_key is None or request.method == "OPTIONS" or not request.url.path.startswith("/v1/"):
+    path = request.url.path
+    keyed = path.startswith("/v1/") or (label_studio and path in LABEL_STUDIO_KEYED)
+    if api_key is None or request.method == "OPTIONS" or not keyed:
         return None
-    given = request.headers.get("x-api-key") or ""
-    authorization = request.headers.get("authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        given = authorization[7:].strip()
+    given = _given_key(request.headers)
     if given and hmac.compare_digest(given.encode(), api_key.encode()):
         return None
     detail = "wrong API key" if given else "this server needs an API key: send the header 'Authorization: Bearer KEY'"
-    return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    challenge = 'Basic realm="clintune"' if path in LABEL_STUDIO_KEYED else "Bearer"
+    return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": challenge})
+
+
+def _given_key(headers: Any) -> str:
+    """The key a request carries: Bearer token, X-API-Key, or the password of HTTP Basic auth; "" for none."""
+    authorization = headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return headers.get("x-api-key") or ""
 
 
 def _host_name(header: str) -> str:

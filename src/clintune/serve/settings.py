@@ -34,6 +34,7 @@ class ServeSettings:
     batch_size: int | None = None  # texts per forward pass (default: 8 on CPU, 64 on a GPU)
     threads: int | None = None  # CPU threads for inference (default: all)
     cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser page of theirs
+    label_studio: bool = False  # also answer Label Studio's ML backend protocol (/health, /setup, /predict, /webhook)
 
     def check(self) -> None:
         problems = [f"{name}: must be >= 1" for name in ("max_batch_texts", "max_texts", "max_bytes", "max_queued_texts")
