@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # TORCH_CPU="torch --index-url <your CPU wheel index>").
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install smoke lint test test-slow test-gpu data tiny-model clean
+.PHONY: install smoke lint test test-label-studio test-slow test-gpu data tiny-model clean
 
 install: $(STAMP)
 
@@ -42,6 +42,19 @@ lint: install
 # well; each worker trains its own session copy of the tiny models.
 test: lint
 	$(BIN)/python -m pytest -q -n 2
+
+# clintune as the ML backend of a real Label Studio (tests/test_label_studio_server.py). Label Studio's pins
+# clash with clintune's, so it lives in a virtual environment of its own.
+LS_VENV := .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed-1.23.2
+
+$(LS_STAMP):
+	python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet label-studio==1.23.2
+	touch $(LS_STAMP)
+
+test-label-studio: install $(LS_STAMP)
+	CLINTUNE_LABEL_STUDIO=$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q -m label_studio tests/test_label_studio_server.py
 
 # Real data from ../shared/data with the offline MiniLM encoder (a few minutes per test).
 test-slow: install

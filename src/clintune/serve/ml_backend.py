@@ -114,7 +114,11 @@ def add_routes(app: FastAPI, folder: ModelFolder, settings: ServeSettings, batch
     @app.post("/setup", include_in_schema=False)
     async def setup(request: Request) -> Response:
         data = read_json_body(await read_body(request, settings.max_bytes))
-        labeling_target(folder, data.get("schema"), "schema")
+        try:
+            labeling_target(folder, data.get("schema"), "schema")
+        except RequestProblem as refused:  # Label Studio shows only "422"; its message points at this log
+            logger.warning("Label Studio's /setup refused: %s", refused.message)
+            raise
         return JSONResponse({"model_version": version})
 
     @app.post("/predict", include_in_schema=False)
