@@ -4,7 +4,7 @@ A notebook user gets exactly the CLI's behaviour by calling these:
 ``api.train(api.load_config("configs/ner.yaml"))``, ``api.evaluate("runs/ner", "test.conll", output_dir="report")``,
 ``api.predict("runs/ner", ["text ..."])``. The first one or two arguments are positional, every option is
 keyword-only, and each verb returns a typed result (``TrainResult``, ``Evaluation``, ``CrossValidationResult``,
-``SearchResult``, ``ExportResult``, ``BaselineComparison``, ``PredictionRun``, predictions). Each verb lives in
+``SearchResult``, ``ExportResult``, ``BaselineComparison``, ``PredictionRun``, ``Selection``, predictions). Each verb lives in
 its own module under ``clintune.workflows``; this module gathers them under one name, and imports nothing heavy.
 """
 
@@ -32,6 +32,7 @@ from clintune.workflows.predict import (
     write_brat_predictions,
 )
 from clintune.workflows.prepare import PreparedData, prepare_data, resolve_paths, training_inputs, validate
+from clintune.workflows.select import Selection, select
 from clintune.workflows.train import (
     TrainResult,
     clear_tokenization_cache,
@@ -48,4 +49,4 @@ __all__ = [
     "training_inputs", "validate", "write_brat_predictions",
 ]
 __all__ += ["BaselineComparison", "CrossValidationResult", "ExportResult", "PredictOutcome", "PredictRequest", "SearchResult",
-            "ServeSettings", "create_app", "load_config", "run_predict", "serve", "tune"]
+            "Selection", "ServeSettings", "create_app", "load_config", "run_predict", "select", "serve", "tune"]

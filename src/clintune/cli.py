@@ -483,6 +483,63 @@ def serve(
         raise SystemExit(130) from None
 
 
+@app.command("select")
+def select_(
+    model: ModelOption,
+    input_path: Annotated[Path, typer.Option(
+        "--input", "-i", help="The unlabelled notes: any file predict --input reads (.txt, csv, tsv, jsonl, parquet), read in chunks.",
+        show_default=False)],
+    k: Annotated[int, typer.Option("--k", min=1, help="How many notes to pick.", show_default=False)],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The picks (.csv or .jsonl): rank, row, id, uncertainty; never text.", show_default=False)],
+    text_column: Annotated[str | None, typer.Option(help="Text column of --input (default: the model's data.text_column).")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Copy this column of --input into every pick.")] = None,
+    strategy: Annotated[str, typer.Option(
+        metavar="[margin|entropy]", help="Classification uncertainty: the gap between the two likeliest labels (binary: the "
+                                         "distance to the model's threshold), or the entropy.")] = "margin",
+    spread: Annotated[bool, typer.Option(
+        "--spread/--no-spread", help="Skip notes too alike to an earlier pick, so the picks are not near-copies.")] = True,
+    max_similarity: Annotated[float, typer.Option(
+        help="--spread: the highest text similarity (cosine of character 4-gram TF-IDF) allowed between two picks.")] = 0.5,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        "--exclude", help="A file of notes already labelled (repeatable): never picked, nor their near copies.",
+        show_default=False)] = None,
+    exclude_training_data: Annotated[bool, typer.Option(
+        "--exclude-training-data/--no-exclude-training-data",
+        help="Keep the model's own training and validation notes (and their near copies) out of the picks.")] = True,
+    label_studio_tasks: Annotated[Path | None, typer.Option(
+        "--label-studio-tasks", help="Also write the picks as Label Studio tasks with the model's pre-annotations (.json, "
+                                     "owner-only: it holds the notes).", show_default=False)] = None,
+    label_config: Annotated[Path | None, typer.Option(
+        "--label-config", help="The Label Studio project's labelling config (XML), whose names the tasks use.",
+        show_default=False)] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows read and scored at a time.")] = 1000,
+    on_empty: Annotated[str | None, typer.Option(
+        "--on-empty", metavar="[error|drop]", help="A row whose text is empty: stop with an error, or skip it "
+                                                   "(default: the model's data.on_empty).", show_default=False)] = None,
+    batch_size: BatchOption = None,
+    threads: ThreadsOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
+) -> None:
+    """Pick the unlabelled notes the model is least sure about, to label next (active learning)."""
+    from clintune.api import select
+
+    chosen = select(model, input_path, output, k=k, text_column=text_column, id_column=id_column, strategy=strategy, spread=spread,
+                    max_similarity=max_similarity, exclude=list(exclude or []), exclude_training_data=exclude_training_data,
+                    label_studio_tasks=label_studio_tasks, label_config=label_config, chunk_size=chunk_size, on_empty=on_empty,
+                    batch_size=batch_size, threads=threads, show_progress=True, trust_remote_code=trust_remote_code)
+    kept_out = f"; {chosen.excluded} kept out as already labelled or near copies of labelled notes" if chosen.excluded else ""
+    skipped = f"; {chosen.skipped} empty row(s) skipped" if chosen.skipped else ""
+    typer.echo(f"{len(chosen.picks)} of {chosen.pool} note(s) picked to {chosen.output}{kept_out}{skipped}")
+    for record in chosen.picks[:10]:
+        typer.echo("  " + "  ".join(f"{key} {value}" for key, value in record.items()))
+    if len(chosen.picks) > 10:
+        typer.echo(f"  ... and {len(chosen.picks) - 10} more in {chosen.output}")
+    if chosen.label_studio_tasks is not None:
+        typer.echo(f"Label Studio tasks with pre-annotations: {chosen.label_studio_tasks} (owner-only: it holds the notes; "
+                   "import it into the project)")
+
+
 cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs). "
                         "Alone: how big $CLINTUNE_CACHE_DIR's cache is.", rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")

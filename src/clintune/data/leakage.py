@@ -120,6 +120,26 @@ def _near_pairs(texts_a: list[str], texts_b: list[str], threshold: float) -> lis
     return [(int(best_index[row]), int(row), float(min(best_score[row], 1.0))) for row in np.nonzero(best_score >= threshold)[0]]
 
 
+def near_copies(reference: list[str], texts: list[str], threshold: float) -> dict[int, int]:
+    """Index in ``texts`` -> index in ``reference`` of each text with an exact or near duplicate there (the
+    checks above; ``clintune select`` keeps notes already labelled, and their copies, out of its picks)."""
+    index: dict[str, int] = {}
+    for i, text in enumerate(reference):
+        index.setdefault(normalise(text), i)
+    found = {j: index[normalise(text)] for j, text in enumerate(texts) if normalise(text) in index}
+    rest = [j for j in range(len(texts)) if j not in found and len(normalise(texts[j])) >= MIN_CHARACTERS]
+    kept = [i for i, text in enumerate(reference) if len(normalise(text)) >= MIN_CHARACTERS]
+    if rest and kept and threshold <= 1.0:
+        for i, j, _ in _near_pairs([reference[i] for i in kept], [texts[j] for j in rest], threshold):
+            found[rest[j]] = kept[i]
+    return found
+
+
+def similarity_vectors(texts: list[str]) -> Any:
+    """L2-normalised TF-IDF rows of ``texts`` (the near-duplicate check's): row products are cosine similarities."""
+    return _Hashed(texts, []).tfidf(texts)
+
+
 N_FEATURES = 1 << 22  # hashed character 4-grams: collisions are rare enough to move a cosine by less than 0.01
 
 

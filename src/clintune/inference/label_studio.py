@@ -46,6 +46,18 @@ class LabelingTarget:
         return cls(kind, DEFAULT_FROM_NAME, DEFAULT_TO_NAME, DEFAULT_DATA_KEY, tuple(labels), task_type == "multilabel")
 
 
+def project_labels(task_type: str, classes: list[str]) -> list[str]:
+    """The labels a project must offer: entity types for NER (``Disease`` for ``B-Disease``/``I-Disease``), else the classes."""
+    if task_type != "ner":
+        return list(classes)
+    types: list[str] = []
+    for tag in classes:
+        name = tag.split("-", 1)[1] if tag[:2] in ("B-", "I-", "E-", "S-") else None
+        if name and name not in types:
+            types.append(name)
+    return types
+
+
 def result_kind(task_type: str) -> str:
     return "labels" if task_type == "ner" else "choices"
 

@@ -218,9 +218,13 @@ class Predictor:
 
     def extract_entities(self, texts: list[str]) -> list[list[Entity]]:
         """Entities with character offsets into each raw text."""
+        return [entities for entities, _ in self.entities_and_word_scores(texts)]
+
+    def entities_and_word_scores(self, texts: list[str]) -> list[tuple[list[Entity], list[float]]]:
+        """Each raw text's entities, with the probability of every word's tag (how sure the model is of each word)."""
         words = [split_words(text) for text in texts]
         tags, scores = self.tag_sentences([[w for w, _, _ in sentence] for sentence in words])
-        return [entities_from_words(text, w, t, s) for text, w, t, s in zip(texts, words, tags, scores)]
+        return [(entities_from_words(text, w, t, s), s) for text, w, t, s in zip(texts, words, tags, scores)]
 
 
 def collate_rows(collate: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -25,12 +25,13 @@ from clintune.inference.label_studio import (
     check_labeling_target,
     parse_labeling_config,
     prediction_result,
+    project_labels,
     task_text,
 )
 from clintune.inference.sources import empty_text_steps, text_problem
 from clintune.modeling.folder import ModelFolder
 from clintune.serve.batching import MicroBatcher, Overloaded, WorkerStopped
-from clintune.serve.protocol import RequestProblem, entity_types, problem
+from clintune.serve.protocol import RequestProblem, problem
 from clintune.serve.settings import ServeSettings
 
 logger = logging.getLogger("clintune.serve")
@@ -41,7 +42,7 @@ EVENT_NAME = re.compile(r"[A-Z][A-Z_]{0,63}")
 
 def model_labels(folder: ModelFolder) -> list[str]:
     """The labels a project must offer: entity types for NER, classes otherwise."""
-    return entity_types(folder) if folder.encoder.task_type == "ner" else list(folder.encoder.classes)
+    return project_labels(folder.encoder.task_type, list(folder.encoder.classes))
 
 
 def read_json_body(body: bytes) -> dict[str, Any]:

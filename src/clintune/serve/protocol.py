@@ -12,6 +12,7 @@ from typing import Any
 
 from clintune.config.schema import PreprocessingSection
 from clintune.evaluation.figures import figures_in_force
+from clintune.inference.label_studio import project_labels
 from clintune.inference.sources import text_problem
 from clintune.modeling.folder import METRICS_FILE, ModelFolder
 from clintune.runtime.files import read_json_object
@@ -109,12 +110,7 @@ def _json_type(value: Any) -> str:
 
 def entity_types(folder: ModelFolder) -> list[str]:
     """The entity types of an NER model (``Disease`` for the tags ``B-Disease``/``I-Disease``), in label order."""
-    types: list[str] = []
-    for tag in folder.encoder.classes:
-        name = tag.split("-", 1)[1] if tag[:2] in ("B-", "I-", "E-", "S-") else None
-        if name and name not in types:
-            types.append(name)
-    return types
+    return project_labels("ner", list(folder.encoder.classes))
 
 
 def model_description(folder: ModelFolder) -> dict[str, Any]:

@@ -196,7 +196,7 @@ def check_label_set_splits(config: Config, splits: dict[str, Examples], classes:
 
 def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
     """Exact and near duplicates between every pair of splits (see ``clintune.data.leakage``)."""
-    views = {name: _comparable(data) for name, data in splits.items()}
+    views = {name: comparable_texts(data) for name, data in splits.items()}
     names = list(views)
     leaks = []
     for a_index, a in enumerate(names):
@@ -207,7 +207,7 @@ def check_leakage(splits: dict[str, Examples], threshold: float) -> list[Leak]:
     return leaks
 
 
-def _comparable(data: Examples) -> tuple[list[str], list[str]]:
+def comparable_texts(data: Examples) -> tuple[list[str], list[str]]:
     """The texts to compare and their names: whole documents (or groups of them, ``data.group_column``) where
     sentences came from documents, each named by its first document (a group id is a cell of the data)."""
     if isinstance(data, TaggedSentences):
