@@ -7,7 +7,7 @@ For each seed, a pool is drawn from the shared train file (``--pool`` reports; t
 from the picking). The campaign starts from ``--start`` reports drawn at random from it and adds
 ``--step`` a round up to ``--stop``, picked by ``clintune select`` (margin, spread on, the labelled
 notes excluded) or at random. Each round trains configs/seriousness.yaml on what is labelled so far
-(MiniLM, ``--max-length``, ``--epochs``, the default argmax rule: must-not-miss off, so the figures
+(MiniLM, ``--max-length``, ``--epochs``, ``--batch-size``, the default argmax rule: must-not-miss off, so the figures
 compare the models and not a tuned threshold; 10% carved for checkpoint choice, as training does) and
 scores it on the shared validation file: macro-F1 and D/LT recall (scikit-learn). Each row is appended
 to OUT/rows.jsonl as it finishes (``--resume`` reuses them); the table at the end gives mean and
@@ -49,7 +49,7 @@ def train_round(labelled: Any, folder: Path, args: argparse.Namespace, seed: int
     config = api.load_config(ROOT / "configs" / "seriousness.yaml", [
         f"data.train={data}", "data.validation=null", f"model.name_or_path={minilm_folder()}",
         f"model.max_length={args.max_length}", f"model.stride={args.max_length // 4}", f"training.epochs={args.epochs}",
-        f"training.seed={seed}",
+        f"training.seed={seed}", f"training.batch_size={args.batch_size}",
         "decision.must_not_miss={}", f"output.dir={folder}",
     ])
     api.train(config, overwrite=True)
@@ -86,11 +86,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-active-learning"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--pool", type=int, default=4000)
+    parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--start", type=int, default=200)
     parser.add_argument("--step", type=int, default=100)
     parser.add_argument("--stop", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)  # a few hundred reports: enough optimizer steps to learn
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--methods", nargs="+", default=["select", "random"])
     parser.add_argument("--resume", action="store_true")

@@ -41,6 +41,7 @@ PRIVATE_KINDS = {
     "brat output": r"brat/note1\.(ann|txt)",
     "Ray output": None,  # test_predict_stream.py: test_ray_engine_equals_the_single_process_output
     "cross-validation fold data": None,  # test_cv_fold_data_is_owner_only below
+    "selection output": r"picks/(picks\.csv|tasks\.json)",
 }
 
 
@@ -84,6 +85,10 @@ def written(trained_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
         result = run_cli("predict", "--model", str(trained_models["ner"]), "--input", str(documents),
                          "--output", str(root / "documents.jsonl"))
         assert result.returncode == 0, result.stderr[-3000:]
+        result = run_cli("select", "--model", str(trained_models["section_header"]), "--input", str(notes), "--k", "2",
+                         "--id-column", "note_id", "--output", str(root / "picks" / "picks.csv"),
+                         "--label-studio-tasks", str(root / "picks" / "tasks.json"))
+        assert result.returncode == 0, result.stderr[-3000:]
         shutil.rmtree(data)  # the user's own files: not clintune's to set
     finally:
         os.umask(before)
@@ -94,7 +99,7 @@ def test_every_file_that_quotes_a_note_is_owner_only(written: Path) -> None:
     files = [p for p in written.rglob("*") if p.is_file()]
     quoting = [p for p in files if holds_marker(p)]
     # (documents.jsonl quotes the marker only where the tiny model finds an entity in it)
-    assert {p.relative_to(written).parts[0] for p in quoting} >= {"report", "predictions", "brat"}
+    assert {p.relative_to(written).parts[0] for p in quoting} >= {"report", "predictions", "brat", "picks"}
     shared = [f"{p.relative_to(written)} {oct(stat.S_IMODE(p.stat().st_mode))}" for p in quoting
               if stat.S_IMODE(p.stat().st_mode) != 0o600]
     assert not shared, f"files that quote the marker and that others can read: {shared}"

@@ -4,7 +4,7 @@ The pool (any file ``predict --input`` reads) is read a chunk at a time; the mod
 and the most uncertain notes are kept (``clintune.inference.selection``). Notes already labelled,
 the model's own training and validation data and any ``exclude`` file, are never picked, nor are
 their exact or near copies (the leakage check's test). The picks file holds rows, ids and scores,
-never text; the optional Label Studio task file holds the picked notes with the model's
+never text (owner-only all the same: an id can be a record number); the optional Label Studio task file holds the picked notes with the model's
 pre-annotations, owner-only, ready to import.
 """
 
@@ -234,14 +234,15 @@ def _pick(ranked: list[Any], k: int, spread: bool, max_similarity: float) -> lis
 
 
 def _write_picks(output: Path, records: list[dict[str, Any]]) -> None:
+    """Owner-only, as ``predict --output`` is: no text, but ids and row numbers point at patients' notes."""
     if output.suffix.lower() == ".jsonl":
-        write_text_atomic(output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        write_text_atomic(output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), mode=PRIVATE_FILE)
         return
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["rank"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    write_text_atomic(output, buffer.getvalue())
+    write_text_atomic(output, buffer.getvalue(), mode=PRIVATE_FILE)
 
 
 def _write_tasks(path: Path, picks: list[tuple[Any, float]], target: Any, version: str, row_kind: str, id_column: str | None) -> None:
