@@ -4,8 +4,8 @@ The pool (any file ``predict --input`` reads) is read a chunk at a time; the mod
 and the most uncertain notes are kept (``clintune.inference.selection``). Notes already labelled,
 the model's own training and validation data and any ``exclude`` file, are never picked, nor are
 their exact or near copies (the leakage check's test). The picks file holds rows, ids and scores,
-never text (owner-only all the same: an id can be a record number); the optional Label Studio task file holds the picked notes with the model's
-pre-annotations, owner-only, ready to import.
+never text (owner-only all the same: an id can be a record number); the optional Label Studio task
+file holds the picked notes with the model's pre-annotations, owner-only, ready to import.
 """
 
 from __future__ import annotations
