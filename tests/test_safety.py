@@ -88,6 +88,10 @@ def mistakes(s: Path) -> list[tuple[str, str, object]]:
         ("tune", "the config file, as the study's SQLite storage", lambda: api.tune(
             searched(s), 1, output=s / "search", storage=f"sqlite:///{s}/configs/base.yaml")),
         ("tune", "the pretrained model folder, as the output", lambda: api.tune(searched(s), 1, output=s / "model-link", overwrite=True)),
+        ("select", "the pool file", lambda: api.select(model, s / "texts.txt", s / "texts.txt", k=1)),
+        ("select", "inside the model folder", lambda: api.select(model, s / "texts.txt", s / "model-link" / "picks.csv", k=1)),
+        ("select", "a file of labelled notes, as the Label Studio tasks", lambda: api.select(
+            model, s / "texts.txt", s / "picks.csv", k=1, exclude=[data], label_studio_tasks=s / "data-link" / "train.conll")),
     ]
 
 
@@ -131,6 +135,7 @@ def cli_case(verb: str, s: Path) -> list[str]:
         "cv": ["cv", str(s / "configs" / "tiny.yaml"), "--folds", "2", "--output", f"{s}/data-link", "--overwrite"],
         "tune": ["tune", str(s / "configs" / "search.yaml"), "--trials", "1", "--output", f"{s}/runs/t",
                  "--storage", f"sqlite:///{s}/data/train.conll"],
+        "select": ["select", "--model", model, "--input", str(s / "texts.txt"), "--k", "1", "--output", f"{s}/model-link/picks.csv"],
     }[verb]
 
 
@@ -152,11 +157,12 @@ def writing_verbs() -> list[str]:
 def test_every_writing_verb_has_a_case() -> None:
     verbs = writing_verbs()
     assert {"train", "eval", "predict", "export", "baseline"} <= set(verbs)
-    unchecked = [v for v in verbs if v not in READ_ONLY and v not in {"train", "eval", "predict", "export", "baseline", "cv", "tune"}]
+    cased = {"train", "eval", "predict", "export", "baseline", "cv", "tune", "select"}
+    unchecked = [v for v in verbs if v not in READ_ONLY and v not in cased]
     assert not unchecked, f"verbs with output options but no output-vs-input case: {unchecked}"
 
 
-@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline", "cv", "tune"])
+@pytest.mark.parametrize("verb", ["train", "eval", "predict", "export", "baseline", "cv", "tune", "select"])
 def test_the_cli_exits_2_naming_both_paths(sandbox: Path, verb: str) -> None:
     before = snapshot(sandbox)
     result = invoke_cli(*cli_case(verb, sandbox), cwd=sandbox)

@@ -93,11 +93,11 @@ def select(
 
     output = Path(output_path)
     tasks_path = Path(label_studio_tasks) if label_studio_tasks is not None else None
-    _check_options(k, strategy, STRATEGIES, max_similarity, chunk_size, output, tasks_path)
     excluded_paths = [Path(path) for path in exclude or []]
     guards.check_outputs("select", [guards.Input("--model", Path(model_dir), whole=True), guards.Input("--input", Path(input_path)),
                                     *(guards.Input("--exclude", path) for path in excluded_paths)],
                          [guards.Output("--output", output), guards.Output("--label-studio-tasks", tasks_path) if tasks_path else None])
+    _check_options(k, strategy, STRATEGIES, max_similarity, chunk_size, output, tasks_path)
     folder = read_model_folder(Path(model_dir))
     check_remote_code(folder, trust_remote_code)
     task_type, config = folder.encoder.task_type, folder.config
