@@ -540,6 +540,14 @@ def select_(
                    "import it into the project)")
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of config files (for editors: completion and checks while you write YAML)."""
+    from clintune.config.json_schema import shipped_schema_text
+
+    typer.echo(shipped_schema_text(), nl=False)
+
+
 cache_app = typer.Typer(help="The tokenisation cache (token ids of your data, kept beside your runs). "
                         "Alone: how big $CLINTUNE_CACHE_DIR's cache is.", rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
