@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # TORCH_CPU="torch --index-url <your CPU wheel index>").
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install smoke lint test test-label-studio test-slow test-gpu data tiny-model clean
+.PHONY: install smoke lint test test-label-studio docs docs-serve test-slow test-gpu data tiny-model clean
 
 install: $(STAMP)
 
@@ -42,6 +42,15 @@ lint: install
 # well; each worker trains its own session copy of the tiny models.
 test: lint
 	$(BIN)/python -m pytest -q -n 2
+
+# The docs site (mkdocs.yml): --strict, so a broken link or a missing page fails the build. The reference pages
+# are generated from the code (scripts/docs_reference.py); tests/test_docs_site.py checks they are current.
+docs: install
+	$(BIN)/python scripts/docs_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # clintune as the ML backend of a real Label Studio (tests/test_label_studio_server.py). Label Studio's pins
 # clash with clintune's, so it lives in a virtual environment of its own.

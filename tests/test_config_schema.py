@@ -15,7 +15,8 @@ import yaml
 from conftest import REPO, run_cli
 
 from clintune.config.checks import validate_config
-from clintune.config.json_schema import schema_text, shipped_schema_text
+from clintune.config.descriptions import DESCRIPTIONS
+from clintune.config.json_schema import config_keys, schema_text, shipped_schema_text
 from clintune.config.loading import load_raw_config
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -68,3 +69,16 @@ def test_the_schema_refuses_what_clintune_refuses() -> None:
     # a file that extends another may leave out sections and required keys; unknown keys are still refused
     assert problems({"extends": "diagnosis.yaml", "training": {"epochs": 2}, "data": {"text_column": "note"}}) == []
     assert any("learning_rat" in p for p in problems({"extends": "x.yaml", "training": {"learning_rat": 1}}))
+
+
+def test_every_key_has_a_description_and_every_description_a_key() -> None:
+    keys = config_keys()
+    assert len(keys) > 70
+    assert [key for key in keys if key not in DESCRIPTIONS] == []
+    assert [key for key in DESCRIPTIONS if key not in keys and key != "extends"] == []
+    import json
+
+    schema = json.loads(shipped_schema_text())
+    section = schema["$defs"]["TrainingSection"]["properties"]
+    assert section["learning_rate"]["description"] == DESCRIPTIONS["training.learning_rate"]
+    assert schema["$defs"]["Config"]["properties"]["extends"]["description"] == DESCRIPTIONS["extends"]

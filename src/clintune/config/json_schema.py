@@ -15,6 +15,9 @@ import json
 from importlib import resources
 from typing import Any
 
+from pydantic import BaseModel
+
+from clintune.config.descriptions import DESCRIPTIONS
 from clintune.config.schema import Config
 
 SCHEMA_FILE = "clintune.schema.json"
@@ -26,6 +29,7 @@ def config_json_schema() -> dict[str, Any]:
     """The JSON Schema of a config file: the full one, or with ``extends`` one whose sections and keys are all optional."""
     full = Config.model_json_schema()
     defs = full.pop("$defs", {})
+    _describe(full, defs, "")
     rule = defs["DecisionSection"]["properties"]["must_not_miss"]
     rule["additionalProperties"] = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}  # recall targets
     defs["DecisionSection"]["properties"]["must_not_miss"] = {  # null switches off an inherited rule
@@ -33,7 +37,7 @@ def config_json_schema() -> dict[str, Any]:
         "title": rule.get("title", "Must Not Miss"), "default": {}}
     partial = _without_required(_renamed_refs(copy.deepcopy(full)))
     partial_defs = {PARTIAL + name: _without_required(_renamed_refs(copy.deepcopy(schema))) for name, schema in defs.items()}
-    extends = {"type": "string", "description": "A config file (path relative to this one) whose settings this one overrides."}
+    extends = {"type": "string", "description": DESCRIPTIONS["extends"]}
     full["properties"] = {"extends": extends, **full["properties"]}
     partial["properties"] = {"extends": extends, **partial["properties"]}
     full.pop("title", None)
@@ -49,6 +53,27 @@ def config_json_schema() -> dict[str, Any]:
         "else": {"$ref": "#/$defs/Config"},
         "$defs": {"Config": full, "ExtendingConfig": partial, **defs, **partial_defs},
     }
+
+
+def config_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the config, sections first (``search``'s own keys are the user's)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += config_keys(field.annotation, f"{prefix}{name}.")
+    return keys
+
+
+def _describe(node: dict[str, Any], defs: dict[str, Any], prefix: str) -> None:
+    """Put each key's line from ``DESCRIPTIONS`` on its property, following references into the sections."""
+    for name, prop in node.get("properties", {}).items():
+        key = prefix + name
+        if key in DESCRIPTIONS:
+            prop["description"] = DESCRIPTIONS[key]
+        ref = prop.get("$ref") or next((item.get("$ref") for item in prop.get("anyOf", []) if "$ref" in item), None)
+        if ref and key != "search":
+            _describe(defs[ref.removeprefix("#/$defs/")], defs, key + ".")
 
 
 def _renamed_refs(node: Any) -> Any:
