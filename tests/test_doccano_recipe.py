@@ -1,9 +1,9 @@
-"""The README's doccano auto-labelling recipe, run as doccano runs it.
+"""The docs' doccano auto-labelling recipe (docs/guide/annotation.md), run as doccano runs it.
 
 doccano's Custom REST Request replaces each ``"{{ text }}"`` value of the configured body with the
 note, posts it, and renders the mapping template with Jinja2 (``Template(t).render(input=response)``,
 then ``json.loads``; auto-labeling-pipeline's ``MappingTemplate``). Here the body goes to a real
-``clintune serve``, the README's templates render the answer, and the labels and offsets must be
+``clintune serve``, the page's templates render the answer, and the labels and offsets must be
 ``api.predict``'s.
 """
 
@@ -22,13 +22,13 @@ from clintune import api
 
 jinja2 = pytest.importorskip("jinja2")
 
-BODY = {"texts": ["{{ text }}"]}  # the README's request body
+BODY = {"texts": ["{{ text }}"]}  # the page's request body
 
 
 def readme_template(name: str) -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "guide" / "annotation.md").read_text(encoding="utf-8")
     match = re.search(rf"<!-- doccano-template: {name} -->\n```jinja\n(.*?)\n```", text, flags=re.DOTALL)
-    assert match, f"the README has no doccano template {name!r}"
+    assert match, f"the annotation page has no doccano template {name!r}"
     return match.group(1)
 
 

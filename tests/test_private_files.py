@@ -1,11 +1,11 @@
-"""Files that hold note text are readable by their owner alone, and they are exactly the README's list.
+"""Files that hold note text are readable by their owner alone, and they are exactly the safety page's list.
 
 Data carrying a marker (a fake name and MRN) in its texts and ids goes through
 train, eval, predict (JSON lines, Parquet, a folder of documents, brat) with the
 umask most machines have (022). Every file the verbs write is then listed: each
 one that holds the marker must be owner-only (0600, in folders that are not
 readable by others either), and every owner-only file must be of a kind the
-README's *Safety* section lists, each kind seen at least once.
+safety page (docs/explanation/safety.md) lists, each kind seen at least once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from conftest import REPO, run_cli, write
 
 NAME, MRN = "Qwertyzyx", "MRN8675309"
+SAFETY_PAGE = REPO / "docs" / "explanation" / "safety.md"
 MARKER = f"{NAME} {MRN}"
 
 
@@ -32,7 +33,7 @@ def holds_marker(path: Path) -> bool:
     return NAME.encode() in data or MRN.encode() in data
 
 
-# The README's list (its Safety section, "Files that hold note text"): each kind, and where this test's runs
+# The safety page's list ( "Files that hold note text"): each kind, and where this test's runs
 # write it (None: not written by these runs; see the test named beside it).
 PRIVATE_KINDS = {
     "tokenisation cache": r"cache/tokenized/.+\.(arrow|json)",
@@ -46,8 +47,8 @@ PRIVATE_KINDS = {
 
 
 def readme_kinds() -> list[str]:
-    """The kinds of owner-only files the README lists."""
-    section = (REPO / "README.md").read_text(encoding="utf-8").split("Files that hold note text", 1)[1].split("\n\n", 1)[0]
+    """The kinds of owner-only files the safety page lists."""
+    section = SAFETY_PAGE.read_text(encoding="utf-8").split("Files that hold note text", 1)[1].split("\n\n", 1)[0]
     return re.findall(r"^  - \*\*(.+?)\*\*", section, flags=re.MULTILINE)
 
 
@@ -111,10 +112,10 @@ def test_the_owner_only_files_are_the_readmes_list(written: Path) -> None:
     seen: dict[str, list[str]] = {kind: [] for kind in PRIVATE_KINDS}
     for relative in private:
         kinds = [kind for kind, pattern in PRIVATE_KINDS.items() if pattern and re.fullmatch(pattern, relative)]
-        assert kinds, f"{relative} is owner-only but is none of the README's files that hold note text"
+        assert kinds, f"{relative} is owner-only but is none of the safety page's files that hold note text"
         seen[kinds[0]].append(relative)
     unseen = [kind for kind, pattern in PRIVATE_KINDS.items() if pattern and not seen[kind]]
-    assert not unseen, f"listed in the README but not written owner-only here: {unseen}"
+    assert not unseen, f"listed on the safety page but not written owner-only here: {unseen}"
     # files off the list stay readable, so a model folder or a summary can be shared
     for name in ("config.json", "model.safetensors"):  # transformers wrote the weights owner-only; train shares them
         assert stat.S_IMODE((written / "runs" / "ner" / name).stat().st_mode) == 0o644, name

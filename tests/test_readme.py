@@ -1,4 +1,4 @@
-"""The README's code blocks run as written, so the README cannot drift from the code.
+"""The code blocks of the README and the docs pages run as written, so the docs cannot drift from the code.
 
 Every ``bash``, ``python``, ``json`` and ``yaml`` block is checked in a scratch
 folder that holds ``configs/`` (a copy), ``data/`` and ``models/`` (links), in
@@ -26,6 +26,12 @@ import pytest
 from conftest import REPO, run_cli
 
 README = REPO / "README.md"
+# The README, then the docs pages in the order they were one README: a later block may use what an earlier one
+# trained (runs/tiny-ner, runs/tiny-symptoms). Every page with code blocks is here (test_every_docs_page_is_run).
+DOCUMENTS = [README, *(REPO / "docs" / page for page in (
+    "guide/commands.md", "guide/configs.md", "guide/data.md", "guide/evaluation.md", "guide/multilabel.md",
+    "guide/checkpoints.md", "guide/prediction.md", "guide/gpus.md", "guide/search.md", "guide/serving.md",
+    "guide/annotation.md", "explanation/safety.md", "guide/real-data.md", "development.md", "index.md"))]
 CHECKED = ("bash", "python", "json", "yaml")
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>\S*)\s*$")
 SKIP = re.compile(r"^\s*<!-- readme-test: skip \((?P<reason>[^)]+)\) -->\s*$")
@@ -91,17 +97,23 @@ def this_checkout() -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)}
 
 
+def test_every_docs_page_is_run() -> None:
+    pages = {p for p in (REPO / "docs").rglob("*.md") if "reference" not in p.parts and p.name != "benchmarks.md"}
+    assert pages <= set(DOCUMENTS), f"pages whose code blocks no test runs: {sorted(map(str, pages - set(DOCUMENTS)))}"
+
+
 def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
-    blocks = [b for b in readme_blocks(README.read_text(encoding="utf-8")) if b.language in CHECKED]
-    assert {b.language for b in blocks if b.skip_reason is None} >= {"bash", "python"}, "no runnable block found"
-    for block in blocks:
+    blocks = [(document, b) for document in DOCUMENTS for b in readme_blocks(document.read_text(encoding="utf-8"))
+              if b.language in CHECKED]
+    assert {b.language for _, b in blocks if b.skip_reason is None} >= {"bash", "python"}, "no runnable block found"
+    for document, block in blocks:
         if block.skip_reason is not None:
             continue
-        where = f"README.md block at line {block.line}"
+        where = f"{document.relative_to(REPO)} block at line {block.line}"
         if block.language == "bash":
             run_bash_block(block, workspace, where)
         elif block.language == "python":
-            script = workspace / f"readme_block_{block.line}.py"
+            script = workspace / f"readme_block_{document.stem}_{block.line}.py"
             script.write_text(block.code, encoding="utf-8")
             result = subprocess.run([sys.executable, str(script)], cwd=workspace, env={**os.environ, **this_checkout()},
                                     capture_output=True, text=True, timeout=600)
@@ -110,7 +122,7 @@ def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
             for line in block.code.splitlines():
                 json.loads(line)
         elif block.language == "yaml":
-            check_config_block(block, workspace)
+            check_config_block(block, workspace, document.stem)
 
 
 def run_bash_block(block: Block, workspace: Path, where: str) -> None:
@@ -124,11 +136,27 @@ def run_bash_block(block: Block, workspace: Path, where: str) -> None:
         assert result.returncode == 0, f"{where}: {command!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 
-def check_config_block(block: Block, workspace: Path) -> None:
+def check_config_block(block: Block, workspace: Path, page: str = "README") -> None:
     """A config example must be a valid config where it says it lives (``extends: ../x.yaml`` from a configs/ subfolder)."""
     from clintune.config.loading import load_config
 
-    path = workspace / "configs" / "readme" / f"block_{block.line}.yaml"
+    path = workspace / "configs" / "readme" / f"block_{page}_{block.line}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(block.code, encoding="utf-8")
     load_config(path)
+
+
+def test_every_docs_page_is_reachable_from_the_readme() -> None:
+    """A newcomer finds every page from the README: linked from it, or from a page it links to (two clicks)."""
+    import re
+
+    def links(page: Path) -> set[Path]:
+        targets = re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", page.read_text(encoding="utf-8"))
+        return {(page.parent / target).resolve() for target in targets if "://" not in target}
+
+    first = links(README)
+    reached = first | {target for page in first if page.is_file() for target in links(page)}
+    pages = {p.resolve() for p in (REPO / "docs").rglob("*.md")} - {(REPO / "docs" / "index.md").resolve()}
+    missing = sorted(str(p.relative_to(REPO)) for p in pages - reached)
+    assert not missing, f"docs pages a README reader cannot reach in two clicks: {missing}"
+    assert all(target.is_file() for target in first), "the README links to a page that does not exist"
