@@ -221,3 +221,15 @@ def test_a_missing_training_file_is_named_with_the_fix(trained_models: dict[str,
     pool = write_pool(tmp_path / "pool.csv", ["Patient reports a cough."], column="text")
     result = run_cli("select", "--model", str(copy), "--input", str(pool), "--k", "1", "--output", str(tmp_path / "p.csv"))
     assert result.returncode == 2 and "moved.csv" in result.stderr and "--exclude" in result.stderr
+
+
+def test_an_onnx_folder_picks_the_same_notes(trained_models: dict[str, Path], tmp_path: Path) -> None:
+    """Spread compares texts, not model states, so it works on an exported folder as on the PyTorch one."""
+    pytest.importorskip("onnxruntime")
+    folder = trained_models["section_header"]
+    exported = api.export(folder, tmp_path / "onnx").output_dir
+    pool = write_pool(tmp_path / "pool.csv", pool_texts(seed=4, n=60))
+    runs = [api.select(model, pool, tmp_path / f"{name}.csv", k=8, exclude_training_data=False)
+            for name, model in (("pytorch", folder), ("onnx", exported))]
+    assert [p["row"] for p in runs[0].picks] == [p["row"] for p in runs[1].picks]
+    assert [p["uncertainty"] for p in runs[1].picks] == pytest.approx([p["uncertainty"] for p in runs[0].picks], abs=1e-4)
