@@ -63,7 +63,7 @@ $(LS_STAMP):
 	touch $(LS_STAMP)
 
 test-label-studio: install $(LS_STAMP)
-	CLINTUNE_LABEL_STUDIO=$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q -m label_studio tests/test_label_studio_server.py
+	CLINTUNE_LABEL_STUDIO=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q -m label_studio tests/test_label_studio_server.py
 
 # Real data from ../shared/data with the offline MiniLM encoder (a few minutes per test).
 test-slow: install

@@ -49,6 +49,7 @@ NOTES = [
 
 def label_studio_command() -> Path:
     path = Path(os.environ.get("CLINTUNE_LABEL_STUDIO", REPO / ".venv-label-studio" / "bin" / "label-studio"))
+    path = path if path.is_absolute() else REPO / path  # Label Studio starts in a folder of its own
     if not path.is_file():
         pytest.fail(f"Label Studio is not installed at {path}; run 'make test-label-studio' (it installs label-studio "
                     "into .venv-label-studio) or set CLINTUNE_LABEL_STUDIO to its executable")
