@@ -213,3 +213,25 @@ def test_label_studio_stores_the_label_and_refuses_a_config_with_unknown_labels(
         [item] = answer["result"]
         assert item["type"] == "choices" and item["value"]["choices"] == [prediction.label]
         assert answer["score"] == pytest.approx(prediction.probabilities[prediction.label], abs=1e-5)
+
+
+def test_selects_task_file_imports_with_its_pre_annotations(label_studio: LabelStudio, trained_models: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    folder = trained_models["ner"]
+    pool = tmp_path / "pool.txt"
+    pool.write_text("".join(text.replace("\r\n", " ") + "\n" for text in NER_TEXTS), encoding="utf-8")
+    tasks_file = tmp_path / "tasks.json"
+    api.select(folder, pool, tmp_path / "picks.csv", k=3, exclude_training_data=False, label_studio_tasks=tasks_file)
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    status, project = label_studio.call("POST", "/api/projects", {"title": "Picked", "label_config": ner_config(["Disease"])})
+    assert status == 201, project
+    status, imported = label_studio.call("POST", f"/api/projects/{project['id']}/import", tasks)
+    assert status == 201 and imported["task_count"] == 3 and imported["prediction_count"] == 3, imported
+    status, listing = label_studio.call("GET", f"/api/tasks?project={project['id']}&page_size=100")
+    stored = sorted(listing["tasks"], key=lambda task: task["data"]["clintune_rank"])
+    for task, written in zip(stored, tasks):
+        status, [prediction] = label_studio.call("GET", f"/api/predictions?task={task['id']}")
+        assert prediction["model_version"] == read_model_folder(folder).version()
+        assert prediction["result"] == written["predictions"][0]["result"]
+        for item in prediction["result"]:
+            assert item["value"]["text"] == task["data"]["text"][item["value"]["start"]:item["value"]["end"]]
