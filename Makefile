@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # TORCH_CPU="torch --index-url <your CPU wheel index>").
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install smoke lint test test-label-studio docs docs-serve test-slow test-gpu data tiny-model clean
+.PHONY: install smoke lint test test-label-studio docs docs-serve docs-screenshots test-slow test-gpu data tiny-model clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ test: lint
 docs: install
 	$(BIN)/python scripts/docs_reference.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The docs' pictures, made from synthetic data by the browser test and the report code (commit the PNGs they write)
+docs-screenshots: install
+	$(BIN)/python scripts/docs_screenshots.py
 
 docs-serve: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve

@@ -456,6 +456,13 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def keep_for_docs(picture: Path, name: str) -> None:
+    """Copy a checked screenshot into the docs (scripts/docs_screenshots.py sets $CLINTUNE_DOCS_SCREENSHOTS)."""
+    folder = os.environ.get("CLINTUNE_DOCS_SCREENSHOTS")
+    if folder:
+        shutil.copyfile(picture, Path(folder) / name)
+
+
 def ask_the_page(driver: Any, url: str, text: str, done: str) -> None:
     """Open the page, type ``text``, press Predict and wait for ``done`` (a CSS selector) to show."""
     from selenium.webdriver.common.by import By
@@ -488,6 +495,7 @@ def test_the_page_shows_the_label_and_the_highlighted_entities(browser: Any, cla
     sidebar = browser.find_element(By.ID, "model").text
     assert "multiclass classification" in sidebar and "most probable class" in sidebar and "ALLERGY" in sidebar
     browser.save_screenshot(str(tmp_path / "classification.png"))
+    keep_for_docs(tmp_path / "classification.png", "serve-classification.png")
 
     sentence = SENTENCES[1] + " " + SENTENCES[0]
     ask_the_page(browser, tagger[0], sentence, "#ner")
@@ -502,6 +510,7 @@ def test_the_page_shows_the_label_and_the_highlighted_entities(browser: Any, cla
         " : n.querySelector('.entity-text').textContent).join('')")
     assert rebuilt == sentence  # the note itself, untouched around the marks
     browser.save_screenshot(str(tmp_path / "entities.png"))
+    keep_for_docs(tmp_path / "entities.png", "serve-entities.png")
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
