@@ -188,6 +188,7 @@ def test_the_cli_writes_ids_and_scores_and_owner_only_label_studio_tasks(trained
     (["a note"], ["--output", "{tmp}/pool.csv"], "--output"),
     (["a note"], ["--label-studio-tasks", "{tmp}/tasks.csv"], "name it .json"),
     (["a note"], ["--exclude", "{tmp}/missing.csv"], "missing.csv"),
+    (["a note"], ["--id-column", "row"], "clashes with the picks' field"),
 ])
 def test_bad_input_is_a_clear_error_and_nothing_is_written(trained_models: dict[str, Path], tmp_path: Path, rows: list[str],
                                                          arguments: list[str], message: str) -> None:

@@ -114,6 +114,9 @@ def select(
             if problems:
                 raise ClintuneError(f"--label-config {label_config}: the labelling config " + "; ".join(problems))
 
+    if id_column in ("rank", "uncertainty", "similarity", "row", "line"):
+        raise ClintuneError(f"--id-column {id_column}: clashes with the picks' field of that name\n"
+                            "  fix: rename that column in the input")
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
     steps = empty_text_steps(task_type, config)
     scan = scan_input(source, chunk_size, steps)
