@@ -101,28 +101,19 @@ def spread_picks(ranked: list[Candidate], k: int, max_similarity: float) -> list
     if not ranked:
         return []
     vectors = similarity_vectors([candidate.text for candidate in ranked])
-    picked: list[int] = []
+    chosen: list[tuple[Candidate, float]] = []
     closest = np.zeros(len(ranked))  # each note's highest similarity to the picks so far
     waiting: list[int] = []
     for index in range(len(ranked)):
-        if len(picked) == k:
+        if len(chosen) == k:
             break
-        if picked and closest[index] > max_similarity:
+        if chosen and closest[index] > max_similarity:
             waiting.append(index)
             continue
-        picked.append(index)
+        chosen.append((ranked[index], float(closest[index])))
         closest = np.maximum(closest, (vectors @ vectors[index].T).toarray().ravel())
-    chosen = [(ranked[i], float(closest_before)) for i, closest_before in _with_similarity(picked, vectors)]
     if len(chosen) < k:
         for index in sorted(waiting, key=lambda i: closest[i])[: k - len(chosen)]:
             chosen.append((ranked[index], float(closest[index])))
     return chosen
 
-
-def _with_similarity(picked: list[int], vectors: Any) -> list[tuple[int, float]]:
-    """Each pick with its highest similarity to the picks before it (0 for the first)."""
-    result = []
-    for position, index in enumerate(picked):
-        earlier = picked[:position]
-        result.append((index, float((vectors[earlier] @ vectors[index].T).toarray().max()) if earlier else 0.0))
-    return result
