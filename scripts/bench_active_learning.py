@@ -113,7 +113,10 @@ def main() -> None:
                 size = len(labelled_ids)
                 folder = work / f"model-{size}"
                 ids_file = work / f"ids-{size}.json"
-                if (seed, method, size) not in done or not folder.is_dir():
+                next_ids = work / f"ids-{size + args.step}.json"
+                # a finished round is trained again only when its model must pick the next round's reports
+                needed = size < args.stop and not next_ids.exists()
+                if (seed, method, size) not in done or needed and not folder.is_dir():
                     if ids_file.exists():
                         labelled_ids = set(json.loads(ids_file.read_text()))
                     ids_file.write_text(json.dumps(sorted(int(i) for i in labelled_ids)))
@@ -129,7 +132,6 @@ def main() -> None:
                     labelled_ids = set(json.loads(ids_file.read_text()))
                 if size >= args.stop:
                     break
-                next_ids = work / f"ids-{size + args.step}.json"
                 if next_ids.exists():
                     labelled_ids = set(json.loads(next_ids.read_text()))
                 else:
