@@ -21,7 +21,15 @@ from pathlib import Path
 
 from clintune.evaluation.metrics import corrected_t_interval
 
-METRICS = ("f1_macro", "accuracy", "f1_weighted", "recall_macro", "precision_macro")
+# The headline metrics of each task kind, in this order, where both runs have them (binary: f1 of the positive
+# class; multiclass: macro averages; multi-label: micro and macro; NER: entity scores).
+METRICS = ("f1_macro", "f1_micro", "f1", "accuracy", "f1_weighted", "precision", "recall", "recall_macro",
+           "precision_macro", "roc_auc", "precision_at_5", "ece")
+
+
+def shared_metrics(a: dict, b: dict) -> list[str]:
+    """The metrics of METRICS that every fold of both runs reports."""
+    return [metric for metric in METRICS if all(metric in fold for fold in (*a["folds"], *b["folds"]))]
 
 
 def sizes(run: dict) -> tuple[float, float]:
@@ -54,7 +62,10 @@ def main() -> None:
     print(f"| metric | {name_a}: folds | {name_a}: mean ± std | {name_b}: folds | {name_b}: mean ± std "
           f"| {name_b} - {name_a} (95% corrected CI over folds) |")
     print("|---|---|---|---|---|---|")
-    for metric in METRICS:
+    metrics = shared_metrics(a, b)
+    if not metrics:
+        raise SystemExit("the two runs share none of the metrics compared here: " + ", ".join(METRICS))
+    for metric in metrics:
         va, vb = fold_values(a, metric), fold_values(b, metric)
         diff = [y - x for x, y in zip(va, vb)]
         mean, low, high = corrected_t_interval(diff, *sizes(a))
@@ -62,7 +73,8 @@ def main() -> None:
               f"| {' '.join(f'{v:.3f}' for v in vb)} | {statistics.fmean(vb):.4f} ± {statistics.stdev(vb):.4f} "
               f"| {mean:+.4f} ({low:+.4f} to {high:+.4f}) |")
     print("\npooled out-of-fold: " + ", ".join(
-        f"{metric} {a['pooled'][metric]:.4f} -> {b['pooled'][metric]:.4f}" for metric in ("f1_macro", "accuracy")))
+        f"{metric} {a['pooled'][metric]:.4f} -> {b['pooled'][metric]:.4f}" for metric in metrics[:2]
+        if metric in a["pooled"] and metric in b["pooled"]))
 
     print(f"\n| class | folds | {name_a} F1 | {name_b} F1 |")
     print("|---|---|---|---|")
