@@ -44,3 +44,32 @@ def test_the_site_builds_strict_and_loads_nothing_from_elsewhere(tmp_path: Path)
         remote = [url for url in loaded if re.match(r"(https?:)?//", url)]
         assert not remote, f"{page} loads {remote}"
         assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
+
+
+def test_the_service_reference_lists_every_route_and_field(trained_models: dict[str, Path]) -> None:
+    """docs/reference/service.md is written by hand; the running application is the truth it must follow."""
+    pytest.importorskip("fastapi")
+    from clintune.serve import create_app
+    from clintune.serve.protocol import ERROR_SCHEMA, PREDICT_REQUEST_SCHEMA, PREDICT_RESPONSE_SCHEMA
+    from clintune.serve.settings import ServeSettings
+
+    page = (REPO / "docs" / "reference" / "service.md").read_text(encoding="utf-8")
+    app = create_app(trained_models["section_header"], settings=ServeSettings(label_studio=True))
+    routes = {(method, route.path) for route in app.routes for method in getattr(route, "methods", ()) or ()
+              if method != "HEAD"}
+    assert ("POST", "/setup") in routes and ("GET", "/openapi.json") in routes, "the routes were not found"
+    missing = sorted(f"{method} {path}" for method, path in routes if f"`{method} {path}`" not in page)
+    assert not missing, f"routes of the service that docs/reference/service.md does not list: {missing}"
+
+    def field_names(schema: object) -> set[str]:
+        if isinstance(schema, dict):
+            own = set(schema.get("properties", {})) if isinstance(schema.get("properties"), dict) else set()
+            return own | {name for value in schema.values() for name in field_names(value)}
+        if isinstance(schema, list):
+            return {name for item in schema for name in field_names(item)}
+        return set()
+
+    fields = field_names([PREDICT_REQUEST_SCHEMA, PREDICT_RESPONSE_SCHEMA, ERROR_SCHEMA])
+    assert {"texts", "decided_by", "thresholds", "entities", "field"} <= fields
+    undocumented = sorted(name for name in fields if f"`{name}`" not in page)
+    assert not undocumented, f"fields of the service's JSON that docs/reference/service.md does not name: {undocumented}"

@@ -270,15 +270,15 @@ def test_the_readmes_metrics_keys_are_those_eval_writes(trained_models: dict[str
 
     from clintune import api
 
-    text = (REPO / "docs" / "guide" / "commands.md").read_text(encoding="utf-8").split("<!-- metrics-keys -->", 1)[1].split(".\n", 1)[0]
-    listed = {kind: re.findall(r"`(\w+)`", keys) for kind, keys in re.findall(r"(binary|multiclass|ner): ([^;]+)", text)}
-    assert set(listed) == {"binary", "multiclass", "ner"}
+    text = (REPO / "docs" / "reference" / "metrics.md").read_text(encoding="utf-8").split("<!-- metrics-keys -->", 1)[1].split(".\n", 1)[0]
+    listed = {kind: re.findall(r"`(\w+)`", keys) for kind, keys in re.findall(r"(binary|multiclass|multilabel|ner): ([^;]+)", text)}
+    assert set(listed) == {"binary", "multiclass", "multilabel", "ner"}
     data = {"binary": ("diagnosis", "data/diagnosis/test.csv"), "multiclass": ("section_header", "data/section_header/test.csv"),
-            "ner": ("ner", "data/ner/test.conll")}
+            "multilabel": ("symptoms", "data/symptoms/test.csv"), "ner": ("ner", "data/ner/test.conll")}
     for kind, (task, path) in data.items():
         metrics = api.evaluate(trained_models[task], REPO / path, resamples=0).metrics
         missing = [key for key in listed[kind] if key not in metrics]
-        assert not missing, f"the commands page lists {missing} for {kind}, which its metrics.json lacks"
+        assert not missing, f"the metrics reference lists {missing} for {kind}, which its metrics.json lacks"
         assert "per_class" in metrics
         others = {key for other, keys in listed.items() if other != kind for key in keys} - set(listed[kind])
         assert not others & set(metrics), f"{kind} writes {others & set(metrics)}, listed only for another kind"

@@ -1,10 +1,12 @@
 """The code blocks of the README and the docs pages run as written, so the docs cannot drift from the code.
 
 Every ``bash``, ``python``, ``json`` and ``yaml`` block is checked in a scratch
-folder that holds ``configs/`` (a copy), ``data/`` and ``models/`` (links), in
-README order: bash blocks must consist of ``clintune`` commands, each run
-through ``python -m clintune`` and required to succeed; python blocks are run
-as a script; each line of a json block must parse; a yaml block must be a
+folder that holds ``configs/`` (a copy), ``data/``, ``models/`` and ``scripts/``
+(links), in README order: bash blocks must consist of ``clintune`` commands
+(or ``python scripts/NAME.py`` lines), each
+required to succeed (the commands of consecutive bash blocks run one after
+another in one Python process, ``tests/run_commands.py``, to pay start-up
+once); python blocks are run as a script; each line of a json block must parse; a yaml block must be a
 valid clintune config. A block that cannot run here (real data, several GPUs,
 a network, a new virtual environment) carries
 ``<!-- readme-test: skip (reason) -->`` on the line above it.
@@ -23,15 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO
 
 README = REPO / "README.md"
-# The README, then the docs pages in the order they were one README: a later block may use what an earlier one
-# trained (runs/tiny-ner, runs/tiny-symptoms). Every page with code blocks is here (test_every_docs_page_is_run).
+# The README, then the docs pages in an order a reader could follow: a later block may use what an earlier one
+# trained (runs/tiny-ner, runs/tut-symptoms, runs/tut-sections). Every page with code blocks is here
+# (test_every_docs_page_is_run).
 DOCUMENTS = [README, *(REPO / "docs" / page for page in (
+    "tutorials/binary.md", "tutorials/multiclass.md", "tutorials/multilabel.md", "tutorials/ner-conll.md",
+    "tutorials/ner-brat.md",
     "guide/commands.md", "guide/configs.md", "guide/data.md", "guide/evaluation.md", "guide/multilabel.md",
-    "guide/checkpoints.md", "guide/prediction.md", "guide/gpus.md", "guide/search.md", "guide/serving.md",
-    "guide/annotation.md", "explanation/safety.md", "guide/real-data.md", "development.md", "index.md"))]
+    "guide/checkpoints.md", "how-to/threshold.md", "how-to/compare.md", "how-to/export-onnx.md",
+    "how-to/predict-corpus.md", "how-to/gpus.md", "how-to/search.md", "how-to/serve.md", "guide/annotation.md",
+    "explanation/safety.md", "explanation/decisions.md", "explanation/leakage.md", "explanation/memory.md",
+    "reference/model-folder.md", "reference/metrics.md", "reference/service.md",
+    "guide/real-data.md", "development.md", "index.md"))]
 CHECKED = ("bash", "python", "json", "yaml")
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>\S*)\s*$")
 SKIP = re.compile(r"^\s*<!-- readme-test: skip \((?P<reason>[^)]+)\) -->\s*$")
@@ -89,6 +97,7 @@ def workspace(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     (tmp_path / "data").symlink_to(REPO / "data")
     (tmp_path / "models").symlink_to(REPO / "models")
+    (tmp_path / "scripts").symlink_to(REPO / "scripts")
     return tmp_path
 
 
@@ -106,13 +115,17 @@ def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
     blocks = [(document, b) for document in DOCUMENTS for b in readme_blocks(document.read_text(encoding="utf-8"))
               if b.language in CHECKED]
     assert {b.language for _, b in blocks if b.skip_reason is None} >= {"bash", "python"}, "no runnable block found"
+    pending: list[tuple[str, str]] = []  # (where, command) of the bash blocks since the last python block
     for document, block in blocks:
         if block.skip_reason is not None:
             continue
         where = f"{document.relative_to(REPO)} block at line {block.line}"
         if block.language == "bash":
-            run_bash_block(block, workspace, where)
-        elif block.language == "python":
+            pending += [(where, command) for command in commands(block.code)]
+            continue
+        run_clintune_commands(pending, workspace)
+        pending = []
+        if block.language == "python":
             script = workspace / f"readme_block_{document.stem}_{block.line}.py"
             script.write_text(block.code, encoding="utf-8")
             result = subprocess.run([sys.executable, str(script)], cwd=workspace, env={**os.environ, **this_checkout()},
@@ -123,17 +136,41 @@ def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
                 json.loads(line)
         elif block.language == "yaml":
             check_config_block(block, workspace, document.stem)
+    run_clintune_commands(pending, workspace)
 
 
-def run_bash_block(block: Block, workspace: Path, where: str) -> None:
-    for command in commands(block.code):
+def run_clintune_commands(pending: list[tuple[str, str]], workspace: Path) -> None:
+    """The commands of consecutive bash blocks, in order: runs of ``clintune`` commands in one Python process
+    each (``tests/run_commands.py``), a ``python scripts/NAME.py ...`` line as its own process."""
+    batch: list[tuple[str, list[str]]] = []
+    for where, command in pending:
         words = shlex.split(command)
+        if words[:1] == ["python"] and len(words) > 1 and words[1].startswith("scripts/"):
+            run_batch(batch, workspace)
+            batch = []
+            result = subprocess.run([sys.executable, *words[1:]], cwd=workspace, env={**os.environ, **this_checkout()},
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{where}: {command!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            continue
         assert words[0] == "clintune", (
-            f"{where}: {command!r} is not a clintune command; "
-            "run only clintune commands on tiny data, or mark the block <!-- readme-test: skip (reason) -->"
+            f"{where}: {command!r} is neither a clintune command nor one of the repository's scripts; "
+            "run only those, on tiny data, or mark the block <!-- readme-test: skip (reason) -->"
         )
-        result = run_cli(*words[1:], cwd=workspace, env=this_checkout(), timeout=600)
-        assert result.returncode == 0, f"{where}: {command!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        batch.append((f"{where}: {command!r}", words[1:]))
+    run_batch(batch, workspace)
+
+
+def run_batch(batch: list[tuple[str, list[str]]], workspace: Path) -> None:
+    if not batch:
+        return
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "run_commands.py")],
+                            input=json.dumps([arguments for _, arguments in batch]), cwd=workspace,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **this_checkout()},
+                            capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        failed = re.findall(r"^clintune command (\d+) exited with", result.stderr, re.M)
+        what = batch[int(failed[-1])][0] if failed else "(before the first command)"
+        raise AssertionError(f"{what} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
 
 
 def check_config_block(block: Block, workspace: Path, page: str = "README") -> None:
