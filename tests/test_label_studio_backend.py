@@ -216,3 +216,34 @@ def test_prediction_result_scores_by_hand() -> None:
     labels = LabelingTarget("labels", "l", "t", "text", ("D",))
     answer = prediction_result(entities, labels, "v")
     assert answer["score"] == 0.55 and [r["value"]["start"] for r in answer["result"]] == [0, 3]
+
+
+def test_health_says_loading_until_the_model_is_loaded(trained_models: dict[str, Path]) -> None:
+    """Before the application's start-up has loaded the model, Label Studio's check and /readyz answer 503."""
+    import asyncio
+
+    from clintune.serve import create_app
+
+    app = create_app(trained_models["diagnosis"], settings=LS)  # its lifespan (which loads the model) never runs here
+
+    async def get(path: str) -> tuple[int, dict[str, str], Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "path": path,
+                 "raw_path": path.encode(), "query_string": b"", "headers": [(b"host", b"127.0.0.1:8000")],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "scheme": "http", "root_path": ""}
+        await app(scope, receive, send)
+        headers = {key.decode(): value.decode() for key, value in sent[0]["headers"]}
+        return sent[0]["status"], headers, json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+    status, headers, body = asyncio.run(get("/health"))
+    assert (status, body, headers.get("retry-after")) == (503, {"status": "LOADING"}, "1")
+    status, _, body = asyncio.run(get("/readyz"))
+    assert status == 503 and body["status"] == "loading"
+    assert asyncio.run(get("/healthz"))[0] == 200  # the process itself is up
