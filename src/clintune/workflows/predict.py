@@ -68,7 +68,7 @@ def predict(
     predictor = Predictor.from_folder(model_dir, batch_size=batch_size, show_progress=show_progress, threads=threads,
                                       trust_remote_code=trust_remote_code)
     steps = empty_text_steps(predictor.encoder.task_type, predictor.config)
-    rule = _empty_rule(on_empty, predictor.config)
+    rule = empty_rule(on_empty, predictor.config)
     problems = {number: why for number, text in enumerate(texts, start=1) if (why := text_problem(text, steps))}
     if problems and rule == "error":
         shown = listed([f"text {number} ({why})" for number, why in problems.items()])
@@ -80,7 +80,7 @@ def predict(
     return [None if number in problems else next(results) for number in range(1, len(texts) + 1)]
 
 
-def _empty_rule(on_empty: str | None, config: Any) -> str:
+def empty_rule(on_empty: str | None, config: Any) -> str:
     """``on_empty`` as asked, else the model's ``data.on_empty``; ``error`` or ``drop``."""
     rule = on_empty or config.data.on_empty
     if rule not in ("error", "drop"):
@@ -215,13 +215,13 @@ def predict_file(
     check_remote_code(folder, trust_remote_code)  # before the input is read, not after
     config = folder.config
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
-    rule = _empty_rule(on_empty, config)
+    rule = empty_rule(on_empty, config)
     if id_column in (source.row_kind, *RESERVED_FIELDS):
         raise ClintuneError(f"--id-column {id_column}: clashes with the output field of that name\n"
                             "  fix: rename that column in the input")
     steps = empty_text_steps(folder.encoder.task_type, config)
     scan = scan_input(source, chunk_size, steps)
-    _check_scan(scan, source, rule)
+    check_scan(scan, source, rule)
 
     from clintune.inference.predictor import Predictor, release_freed_memory
 
@@ -278,7 +278,9 @@ def predict_file(
                          len(scan.predictable_per_chunk), start, seconds)
 
 
-def _check_scan(scan: InputScan, source: TextSource, rule: str) -> None:
+def check_scan(scan: InputScan, source: TextSource, rule: str) -> None:
+    """Stop before any prediction when the input has rows without text (``rule`` ``error``; ``drop`` warns and goes
+    on) or nothing to predict at all. Shared with ``select``, which scans its pool the same way."""
     if scan.skipped:
         details = scan.describe_problems(source)
         if rule == "error":
@@ -330,7 +332,7 @@ def read_texts_for_prediction(model_dir: str | Path, input_path: str | Path, tex
     source = open_source(Path(input_path), text_column or config.data.text_column)
     steps = empty_text_steps(encoder.task_type, config)
     scan = scan_input(source, DEFAULT_CHUNK_SIZE, steps)
-    _check_scan(scan, source, "error")
+    check_scan(scan, source, "error")
     texts, rows = [], []
     for chunk in chunks(source, DEFAULT_CHUNK_SIZE):
         texts += chunk.texts

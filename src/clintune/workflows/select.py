@@ -26,7 +26,7 @@ from clintune.inference.sources import chunks, empty_text_steps, open_source, te
 from clintune.runtime import guards
 from clintune.runtime.files import PRIVATE_FILE, write_text_atomic
 from clintune.runtime.progress import progress_bar
-from clintune.workflows.predict import DEFAULT_CHUNK_SIZE, _check_scan, _empty_rule, scan_input
+from clintune.workflows.predict import DEFAULT_CHUNK_SIZE, check_scan, empty_rule, scan_input
 from clintune.workflows.prepare import comparable_texts
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def select(
     source = open_source(Path(input_path), text_column or config.data.text_column, id_column)
     steps = empty_text_steps(task_type, config)
     scan = scan_input(source, chunk_size, steps)
-    _check_scan(scan, source, _empty_rule(on_empty, config))
+    check_scan(scan, source, empty_rule(on_empty, config))
     reference, reference_files = _labelled_notes(folder, excluded_paths, exclude_training_data)
     known = {normalise(text) for text in reference}
 
