@@ -56,29 +56,16 @@ def invoke_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
     logging and warning settings the CLI changes are put back afterwards."""
     import contextlib
     import io
-    import logging
-    import warnings
 
-    from clintune.cli import main
+    from run_commands import call_main
 
-    ours, root = logging.getLogger("clintune"), logging.getLogger()
-    saved = (list(ours.handlers), ours.level, ours.propagate, root.level, dict(os.environ), sys.argv, os.getcwd())
-    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    stdout, stderr, here = io.StringIO(), io.StringIO(), os.getcwd()
     try:
         os.chdir(cwd)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            sys.argv = ["clintune", *args]
-            try:
-                main()
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = call_main(list(args))
     finally:
-        ours.handlers, ours.level, ours.propagate = saved[0], saved[1], saved[2]
-        root.setLevel(saved[3])
-        os.environ.clear()
-        os.environ.update(saved[4])
-        sys.argv = saved[5]
-        os.chdir(saved[6])
+        os.chdir(here)
     return subprocess.CompletedProcess(["clintune", *args], code, stdout.getvalue(), stderr.getvalue())
 
 

@@ -16,28 +16,34 @@ import sys
 import warnings
 
 
-def run(commands: list[list[str]]) -> int:
+def call_main(words: list[str]) -> int:
+    """``clintune.cli.main`` on these arguments, as the ``clintune`` command runs it; its exit status. The logging
+    settings, environment and ``sys.argv`` it changes are put back afterwards (``conftest.invoke_cli`` uses it too)."""
     from clintune.cli import main
 
     ours, root = logging.getLogger("clintune"), logging.getLogger()
+    saved = (list(ours.handlers), ours.level, ours.propagate, root.level, dict(os.environ), sys.argv)
+    try:
+        with warnings.catch_warnings():
+            sys.argv = ["clintune", *words]
+            try:
+                main()
+            except SystemExit as exit_:
+                return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            return 0
+    finally:
+        ours.handlers, ours.level, ours.propagate = saved[0], saved[1], saved[2]
+        root.setLevel(saved[3])
+        os.environ.clear()
+        os.environ.update(saved[4])
+        sys.argv = saved[5]
+
+
+def run(commands: list[list[str]]) -> int:
     for number, words in enumerate(commands):
-        saved = (list(ours.handlers), ours.level, ours.propagate, root.level, dict(os.environ), sys.argv)
         print(f"clintune command {number}: {' '.join(words)}", file=sys.stderr, flush=True)
-        code = 0
-        try:
-            with warnings.catch_warnings():
-                sys.argv = ["clintune", *words]
-                try:
-                    main()
-                except SystemExit as exit_:
-                    code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        finally:
-            ours.handlers, ours.level, ours.propagate = saved[0], saved[1], saved[2]
-            root.setLevel(saved[3])
-            os.environ.clear()
-            os.environ.update(saved[4])
-            sys.argv = saved[5]
-            sys.stdout.flush()
+        code = call_main(words)
+        sys.stdout.flush()
         if code != 0:
             print(f"clintune command {number} exited with {code}", file=sys.stderr, flush=True)
             return 1
