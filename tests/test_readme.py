@@ -115,7 +115,7 @@ def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
     blocks = [(document, b) for document in DOCUMENTS for b in readme_blocks(document.read_text(encoding="utf-8"))
               if b.language in CHECKED]
     assert {b.language for _, b in blocks if b.skip_reason is None} >= {"bash", "python"}, "no runnable block found"
-    pending: list[tuple[str, str]] = []  # (where, command) of the bash blocks since the last python block
+    pending: list[tuple[str, str]] = []  # (where, command) of the bash blocks since the last block of another kind
     for document, block in blocks:
         if block.skip_reason is not None:
             continue
@@ -128,9 +128,7 @@ def test_readme_code_blocks_run_as_written(workspace: Path) -> None:
         if block.language == "python":
             script = workspace / f"readme_block_{document.stem}_{block.line}.py"
             script.write_text(block.code, encoding="utf-8")
-            result = subprocess.run([sys.executable, str(script)], cwd=workspace, env={**os.environ, **this_checkout()},
-                                    capture_output=True, text=True, timeout=600)
-            assert result.returncode == 0, f"{where} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            run_python([str(script)], workspace, where)
         elif block.language == "json":
             for line in block.code.splitlines():
                 json.loads(line)
@@ -148,9 +146,7 @@ def run_clintune_commands(pending: list[tuple[str, str]], workspace: Path) -> No
         if words[:1] == ["python"] and len(words) > 1 and words[1].startswith("scripts/"):
             run_batch(batch, workspace)
             batch = []
-            result = subprocess.run([sys.executable, *words[1:]], cwd=workspace, env={**os.environ, **this_checkout()},
-                                    capture_output=True, text=True, timeout=600)
-            assert result.returncode == 0, f"{where}: {command!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            run_python(words[1:], workspace, f"{where}: {command!r}")
             continue
         assert words[0] == "clintune", (
             f"{where}: {command!r} is neither a clintune command nor one of the repository's scripts; "
@@ -158,6 +154,13 @@ def run_clintune_commands(pending: list[tuple[str, str]], workspace: Path) -> No
         )
         batch.append((f"{where}: {command!r}", words[1:]))
     run_batch(batch, workspace)
+
+
+def run_python(arguments: list[str], workspace: Path, what: str) -> None:
+    """A Python script (a block written to a file, or one of the repository's scripts), required to succeed."""
+    result = subprocess.run([sys.executable, *arguments], cwd=workspace, env={**os.environ, **this_checkout()},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 
 def run_batch(batch: list[tuple[str, list[str]]], workspace: Path) -> None:
