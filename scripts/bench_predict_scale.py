@@ -28,9 +28,11 @@ run in its own child process:
 `--malloc-confs ';dirty_decay_ms:1000,muzzy_decay_ms:0'` runs each measurement
 with jemalloc as shipped and with that `MALLOC_CONF` (the local engine and Ray's
 actors take a `MALLOC_CONF` set in the environment), side by side.
-`--allocators default,system` runs each `local` measurement as shipped (under
-jemalloc where the machine has libjemalloc.so.2) and with CLINTUNE_MALLOC=system
-(glibc's malloc), side by side; the allocator column is the one the run reports.
+`--allocators default,jemalloc` runs each `local` measurement as shipped (glibc's
+malloc, its freed heap handed back as the run grows) and started under jemalloc
+as docs/how-to/predict-corpus.md shows (`LD_PRELOAD`, `MALLOC_CONF`), side by
+side; `system` sets CLINTUNE_MALLOC=system (Ray's actors under glibc, and an
+`old` commit's own relaunch off). The allocator column is the one the run reports.
 `texts/s` is over the whole command (start-up and model load included);
 `predict texts/s` is clintune's own count of the prediction loop where it
 prints one (the `local` path). CPU use is the child's (user + system) CPU
@@ -50,6 +52,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from clintune.runtime.allocator import jemalloc_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_REF = "e57ab36"  # the last commit whose predict read, encoded and held the whole file
@@ -211,7 +215,7 @@ def main() -> None:
                         help="';'-separated jemalloc MALLOC_CONF values run side by side ('' = as shipped), e.g. "
                              "';dirty_decay_ms:1000,muzzy_decay_ms:0'")
     parser.add_argument("--allocators", default="default",
-                        help="any of default (as shipped: jemalloc where installed), system (CLINTUNE_MALLOC=system)")
+                        help="any of default (as shipped), system (CLINTUNE_MALLOC=system), jemalloc (started under it)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-predict-scale")
     args = parser.parse_args()
 
@@ -231,9 +235,11 @@ def main() -> None:
                 source = old_source(args.old_ref, args.out) if earlier else ROOT / "src"
                 env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
                 env.pop("CLINTUNE_MALLOC", None)
+                env.pop("MALLOC_CONF", None)
                 if allocator == "system":
                     env["CLINTUNE_MALLOC"] = "system"
-                env.pop("MALLOC_CONF", None)
+                elif allocator == "jemalloc":
+                    env.update(jemalloc_environment())
                 if conf:
                     env["MALLOC_CONF"] = conf
                 output = args.out / "outputs" / f"{engine}-{backend}-{size}-{allocator}-{len(conf)}"

@@ -1,4 +1,4 @@
-"""``clintune predict --input`` runs under jemalloc where the machine has it, with the same answers."""
+"""The C library's heap during prediction: handed back under glibc as a run grows; jemalloc as an opt-in, same answers."""
 
 from __future__ import annotations
 
@@ -12,26 +12,9 @@ from test_predict_stream import read_jsonl, same_records
 
 from clintune.errors import ClintuneError
 from clintune.runtime import allocator
-from clintune.runtime.allocator import JEMALLOC_CONF, jemalloc_library, relaunch_under_jemalloc, wants_jemalloc
+from clintune.runtime.allocator import JEMALLOC_CONF, jemalloc_library
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
-
-
-@pytest.mark.parametrize(("args", "wanted"), [
-    (["predict", "--model", "m", "--input", "a.csv", "--output", "o.jsonl"], True),
-    (["predict", "--model=m", "--input=a.csv"], True),
-    (["--verbose", "predict", "--model", "m", "-i", "a.csv"], True),
-    (["predict", "--model", "m", "-ia.csv"], True),
-    (["predict", "--model", "m", "--input", "a.csv", "--engine", "local"], True),
-    (["predict", "--model", "m", "--input", "a.parquet", "--engine", "ray"], False),  # Ray starts its own processes
-    (["predict", "--engine=ray", "--input", "a.parquet"], False),
-    (["predict", "--model", "m", "--text", "Patient: a rash."], False),  # one text: nothing to grow
-    (["train", "configs/tiny/ner.yaml"], False),
-    (["eval", "--model", "m", "--input", "t.csv"], False),
-    ([], False),
-])
-def test_only_a_local_predict_over_a_file_wants_jemalloc(args: list[str], wanted: bool) -> None:
-    assert wants_jemalloc(args) is wanted
 
 
 def test_the_switch_names_the_library_or_keeps_the_system_allocator(tmp_path: Path) -> None:
@@ -53,86 +36,134 @@ def test_the_environment_for_ray_actors_follows_the_same_switch(tmp_path: Path) 
     assert allocator.jemalloc_environment({**named, "LD_PRELOAD": "/usr/lib/libtcmalloc.so.4"}) == {}  # the user's own
 
 
-class Relaunch:
-    """``os.execve`` replaced: records what would have been started."""
+FRAGMENT_PROBE = """
+import ctypes, json
+from pathlib import Path
+from clintune.runtime.allocator import HeapTrim
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fails: bool = False) -> None:
-        self.calls: list[tuple[str, list[str], dict[str, str]]] = []
-        self.library = tmp_path / "libjemalloc.so.2"
-        self.library.write_bytes(b"")
-        for name in ("LD_PRELOAD", "MALLOC_CONF", allocator._RELAUNCHED):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("CLINTUNE_MALLOC", str(self.library))
-        monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-X", "utf8", "/venv/bin/clintune", "predict", "--input", "a.csv"])
+def rss_mb():  # the kernel's count, read apart from the code under test
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
 
-        def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
-            if fails:
-                raise OSError("no such interpreter")
-            self.calls.append((path, argv, env))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+kept = []
 
-        monkeypatch.setattr(os, "execve", execve)
+def fragment(mb):
+    # mb MB in 4 KB blocks, every page touched; all but every 64th freed, so the freed runs lie between
+    # blocks still held (and the last held block pins the top of the heap): glibc keeps them resident
+    blocks = [libc.malloc(4096) for _ in range(mb * 256)]
+    for block in blocks:
+        ctypes.memset(block, 1, 4096)
+    for i, block in enumerate(blocks):
+        if i % 64:
+            libc.free(block)
+        else:
+            kept.append(block)
 
+def hold(mb):  # memory in use: the size the next hand-back is measured from grows with it
+    for _ in range(mb * 256):
+        block = libc.malloc(4096)
+        ctypes.memset(block, 1, 4096)
+        kept.append(block)
 
-def test_relaunch_keeps_the_interpreter_its_flags_and_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    relaunch = Relaunch(monkeypatch, tmp_path)
-    relaunch_under_jemalloc(["/venv/bin/clintune", "predict", "--input", "a.csv"])
-    [(path, argv, env)] = relaunch.calls
-    assert path == sys.executable
-    assert argv == [sys.executable, "-X", "utf8", "/venv/bin/clintune", "predict", "--input", "a.csv"]
-    assert (env["LD_PRELOAD"], env["MALLOC_CONF"]) == (str(relaunch.library), JEMALLOC_CONF)
-
-
-def test_relaunch_leaves_a_preload_or_a_malloc_conf_the_user_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    relaunch = Relaunch(monkeypatch, tmp_path)
-    monkeypatch.setenv("MALLOC_CONF", "narenas:2")
-    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
-    assert relaunch.calls[0][2]["MALLOC_CONF"] == "narenas:2"
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc.so.4")
-    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
-    assert len(relaunch.calls) == 1
-
-
-@pytest.mark.parametrize("we_set_the_conf", [True, False])
-def test_the_relaunched_run_puts_the_environment_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, we_set_the_conf: bool) -> None:
-    relaunch = Relaunch(monkeypatch, tmp_path)
-    if not we_set_the_conf:
-        monkeypatch.setenv("MALLOC_CONF", "narenas:2")
-    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
-    [(_, _, env)] = relaunch.calls
-    for name, value in env.items():  # now be the started process
-        monkeypatch.setenv(name, value)
-    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
-    assert len(relaunch.calls) == 1  # it does not start itself a third time
-    assert "LD_PRELOAD" not in os.environ and allocator._RELAUNCHED not in os.environ
-    assert os.environ.get("MALLOC_CONF") == (None if we_set_the_conf else "narenas:2")
+trim = HeapTrim(slack=64 << 20)
+steps = []
+trim()  # the first call hands back and notes the size
+steps.append(("first", trim.hand_backs, rss_mb(), rss_mb()))
+fragment(24)  # grown by less than the slack: kept for reuse
+before = rss_mb(); trim(); steps.append(("small", trim.hand_backs, before, rss_mb()))
+fragment(160)  # grown by more: handed back
+hold(48)
+before = rss_mb(); trim(); steps.append(("large", trim.hand_backs, before, rss_mb()))
+fragment(24)  # measured from the size after that hand-back (48 MB more in use), not from the first
+before = rss_mb(); trim(); steps.append(("again", trim.hand_backs, before, rss_mb()))
+print(json.dumps({"active": trim.active, "steps": steps}))
+"""
 
 
-def test_a_failed_relaunch_runs_on_under_the_system_allocator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    Relaunch(monkeypatch, tmp_path, fails=True)
-    relaunch_under_jemalloc(["clintune", "predict", "--input", "a.csv"])
-    assert "running under the system allocator" in caplog.text
+def _probe(code: str, env: dict[str, str] | None = None) -> str:
+    import subprocess
+
+    plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    return subprocess.run([sys.executable, "-c", code], env={**plain, **(env or {})}, capture_output=True, text=True,
+                          check=True).stdout
 
 
-def test_a_missing_library_named_by_the_switch_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("predict", "--model", str(tmp_path), "--input", str(SECTION_CSV), "--output", str(tmp_path / "p.jsonl"),
-                     env={"CLINTUNE_MALLOC": str(tmp_path / "missing.so")})
-    assert result.returncode == 2
-    assert f"CLINTUNE_MALLOC={tmp_path / 'missing.so'}: no such file" in result.stderr
-    assert not (tmp_path / "p.jsonl").exists()
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap and /proc")
+def test_the_heap_is_handed_back_once_the_process_has_grown_by_the_slack() -> None:
+    """Prediction calls ``HeapTrim`` after each batch: pages glibc keeps after frees go back to the system
+    only once they add up to more than the slack, so most batches reuse pages already in place."""
+    import json
+
+    result = json.loads(_probe(FRAGMENT_PROBE))
+    assert result["active"] is True
+    steps = {name: (hand_backs, before, after) for name, hand_backs, before, after in result["steps"]}
+    assert steps["first"][0] == 1
+    hand_backs, before, after = steps["small"]
+    assert hand_backs == 1 and before - after < 4, steps  # 24 MB freed and left resident
+    hand_backs, before, after = steps["large"]
+    assert hand_backs == 2 and before - after > 90, steps  # about 181 MB freed, 48 MB of it taken again by what is held
+    assert after - steps["first"][2] > 40, steps  # the 48 MB held
+    hand_backs, before, after = steps["again"]
+    assert hand_backs == 2 and before - after < 4, steps
 
 
-def test_predict_runs_under_jemalloc_with_the_answers_of_the_system_allocator(trained_models: dict[str, Path], tmp_path: Path) -> None:
-    if jemalloc_library({}) is None:
+def test_there_is_nothing_to_hand_back_under_jemalloc() -> None:
+    library = jemalloc_library({})
+    if library is None:
+        pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
+    code = "from clintune.runtime.allocator import HeapTrim; print(HeapTrim().active)"
+    assert _probe(code, {"LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}).strip() == "False"
+    assert _probe(code).strip() == ("True" if sys.platform.startswith("linux") else "False")
+
+
+def test_prediction_checks_the_heap_after_every_batch(trained_models: dict[str, Path]) -> None:
+    from clintune.inference.predictor import Predictor, length_batches
+
+    predictor = Predictor.from_folder(trained_models["section_header"], batch_size=4)
+    checks: list[int] = []
+    predictor.trim_heap = lambda: checks.append(1)  # type: ignore[assignment,method-assign]
+    texts = [f"Doctor: how long {'has it hurt ' * (i % 9)}? Patient: since {i} days." for i in range(30)]
+    encoded = predictor.tokenizer(texts, truncation=True, max_length=predictor.config.model.max_length)
+    features = [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
+    predictor.logits(features)
+    assert len(checks) == len(length_batches([len(f["input_ids"]) for f in features], 4)) > 7
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from /proc")
+def test_release_freed_memory_gives_freed_heap_back_to_the_system() -> None:
+    # 2,000 blocks of 100 kB sit on the heap (below glibc's mmap threshold); freeing all but the last
+    # leaves them resident, because the last one pins the top of the heap. Trimming returns them.
+    from clintune.runtime.allocator import allocator_in_use, release_freed_memory, resident_bytes
+
+    if allocator_in_use() != "system":
+        pytest.skip("glibc's heap only: this process runs under another allocator")
+    blocks = [bytes(100_000) for _ in range(2000)]
+    last = blocks[-1]
+    del blocks
+    before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert abs(resident_bytes() - before) < 20_000_000  # type: ignore[operator]
+    release_freed_memory()
+    assert before - int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") > 100_000_000
+    assert len(last) == 100_000
+
+
+def test_predict_started_under_jemalloc_gives_the_answers_of_the_system_allocator(trained_models: dict[str, Path],
+                                                                                   tmp_path: Path) -> None:
+    """The opt-in of docs/how-to/predict-corpus.md: the same command with jemalloc preloaded."""
+    library = jemalloc_library({})
+    if library is None:
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail("CI installs libjemalloc2 (.ci/run); it is missing")
         pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
     outputs = {}
     for name in ("jemalloc", "system"):
         outputs[name] = tmp_path / f"{name}.jsonl"
-        env = {"CLINTUNE_MALLOC": "system"} if name == "system" else {}
+        env = {"LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF} if name == "jemalloc" else {"LD_PRELOAD": ""}
         result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(SECTION_CSV),
-                         "--output", str(outputs[name]), "--chunk-size", "7", env={**env, "LD_PRELOAD": ""})
+                         "--output", str(outputs[name]), "--chunk-size", "7", env=env)
         assert result.returncode == 0, result.stderr
         assert f"memory allocator: {name}" in result.stderr  # read by the run from its own /proc/self/maps
     same_records(read_jsonl(outputs["jemalloc"]), read_jsonl(outputs["system"]))
@@ -142,7 +173,7 @@ def test_predict_runs_under_jemalloc_with_the_answers_of_the_system_allocator(tr
 PURGE_PROBE = """
 import ctypes, sys
 from pathlib import Path
-from clintune.inference.predictor import purge_jemalloc
+from clintune.runtime.allocator import purge_jemalloc
 
 def anon_mb():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssAnon"))
@@ -175,5 +206,5 @@ def test_the_purge_hands_back_what_jemalloc_kept_after_frees() -> None:
     assert float(kept) - float(after) > 150, (kept, after)  # the kernel's count, not jemalloc's own
     # without jemalloc there is nothing to purge, and it says so
     plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
-    assert subprocess.run([sys.executable, "-c", "from clintune.inference.predictor import purge_jemalloc; print(purge_jemalloc())"],
+    assert subprocess.run([sys.executable, "-c", "from clintune.runtime.allocator import purge_jemalloc; print(purge_jemalloc())"],
                           env=plain, capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -162,30 +162,6 @@ def test_gathered_requests_of_mixed_lengths_waste_little_on_padding() -> None:
                 assert joined_positions - sum(joined) > 0.2 * joined_positions
 
 
-def _resident_bytes() -> int:
-    import os
-
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from /proc")
-def test_release_freed_memory_gives_freed_heap_back_to_the_system() -> None:
-    # 2,000 blocks of 100 kB sit on the heap (below glibc's mmap threshold); freeing all but the last
-    # leaves them resident, because the last one pins the top of the heap. Trimming returns them.
-    from clintune.inference.predictor import release_freed_memory
-    from clintune.runtime.allocator import allocator_in_use
-
-    if allocator_in_use() != "system":
-        pytest.skip("glibc's heap only: this process runs under another allocator")
-    blocks = [bytes(100_000) for _ in range(2000)]
-    last = blocks[-1]
-    del blocks
-    before = _resident_bytes()
-    release_freed_memory()
-    assert before - _resident_bytes() > 100_000_000
-    assert len(last) == 100_000
-
-
 @pytest.mark.parametrize("task_name", ["section_header", "ner"])
 def test_a_lone_row_is_collated_as_the_tasks_collator_would(task_name: str) -> None:
     """One text per pass skips the collator (nothing to pad); its inputs must be the collator's, value for

@@ -1,3 +1,3 @@
-from clintune.cli import entry
+from clintune.cli import main
 
-entry()
+main()

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import typer
 
 from clintune.errors import ClintuneError
-from clintune.runtime.allocator import relaunch_under_jemalloc
 
 app = typer.Typer(
     name="clintune",
@@ -664,12 +663,9 @@ def _human_line(name: str, record: dict[str, Any]) -> str:
     return line
 
 
-def main(relaunch: bool = False) -> None:
-    """Run the app, turning user errors into messages; with ``relaunch``, first start a ``predict --input``
-    run again under jemalloc where the machine has it (see ``clintune.runtime.allocator``)."""
+def main() -> None:
+    """The ``clintune`` command: run the app, turning user errors into messages."""
     try:
-        if relaunch:
-            relaunch_under_jemalloc(sys.argv)
         app()
     except ClintuneError as exc:
         if _verbose:
@@ -682,10 +678,5 @@ def main(relaunch: bool = False) -> None:
         sys.exit(exc.exit_code)
 
 
-def entry() -> None:
-    """The ``clintune`` command (``main`` run in-process, as the tests do, never starts itself again)."""
-    main(relaunch=True)
-
-
 if __name__ == "__main__":
-    entry()
+    main()

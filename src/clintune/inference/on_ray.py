@@ -83,9 +83,9 @@ class ModelActor:
             raise ActorError(exc) from exc
 
     def _predict(self, batch: Any) -> Any:
-        from clintune.inference.predictor import purge_jemalloc, release_freed_memory
         from clintune.inference.sinks import record_schema, records_table, result_record
         from clintune.inference.sources import text_problem
+        from clintune.runtime.allocator import purge_jemalloc, release_freed_memory
 
         texts = batch.column(self.text_column).to_pylist()
         ids = batch.column(self.id_column).to_pylist()
@@ -108,7 +108,7 @@ class ModelActor:
                                list(encoder.classes), self.probabilities)
         table = records_table(records, schema)
         # What this batch freed goes back: kept, it grew the actor batch after batch. Under jemalloc a
-        # purge; on a node without it (glibc), a trim of the heap, as the local engine does per chunk.
+        # purge; on a node without it (glibc), a trim of the heap.
         if not purge_jemalloc():
             release_freed_memory()
         return table

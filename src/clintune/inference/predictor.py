@@ -12,9 +12,7 @@ through this one path.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from clintune.modeling.tasks import (
     padding_multiple,
     task_for,
 )
+from clintune.runtime.allocator import HeapTrim
 from clintune.runtime.progress import progress_bar
 from clintune.runtime.system import cpu_limit
 
@@ -74,6 +73,8 @@ class Predictor:
     long_text_note_as: str | None = ""
     # batches padded to a multiple of this many tokens (tasks.padding_multiple; a GPU's few shapes), or to the longest row
     pad_multiple: int | None = None
+    # after each batch: glibc's freed heap handed back once the process has grown (see clintune.runtime.allocator)
+    trim_heap: HeapTrim = field(default_factory=HeapTrim, repr=False, compare=False)
 
     @property
     def task(self) -> SequenceClassification | TokenClassification:
@@ -141,6 +142,7 @@ class Predictor:
                         results[index] = output[row, :length] if output.ndim == 3 else output[row]
                     if progress is not None:
                         progress(len(batch_indices))
+                    self.trim_heap()
         except torch.cuda.OutOfMemoryError as exc:
             raise out_of_memory("predicting", self.batch_size,
                                 "--batch-size {smaller} (while training: --set training.eval_batch_size={smaller})") from exc
@@ -254,39 +256,6 @@ def length_batches(lengths: list[int], batch_size: int, max_padding: float = MAX
     if batch:
         batches.append(batch)
     return batches
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by finished work back to the system (glibc only; elsewhere nothing to do).
-
-    glibc keeps what a chunk's tensors freed in fragmented heaps, so the process grows with every
-    chunk of a long run: PyTorch predict peaked at 2.04 GB after 10,000 MTS-Dialog texts and 2.18 GB
-    after 33,000. Trimming after each chunk costs milliseconds."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return
-    trim(0)
-
-
-def purge_jemalloc() -> bool:
-    """Hand the pages jemalloc keeps after frees back to the system, all arenas at once; False when not under jemalloc.
-
-    clintune runs jemalloc with its decay off (``clintune.runtime.allocator``): freed pages are kept for
-    the next batch instead of faulted in again. In a Ray model actor those kept pages grew batch
-    after batch (MiniLM int8, 1,000-text batches: 356 to 401 MB in 80 s), where decay kept them flat
-    but cost PyTorch 27% of its speed. One purge after each batch bounds them to what one batch needs."""
-    try:
-        mallctl = ctypes.CDLL(None).mallctl
-    except (OSError, AttributeError):  # another allocator
-        return False
-    return mallctl(f"arena.{_ALL_ARENAS}.purge".encode(), None, None, None, ctypes.c_size_t(0)) == 0
-
-
-_ALL_ARENAS = 4096  # jemalloc's MALLCTL_ARENAS_ALL
 
 
 def long_text_note(too_long: int, n_examples: int, config: Config) -> str | None:

@@ -1,51 +1,92 @@
-"""The memory allocator of a long ``clintune predict --input`` run: jemalloc where the system has it.
+"""The C library's heap in a long run: what finished batches freed goes back to the system.
 
-A PyTorch run over a large file, one chunk after another, grows under glibc's malloc: each
-batch's tensors have a different shape, and glibc keeps the freed memory in fragments it cannot
-reuse. MiniLM on MTS-Dialog dialogues, 2 cores: peak 2.00 GB after 10,000 texts and 2.23 GB
-after 100,000, even with the freed heap handed back after each chunk. Under jemalloc with its
-decay off (memory it frees is kept for reuse, never handed back) the same 10,000 texts peak at
-0.85 GB, and the run is no slower.
+PyTorch gives every batch tensors of its own shape. glibc's ``malloc`` keeps what one batch freed in
+pieces that the next batch's shapes often do not fit, so a run over a large file grows from batch to
+batch, in memory the process no longer uses. ``HeapTrim``, called after each batch, hands those pages
+back (``malloc_trim``) whenever the process has grown ``slack`` bytes above its size after the last
+hand-back. Memory then follows the batch, not the number of texts, and handing back only now and then
+keeps the cost of faulting the pages in again small (figures: docs/benchmarks.md, "Prediction at scale";
+why: docs/explanation/memory.md).
 
-The allocator is chosen when a process starts (``LD_PRELOAD``), so ``clintune predict --input``
-(the local engine) starts itself again under jemalloc when it finds the library
-(Debian/Ubuntu: ``apt-get install libjemalloc2``). ``CLINTUNE_MALLOC=system`` keeps the system
-allocator; ``CLINTUNE_MALLOC=/path/to/libjemalloc.so.2`` names the library. ``--engine ray``
-starts its model actors with the same preload (``jemalloc_environment``).
-
-glibc's own settings trade speed for that memory (10,000 texts, same run): a fixed mmap threshold
-of 1 MiB peaked at 0.80 GB but predicted 52.7 texts/s against 85.2; 8 MiB, 1.08 GB at 62.8 texts/s;
-one arena, 1.90 GB at 82.6. So none is set: jemalloc is the fix.
+jemalloc, which a user may start clintune under (``LD_PRELOAD``, docs/how-to/predict-corpus.md), keeps
+its freed pages for reuse and needs none of this; ``--engine ray`` starts its model actors under it where
+the machine has the library (``jemalloc_environment``), and each actor purges after its batch
+(``purge_jemalloc``).
 """
 
 from __future__ import annotations
 
-import logging
+import ctypes
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from clintune.errors import ClintuneError
 
 SWITCH = "CLINTUNE_MALLOC"
 # Decay off: freed pages stay with jemalloc for the next batch instead of going back to the system
-# and being faulted in again (with jemalloc's default 10 s decay the 10,000 texts took 44% longer).
+# and being faulted in again.
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
-_RELAUNCHED = "_CLINTUNE_ALLOCATOR_SET"
 _LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+# Growth above the size after the last hand-back that starts the next one: small enough that a long run
+# stays within this of its working size, large enough that most batches reuse pages already in place.
+TRIM_SLACK_BYTES = 128 << 20
+_ALL_ARENAS = 4096  # jemalloc's MALLCTL_ARENAS_ALL
 
 
-def wants_jemalloc(args: Sequence[str]) -> bool:
-    """Whether these command-line arguments (after the program name) run a file through the local engine."""
-    args = list(args)
-    while args and args[0] == "--verbose":  # the app's one option before the verb
-        args = args[1:]
-    if not args or args[0] != "predict":
+def resident_bytes() -> int | None:
+    """This process's resident memory (the kernel's count, ``/proc/self/statm``), or None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the pages of glibc's freed heap back to the system (``malloc_trim``; elsewhere nothing to do)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim(0)
+
+
+class HeapTrim:
+    """Call after each batch: hands glibc's freed heap back once the process has grown ``slack`` bytes
+    above its size after the previous hand-back (the first call hands back and sets that size).
+    Does nothing under jemalloc, or where the kernel does not count resident memory."""
+
+    def __init__(self, slack: int = TRIM_SLACK_BYTES) -> None:
+        self.slack = slack
+        self.after_last: int | None = None
+        self.active = allocator_in_use() == "system" and resident_bytes() is not None
+        self.hand_backs = 0
+
+    def __call__(self) -> None:
+        if not self.active:
+            return
+        size = resident_bytes()
+        if size is None or (self.after_last is not None and size - self.after_last <= self.slack):
+            return
+        release_freed_memory()
+        self.hand_backs += 1
+        self.after_last = resident_bytes()
+
+
+def purge_jemalloc() -> bool:
+    """Hand the pages jemalloc keeps after frees back to the system, all arenas at once; False when not under jemalloc.
+
+    clintune's jemalloc setting (``JEMALLOC_CONF``) keeps freed pages for the next batch. In a Ray model
+    actor those kept pages grew batch after batch, where jemalloc's decay kept them flat but slowed
+    PyTorch (docs/benchmarks.md, "Ray"); one purge after each batch bounds them to what one batch needs."""
+    try:
+        mallctl = ctypes.CDLL(None).mallctl
+    except (OSError, AttributeError):  # another allocator
         return False
-    reads_a_file = any(arg in ("--input", "-i") or arg.startswith(("--input=", "-i")) for arg in args[1:])
-    on_ray = any(arg == "--engine=ray" or (arg == "--engine" and following == "ray") for arg, following in zip(args, [*args[1:], ""]))
-    return reads_a_file and not on_ray
+    return mallctl(f"arena.{_ALL_ARENAS}.purge".encode(), None, None, None, ctypes.c_size_t(0)) == 0
 
 
 def jemalloc_library(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path | None:
@@ -66,44 +107,14 @@ def jemalloc_environment(environ: dict[str, str] | os._Environ[str] = os.environ
     """The variables that start a process under jemalloc (``LD_PRELOAD``, ``MALLOC_CONF``), or none without the library.
 
     A ``MALLOC_CONF`` already set is kept, and a preload the user set (``LD_PRELOAD``: tcmalloc, say)
-    means none. Used for this command's own restart and for the actors of ``--engine ray``, which
-    Ray starts with these variables (``runtime_env``)."""
+    means none. ``--engine ray`` starts its actors with these variables (``runtime_env``); a user can
+    start any clintune command with them (docs/how-to/predict-corpus.md)."""
     if environ.get("LD_PRELOAD"):
         return {}
     library = jemalloc_library(environ)
     if library is None:
         return {}
     return {"LD_PRELOAD": str(library), "MALLOC_CONF": environ.get("MALLOC_CONF", JEMALLOC_CONF)}
-
-
-def relaunch_under_jemalloc(argv: Sequence[str]) -> None:
-    """Start this command again under jemalloc when it predicts a file and the library is there; else return.
-
-    The same interpreter runs the same command line (``sys.orig_argv``: its flags kept), in the same
-    process (``execve``: same PID, signals and exit status). A preload the user set is left alone. In
-    the started process the environment is put back as it was, so nothing it starts inherits the preload."""
-    if os.environ.get(_RELAUNCHED):
-        _restore_environment()
-        return
-    if not sys.platform.startswith("linux") or not wants_jemalloc(argv[1:]):
-        return
-    preload = jemalloc_environment()  # none when the user set a preload or there is no library
-    if not preload:
-        return
-    env = {**os.environ, **preload, _RELAUNCHED: "conf" if "MALLOC_CONF" not in os.environ else "1"}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-    except OSError as exc:  # carry on under the system allocator
-        logging.getLogger(__name__).warning("could not start again under jemalloc (%s); running under the system allocator", exc)
-
-
-def _restore_environment() -> None:
-    set_conf = os.environ.pop(_RELAUNCHED) == "conf"
-    os.environ.pop("LD_PRELOAD", None)
-    if set_conf:
-        os.environ.pop("MALLOC_CONF", None)
 
 
 def allocator_in_use() -> str:

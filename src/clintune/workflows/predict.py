@@ -223,7 +223,7 @@ def predict_file(
     scan = scan_input(source, chunk_size, steps)
     check_scan(scan, source, rule)
 
-    from clintune.inference.predictor import Predictor, release_freed_memory
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads, trust_remote_code=trust_remote_code)
     out = None
@@ -265,7 +265,6 @@ def predict_file(
             elif on_records is not None:
                 on_records(records)
             progress.update(len(good))
-            release_freed_memory()
     finally:
         progress.close()
     seconds = time.perf_counter() - started

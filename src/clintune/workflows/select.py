@@ -124,7 +124,7 @@ def select(
     reference, reference_files = _labelled_notes(folder, excluded_paths, exclude_training_data)
     known = {normalise(text) for text in reference}
 
-    from clintune.inference.predictor import Predictor, release_freed_memory
+    from clintune.inference.predictor import Predictor
 
     predictor = Predictor.from_model_folder(folder, batch_size=batch_size, threads=threads, trust_remote_code=trust_remote_code)
     held = MostUncertain(max(CANDIDATES_PER_PICK * k, MIN_CANDIDATES) if spread or reference else k)
@@ -139,7 +139,6 @@ def select(
             for candidate in _scored(predictor, chunk, fresh, strategy):
                 held.offer(candidate)
             progress.update(len(good))
-            release_freed_memory()
     finally:
         progress.close()
     ranked = held.ranked()
