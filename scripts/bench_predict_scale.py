@@ -26,8 +26,9 @@ run in its own child process:
   texts, where the whole-file path needs tens of GB.
 
 `--malloc-confs ';dirty_decay_ms:1000,muzzy_decay_ms:0'` runs each measurement
-with jemalloc as shipped and with that `MALLOC_CONF` (the local engine and Ray's
-actors take a `MALLOC_CONF` set in the environment), side by side.
+with clintune's jemalloc setting and with that `MALLOC_CONF`, side by side: Ray's
+actors, and a `local` run under `--allocators jemalloc`, take a `MALLOC_CONF` set
+in the environment.
 `--allocators default,jemalloc` runs each `local` measurement as shipped (glibc's
 malloc, its freed heap handed back as the run grows) and started under jemalloc
 as docs/how-to/predict-corpus.md shows (`LD_PRELOAD`, `MALLOC_CONF`), side by

@@ -12,7 +12,7 @@ from test_predict_stream import read_jsonl, same_records
 
 from clintune.errors import ClintuneError
 from clintune.runtime import allocator
-from clintune.runtime.allocator import JEMALLOC_CONF, jemalloc_library
+from clintune.runtime.allocator import JEMALLOC_CONF, HeapTrim, allocator_in_use, jemalloc_library
 
 SECTION_CSV = REPO / "data" / "section_header" / "test.csv"
 
@@ -123,6 +123,8 @@ def test_prediction_checks_the_heap_after_every_batch(trained_models: dict[str, 
     from clintune.inference.predictor import Predictor, length_batches
 
     predictor = Predictor.from_folder(trained_models["section_header"], batch_size=4)
+    assert isinstance(predictor.trim_heap, HeapTrim)
+    assert predictor.trim_heap.active is (sys.platform.startswith("linux") and allocator_in_use() == "system")
     checks: list[int] = []
     predictor.trim_heap = lambda: checks.append(1)  # type: ignore[assignment,method-assign]
     texts = [f"Doctor: how long {'has it hurt ' * (i % 9)}? Patient: since {i} days." for i in range(30)]
@@ -130,6 +132,11 @@ def test_prediction_checks_the_heap_after_every_batch(trained_models: dict[str, 
     features = [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
     predictor.logits(features)
     assert len(checks) == len(length_batches([len(f["input_ids"]) for f in features], 4)) > 7
+
+
+def _vm_rss() -> int:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS"))
+    return int(line.split()[1]) * 1024
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from /proc")
@@ -143,10 +150,10 @@ def test_release_freed_memory_gives_freed_heap_back_to_the_system() -> None:
     blocks = [bytes(100_000) for _ in range(2000)]
     last = blocks[-1]
     del blocks
-    before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    assert abs(resident_bytes() - before) < 20_000_000  # type: ignore[operator]
+    before = _vm_rss()
+    assert abs(resident_bytes() - before) < 20_000_000  # type: ignore[operator]  # the same count as the kernel's VmRSS
     release_freed_memory()
-    assert before - int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") > 100_000_000
+    assert before - _vm_rss() > 100_000_000
     assert len(last) == 100_000
 
 
@@ -165,7 +172,8 @@ def test_predict_started_under_jemalloc_gives_the_answers_of_the_system_allocato
         result = run_cli("predict", "--model", str(trained_models["section_header"]), "--input", str(SECTION_CSV),
                          "--output", str(outputs[name]), "--chunk-size", "7", env=env)
         assert result.returncode == 0, result.stderr
-        assert f"memory allocator: {name}" in result.stderr  # read by the run from its own /proc/self/maps
+        # read by the run from its own /proc/self/maps: without the preload, nothing restarts it under jemalloc
+        assert f"memory allocator: {name}" in result.stderr
     same_records(read_jsonl(outputs["jemalloc"]), read_jsonl(outputs["system"]))
     assert len(read_jsonl(outputs["system"])) > 10
 

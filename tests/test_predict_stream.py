@@ -292,12 +292,12 @@ def test_a_ray_model_actor_purges_after_each_batch_and_answers_as_before(trained
     pa = require_module("pyarrow", "pyarrow is not installed")
     from clintune.api import predict
     from clintune.inference.on_ray import ModelActor
-    from clintune.runtime import allocator as prediction
+    from clintune.runtime import allocator
 
     purges: list[int] = []
     trims: list[int] = []
-    monkeypatch.setattr(prediction, "purge_jemalloc", lambda: purges.append(1) or True)
-    monkeypatch.setattr(prediction, "release_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr(allocator, "purge_jemalloc", lambda: purges.append(1) or True)
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: trims.append(1))
     frame = pd.read_csv(SECTION_CSV, dtype=str, keep_default_na=False).head(12)
     batch = pa.table({"dialogue": frame["dialogue"].tolist(), "ID": frame["ID"].tolist()})
     actor = ModelActor(str(trained_models["section_header"]), "dialogue", "ID")
@@ -308,6 +308,7 @@ def test_a_ray_model_actor_purges_after_each_batch_and_answers_as_before(trained
     assert labels == [r.label for r in predict(trained_models["section_header"], frame["dialogue"].tolist())]
 
     # On a node without jemalloc the purge finds nothing to call: the actor trims glibc's heap instead.
-    monkeypatch.setattr(prediction, "purge_jemalloc", lambda: purges.append(1) or False)
+    monkeypatch.setattr(allocator, "purge_jemalloc", lambda: purges.append(1) or False)
+    trims.clear()  # predict() above ran a prediction of its own, with its own hand-back
     actor(batch.slice(0, 5))
     assert (len(purges), len(trims)) == (3, 1)

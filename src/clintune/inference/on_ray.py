@@ -108,7 +108,8 @@ class ModelActor:
                                list(encoder.classes), self.probabilities)
         table = records_table(records, schema)
         # What this batch freed goes back: kept, it grew the actor batch after batch. Under jemalloc a
-        # purge; on a node without it (glibc), a trim of the heap.
+        # purge; on a node without it (glibc), a trim of the heap, as measured on Ray (docs/benchmarks.md),
+        # once per Ray batch on top of prediction's own hand-backs as the process grows.
         if not purge_jemalloc():
             release_freed_memory()
         return table

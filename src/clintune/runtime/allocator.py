@@ -32,6 +32,7 @@ _LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/us
 # stays within this of its working size, large enough that most batches reuse pages already in place.
 TRIM_SLACK_BYTES = 128 << 20
 _ALL_ARENAS = 4096  # jemalloc's MALLCTL_ARENAS_ALL
+_PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")  # allocators a user may start a process under
 
 
 def resident_bytes() -> int | None:
@@ -57,7 +58,7 @@ def release_freed_memory() -> None:
 class HeapTrim:
     """Call after each batch: hands glibc's freed heap back once the process has grown ``slack`` bytes
     above its size after the previous hand-back (the first call hands back and sets that size).
-    Does nothing under jemalloc, or where the kernel does not count resident memory."""
+    Does nothing under another allocator (jemalloc, say), or where the kernel does not count resident memory."""
 
     def __init__(self, slack: int = TRIM_SLACK_BYTES) -> None:
         self.slack = slack
@@ -118,9 +119,9 @@ def jemalloc_environment(environ: dict[str, str] | os._Environ[str] = os.environ
 
 
 def allocator_in_use() -> str:
-    """``jemalloc`` when this process has it loaded, else ``system``."""
+    """``jemalloc`` (or ``tcmalloc``, ``mimalloc``) when this process has it loaded, else ``system``."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return "system"
-    return "jemalloc" if "libjemalloc" in maps else "system"
+    return next((name for name in _PRELOADED if f"lib{name}" in maps), "system")
