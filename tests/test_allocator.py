@@ -205,14 +205,8 @@ def test_the_purge_hands_back_what_jemalloc_kept_after_frees() -> None:
     library = jemalloc_library()
     if library is None:
         pytest.skip("no libjemalloc.so.2 on this machine (apt-get install libjemalloc2)")
-    import subprocess
-
-    env = {**os.environ, "LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}
-    kept, after, purged = subprocess.run([sys.executable, "-c", PURGE_PROBE], env=env, capture_output=True, text=True,
-                                         check=True).stdout.split()
+    kept, after, purged = _probe(PURGE_PROBE, {"LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}).split()
     assert purged == "True"
     assert float(kept) - float(after) > 150, (kept, after)  # the kernel's count, not jemalloc's own
     # without jemalloc there is nothing to purge, and it says so
-    plain = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
-    assert subprocess.run([sys.executable, "-c", "from clintune.runtime.allocator import purge_jemalloc; print(purge_jemalloc())"],
-                          env=plain, capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert _probe("from clintune.runtime.allocator import purge_jemalloc; print(purge_jemalloc())").strip() == "False"

@@ -17,6 +17,7 @@ the machine has the library (``jemalloc_environment``), and each actor purges af
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 from pathlib import Path
@@ -118,6 +119,7 @@ def jemalloc_environment(environ: dict[str, str] | os._Environ[str] = os.environ
     return {"LD_PRELOAD": str(library), "MALLOC_CONF": environ.get("MALLOC_CONF", JEMALLOC_CONF)}
 
 
+@functools.cache  # chosen when the process started; every Predictor's HeapTrim asks
 def allocator_in_use() -> str:
     """``jemalloc`` (or ``tcmalloc``, ``mimalloc``) when this process has it loaded, else ``system``."""
     try:
